@@ -1,0 +1,290 @@
+"""Configuration: compose ``conf/`` (Hydra compose API) and build every object from it.
+
+This is the one place that reads a config; constructors elsewhere take typed arguments.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+from omegaconf import DictConfig, OmegaConf
+from rich.console import Console
+
+from alseg.acquisition.strategies import STRATEGIES, Strategy, get_strategy
+from alseg.data.datamodule import ActiveDataModule
+from alseg.data.labels import LABEL_TYPES, LabelStore
+from alseg.data.oracle import ClickCost, SimulatedOracle
+from alseg.data.regions import RegionSet, compute_regions
+from alseg.data.synthetic import SyntheticScenes
+from alseg.loop import ActiveLoop, check_budget
+from alseg.models.segmentation import SegmentationModule, build_network
+from alseg.rundir import RunDir
+from alseg.tracking import Tracker
+
+DATASETS = ("synthetic",)
+
+
+class ConfigError(ValueError):
+    """A config key or value is invalid; the message names it and the valid choices."""
+
+
+def conf_dir() -> Path:
+    """The ``conf/`` folder: $ALSEG_CONF, else the one beside the package (editable install)."""
+    env = os.environ.get("ALSEG_CONF")
+    path = Path(env) if env else Path(__file__).resolve().parent.parent / "conf"
+    if not (path / "config.yaml").is_file():
+        raise ConfigError(f"no config.yaml in {path}; set ALSEG_CONF to alseg's conf/ folder")
+    return path
+
+
+def compose(overrides: list[str] | tuple[str, ...] = ()) -> DictConfig:
+    """Compose ``conf/config.yaml`` with ``key=value`` overrides and validate the result."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    for o in overrides:
+        if "=" not in o:
+            raise ConfigError(f"override {o!r} must look like key=value (e.g. active.budget=200)")
+    try:
+        with initialize_config_dir(config_dir=str(conf_dir()), version_base=None):
+            cfg = hydra_compose("config", overrides=list(overrides))
+    except (HydraException, OmegaConfBaseException) as e:
+        msg = str(e).split("\nConfig search path")[0].strip()
+        if "is not in struct" in msg or "Could not override" in msg:
+            key = msg.split("'")[1] if "'" in msg else msg
+            msg = f"unknown config key {key!r} (see `alseg run --help` or conf/)\n{msg}"
+        raise ConfigError(msg) from None
+    validate(cfg)
+    return cfg
+
+
+def _choice(value: Any, valid: tuple[str, ...] | list[str], key: str) -> None:
+    if value not in valid:
+        raise ConfigError(f"{key}={value!r} is not valid; choose one of: {', '.join(valid)}")
+
+
+def validate(cfg: DictConfig) -> None:
+    """Check values that the config's structure cannot (choices, ranges)."""
+    _choice(cfg.active.strategy, list(STRATEGIES), "active.strategy")
+    _choice(cfg.labeling.type, LABEL_TYPES, "labeling.type")
+    _choice(cfg.data.name, DATASETS, "data.name")
+    _choice(cfg.regions.method, ("slic", "grid"), "regions.method")
+    _choice(cfg.logger.mode, ("offline", "online", "disabled"), "logger.mode")
+    if cfg.active.rounds < 1:
+        raise ConfigError(f"active.rounds={cfg.active.rounds} must be >= 1")
+    if cfg.active.budget <= 0:
+        raise ConfigError(f"active.budget={cfg.active.budget} must be > 0")
+    if cfg.active.init_budget is not None and cfg.active.init_budget <= 0:
+        raise ConfigError(f"active.init_budget={cfg.active.init_budget} must be > 0 or null")
+    for key in ("num_train", "num_val", "num_test", "image_size", "batch_size"):
+        if cfg.data[key] < 1:
+            raise ConfigError(f"data.{key}={cfg.data[key]} must be >= 1")
+    try:
+        get_strategy(cfg.active.strategy, **cfg.active.strategy_params)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+
+
+def default_run_dir(cfg: DictConfig) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / f"{cfg.active.strategy}-{cfg.labeling.type}-seed{cfg.seed}-{stamp}"
+
+
+def quiet_lightning() -> None:
+    """Keep the console for alseg's own progress: Lightning's info banners go."""
+    for name in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric", "lightning"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", ".*does not have many workers.*")
+    warnings.filterwarnings("ignore", ".*predict_dataloader.*")
+    warnings.filterwarnings("ignore", ".*`training_step` returned.*")
+
+
+@dataclass
+class Parts:
+    """Objects of an experiment that do not depend on the run dir."""
+
+    train: SyntheticScenes
+    val: SyntheticScenes
+    test: SyntheticScenes
+    regions: RegionSet
+    store: LabelStore
+    oracle: SimulatedOracle
+    datamodule: ActiveDataModule
+    strategy: Strategy
+
+
+def build_parts(cfg: DictConfig, progress: bool = True) -> Parts:
+    d = cfg.data
+    train = SyntheticScenes("train", d.num_train, d.image_size, d.domain, d.seed)
+    val = SyntheticScenes("val", d.num_val, d.image_size, d.domain, d.seed)
+    test = SyntheticScenes("test", d.num_test, d.image_size, d.domain, d.seed)
+    r = cfg.regions
+    params = (
+        {"n_segments": r.n_segments, "compactness": r.compactness}
+        if r.method == "slic"
+        else {"cell": r.cell}
+    )
+    regions = compute_regions(
+        train.image_uint8,
+        len(train),
+        r.method,
+        params,
+        train.fingerprint,
+        r.cache_dir,
+        r.num_workers,
+        progress,
+    )
+    store = LabelStore(regions.total, train.num_classes)
+    oracle = SimulatedOracle(
+        train.mask,
+        regions,
+        train.num_classes,
+        cfg.labeling.type,
+        ClickCost(cfg.labeling.cost_per_region),
+        train.ignore_index,
+    )
+    dm = ActiveDataModule(
+        train,
+        val,
+        test,
+        regions,
+        store,
+        train.mask,
+        batch_size=d.batch_size,
+        pool_batch_size=d.pool_batch_size,
+        num_workers=d.num_workers,
+        ignore_index=train.ignore_index,
+        hflip=d.hflip,
+    )
+    strategy = get_strategy(cfg.active.strategy, **cfg.active.strategy_params)
+    return Parts(train, val, test, regions, store, oracle, dm, strategy)
+
+
+def init_budget(cfg: DictConfig) -> float:
+    return float(
+        cfg.active.init_budget if cfg.active.init_budget is not None else cfg.active.budget
+    )
+
+
+def build_loop(
+    cfg: DictConfig,
+    run_dir: Path,
+    resume: bool,
+    console: Console | None = None,
+    progress: bool = True,
+) -> ActiveLoop:
+    """Build the experiment; for a new run, create the run dir (after every check passed)."""
+    quiet_lightning()
+    parts = build_parts(cfg, progress)
+    pool_cost = float(parts.oracle.cost_model.query_costs(np.arange(parts.store.num_regions)).sum())
+    check_budget(pool_cost, init_budget(cfg), float(cfg.active.budget), int(cfg.active.rounds))
+
+    rundir = RunDir(run_dir)
+    state: dict[str, Any] = {}
+    if resume:
+        state = rundir.check()
+    else:
+        rundir.create(OmegaConf.to_yaml(cfg, resolve=True))
+
+    wandb_logger = None
+    if cfg.logger.enabled and cfg.logger.mode != "disabled":
+        from pytorch_lightning.loggers import WandbLogger
+
+        os.environ.setdefault("WANDB_MODE", cfg.logger.mode)
+        os.environ.setdefault("WANDB_SILENT", "true")
+        group = cfg.logger.group or f"{cfg.data.name}-{cfg.active.strategy}-{cfg.labeling.type}"
+        wandb_logger = WandbLogger(
+            project=cfg.logger.project,
+            name=rundir.path.name,
+            save_dir=str(rundir.path),
+            offline=cfg.logger.mode == "offline",
+            id=state.get("wandb_id"),
+            resume="allow",
+            group=group,
+            tags=list(cfg.logger.tags) + [cfg.active.strategy, cfg.labeling.type],
+            config=OmegaConf.to_container(cfg, resolve=True),
+        )
+    tracker = Tracker(
+        rundir, int(cfg.active.rounds), float(cfg.active.budget), wandb_logger, console
+    )
+
+    t = cfg.trainer
+    m = cfg.model
+    train = parts.train
+
+    def model_factory() -> SegmentationModule:
+        network = build_network(m.arch, m.encoder, m.encoder_weights, train.num_classes)
+        return SegmentationModule(
+            network,
+            train.num_classes,
+            train.class_names,
+            m.lr,
+            m.weight_decay,
+            m.poly_power,
+            train.ignore_index,
+        )
+
+    def trainer_factory(callbacks: list[pl.Callback]) -> pl.Trainer:
+        extra: list[pl.Callback] = []
+        if t.enable_progress_bar:
+            from pytorch_lightning.callbacks import RichProgressBar
+
+            extra.append(RichProgressBar(leave=False))
+        return pl.Trainer(
+            accelerator=t.accelerator,
+            devices=t.devices,
+            strategy=t.strategy,
+            num_nodes=t.num_nodes,
+            precision=t.precision,
+            max_epochs=t.max_epochs,
+            max_steps=t.max_steps,
+            deterministic=t.deterministic,
+            log_every_n_steps=t.log_every_n_steps,
+            enable_progress_bar=t.enable_progress_bar,
+            logger=wandb_logger if wandb_logger is not None else False,
+            callbacks=extra + callbacks,
+            enable_checkpointing=False,
+            enable_model_summary=False,
+            num_sanity_val_steps=0,
+            default_root_dir=str(rundir.path),
+        )
+
+    return ActiveLoop(
+        rundir=rundir,
+        datamodule=parts.datamodule,
+        oracle=parts.oracle,
+        strategy=parts.strategy,
+        model_factory=model_factory,
+        trainer_factory=trainer_factory,
+        rounds=int(cfg.active.rounds),
+        budget=float(cfg.active.budget),
+        init_budget=init_budget(cfg),
+        reinit=bool(cfg.active.reinit),
+        seed=int(cfg.seed),
+        tracker=tracker,
+        keep_checkpoints=int(cfg.active.keep_checkpoints),
+    )
+
+
+def load_run_config(run_dir: Path) -> DictConfig:
+    """The resolved config saved in a run dir (what ``alseg resume`` runs with)."""
+    rundir = RunDir(run_dir)
+    rundir.check()
+    try:
+        cfg = OmegaConf.load(rundir.config_path)
+    except Exception as e:
+        raise ConfigError(f"{rundir.config_path} is corrupt ({e})") from e
+    if not isinstance(cfg, DictConfig):
+        raise ConfigError(f"{rundir.config_path} is not a mapping")
+    validate(cfg)
+    return cfg

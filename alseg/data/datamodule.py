@@ -1,0 +1,183 @@
+"""ActiveDataModule: the labeled view and the unlabeled pool of one data set.
+
+Training targets are built from the LabelStore, never from the pool's ground truth
+(``pixel`` labels read the pixels of labeled regions only, as their answer). Between
+rounds ``refresh()`` recomputes index arrays and per-region targets; data sets, region
+maps and workers are not rebuilt.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from alseg.data.labels import NO_CLASS, LabelStore
+from alseg.data.regions import RegionSet
+
+
+class LabeledView(Dataset):
+    """Pool images that have at least one labeled region, with targets from the store.
+
+    Items: ``image`` (3,H,W), ``target`` (H,W) long (255 = no label), ``index``.
+    """
+
+    def __init__(
+        self,
+        dataset: Dataset,
+        regions: RegionSet,
+        mask_fn: Callable[[int], torch.Tensor],
+        ignore_index: int = 255,
+        hflip: bool = True,
+    ) -> None:
+        self.dataset, self.regions, self.mask_fn = dataset, regions, mask_fn
+        self.ignore_index, self.hflip = ignore_index, hflip
+        self.indices = np.zeros(0, dtype=np.int64)
+        self.region_targets = torch.full((regions.total,), ignore_index, dtype=torch.long)
+
+    def refresh(self, store: LabelStore) -> None:
+        targets = torch.from_numpy(store.region_targets())  # class, -1 = dense, NO_CLASS
+        targets[targets == NO_CLASS] = self.ignore_index
+        self.region_targets = targets
+        per_image = np.add.reduceat(
+            store.labeled_mask().astype(np.int64), self.regions.offsets[:-1]
+        )
+        self.indices = np.flatnonzero(per_image > 0).astype(np.int64)
+
+    def target(self, index: int) -> torch.Tensor:
+        """(H, W) long training target of pool image ``index``."""
+        rmap = self.regions.map_tensor(index)
+        target = self.region_targets[int(self.regions.offsets[index]) + rmap]
+        dense = target == -1
+        if dense.any():  # pixel labels: the region's own pixels are the answer
+            target = torch.where(dense, self.mask_fn(index), target)
+        return target
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, k: int) -> dict[str, Any]:
+        index = int(self.indices[k])
+        image = self.dataset[index]["image"]
+        target = self.target(index)
+        if self.hflip and torch.rand(()) < 0.5:
+            image, target = image.flip(-1), target.flip(-1)
+        return {"image": image, "target": target, "index": index}
+
+
+class PoolView(Dataset):
+    """Pool images with at least one unlabeled region, unaugmented, with region maps."""
+
+    def __init__(self, dataset: Dataset, regions: RegionSet) -> None:
+        self.dataset, self.regions = dataset, regions
+        self.indices = np.arange(len(regions), dtype=np.int64)
+
+    def refresh(self, store: LabelStore) -> None:
+        unlabeled = ~store.labeled_mask()
+        per_image = np.add.reduceat(unlabeled.astype(np.int64), self.regions.offsets[:-1])
+        self.indices = np.flatnonzero(per_image > 0).astype(np.int64)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, k: int) -> dict[str, Any]:
+        index = int(self.indices[k])
+        return {
+            "image": self.dataset[index]["image"],
+            "regions": self.regions.map_tensor(index),
+            "index": index,
+        }
+
+
+class ActiveDataModule(pl.LightningDataModule):
+    """Train pool + val + test, region maps of the pool, and the LabelStore.
+
+    Args:
+        train_set: the pool (samples follow the alseg sample contract).
+        val_set, test_set: evaluation splits (full ground truth).
+        regions: region maps of ``train_set``.
+        store: the LabelStore of the pool.
+        mask_fn: ``index -> (H, W)`` ground truth of the pool; used only for regions the
+            store holds ``pixel`` labels for (they are the annotator's answer).
+        batch_size, pool_batch_size, num_workers: loader settings.
+        ignore_index: void label.
+        hflip: random horizontal flips for training.
+    """
+
+    def __init__(
+        self,
+        train_set: Dataset,
+        val_set: Dataset,
+        test_set: Dataset,
+        regions: RegionSet,
+        store: LabelStore,
+        mask_fn: Callable[[int], torch.Tensor],
+        batch_size: int = 8,
+        pool_batch_size: int = 16,
+        num_workers: int = 0,
+        ignore_index: int = 255,
+        hflip: bool = True,
+    ) -> None:
+        super().__init__()
+        if len(regions) != len(train_set):  # type: ignore[arg-type]
+            raise ValueError(f"{len(regions)} region maps for {len(train_set)} pool images")  # type: ignore[arg-type]
+        if regions.total != store.num_regions:
+            raise ValueError(
+                f"LabelStore has {store.num_regions} regions, region maps {regions.total}"
+            )
+        if batch_size < 1 or pool_batch_size < 1:
+            raise ValueError("batch_size and pool_batch_size must be >= 1")
+        self.train_set, self.val_set, self.test_set = train_set, val_set, test_set
+        self.regions, self.store = regions, store
+        self.batch_size, self.pool_batch_size = batch_size, pool_batch_size
+        self.num_workers = num_workers
+        self.labeled = LabeledView(train_set, regions, mask_fn, ignore_index, hflip)
+        self.pool = PoolView(train_set, regions)
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Rebuild index arrays and targets from the store (after every LabelStore.add)."""
+        self.labeled.refresh(self.store)
+        self.pool.refresh(self.store)
+
+    def _loader(
+        self, ds: Dataset, batch_size: int, shuffle: bool, drop_last: bool = False
+    ) -> DataLoader:
+        return DataLoader(
+            ds,
+            batch_size=batch_size,
+            shuffle=shuffle,
+            drop_last=drop_last,
+            num_workers=self.num_workers,
+            # Not persistent: workers hold a copy of the views, which refresh() changes.
+            persistent_workers=False,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        if len(self.labeled) == 0:
+            raise RuntimeError("no labeled image to train on: the LabelStore is empty")
+        # drop_last avoids a final batch of one image (BatchNorm cannot train on it).
+        return self._loader(
+            self.labeled, self.batch_size, True, drop_last=len(self.labeled) > self.batch_size
+        )
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_set, self.pool_batch_size, False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.test_set, self.pool_batch_size, False)
+
+    def pool_dataloader(self) -> DataLoader:
+        """Unlabeled pool images (at least one unlabeled region), no augmentation."""
+        return self._loader(self.pool, self.pool_batch_size, False)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in self.store.state_dict().items()}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.store.load_state_dict({k: np.asarray(v) for k, v in state_dict.items()})
+        self.refresh()

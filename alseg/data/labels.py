@@ -1,0 +1,190 @@
+"""LabelStore: which region was labeled in which round, with what answer, at what cost.
+
+Memory is O(regions), never O(pixels): for ``pixel`` labels the store keeps a reference
+(the label type) and the pixels are read from the annotator's answer source when
+targets are built. 3,000 images x 8,192 regions take about 24M regions x 8 bytes.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+LabelType = Literal["dominant", "pixel"]
+LABEL_TYPES: tuple[str, ...] = ("dominant", "pixel")
+# Codes stored per region; kept stable because they are written to .npz files.
+_KIND_CODE = {"none": 0, "dominant": 1, "pixel": 2}
+NO_CLASS = 255  # "no usable class" (e.g. a void-majority region under dominant labeling)
+_FORMAT_VERSION = 1
+
+
+@dataclass
+class Annotations:
+    """Answers of the annotator for a batch of queried regions.
+
+    Attributes:
+        region_ids: (K,) int64 global region ids, unique.
+        label_type: the label type that was asked.
+        classes: (K,) int64 dominant class, or NO_CLASS (255) when the region has no
+            usable class (void majority) or the label is dense (``pixel``).
+        costs: (K,) float64 click cost of each answer.
+        scores: (K,) float64 acquisition score at selection time (for the record).
+    """
+
+    region_ids: np.ndarray
+    label_type: str
+    classes: np.ndarray
+    costs: np.ndarray
+    scores: np.ndarray = field(default_factory=lambda: np.zeros(0))
+
+    def __post_init__(self) -> None:
+        self.region_ids = np.asarray(self.region_ids, dtype=np.int64)
+        k = self.region_ids.size
+        self.classes = np.asarray(self.classes, dtype=np.int64)
+        self.costs = np.asarray(self.costs, dtype=np.float64)
+        self.scores = np.asarray(self.scores, dtype=np.float64) if len(self.scores) else np.zeros(k)
+        if not (self.classes.shape == self.costs.shape == self.scores.shape == (k,)):
+            raise ValueError(
+                "Annotations: region_ids, classes, costs, scores must have equal length"
+            )
+        if self.label_type not in LABEL_TYPES:
+            raise ValueError(f"label_type={self.label_type!r}; valid: {list(LABEL_TYPES)}")
+
+    def __len__(self) -> int:
+        return int(self.region_ids.size)
+
+    @property
+    def total_cost(self) -> float:
+        return float(self.costs.sum())
+
+
+class LabelStore:
+    """Per-region labels of one pool.
+
+    Args:
+        num_regions: total number of regions in the pool (global ids 0..num_regions-1).
+        num_classes: number of classes (answers must be < num_classes or NO_CLASS).
+    """
+
+    def __init__(self, num_regions: int, num_classes: int) -> None:
+        if num_regions < 0 or num_classes < 1:
+            raise ValueError(f"num_regions={num_regions}, num_classes={num_classes} are invalid")
+        self.num_regions, self.num_classes = int(num_regions), int(num_classes)
+        self.round = np.full(num_regions, -1, dtype=np.int16)  # round labeled in, -1 = never
+        self.kind = np.zeros(num_regions, dtype=np.uint8)  # _KIND_CODE
+        self.cls = np.full(num_regions, NO_CLASS, dtype=np.uint8)  # dominant class
+        self.cost = np.zeros(num_regions, dtype=np.float32)
+
+    # -- updates -----------------------------------------------------------------------
+    def add(self, annotations: Annotations, round: int) -> None:
+        """Record answers as labeled in ``round``. Raises if any region is already labeled."""
+        ids = annotations.region_ids
+        if ids.size == 0:
+            return
+        if ids.min() < 0 or ids.max() >= self.num_regions:
+            raise ValueError(f"region ids out of range [0, {self.num_regions})")
+        if np.unique(ids).size != ids.size:
+            raise ValueError("annotations contain the same region twice")
+        again = ids[self.round[ids] >= 0]
+        if again.size:
+            raise ValueError(
+                f"regions already labeled cannot be labeled again: {again[:10].tolist()}"
+            )
+        bad = (annotations.classes >= self.num_classes) & (annotations.classes != NO_CLASS)
+        if bad.any():
+            raise ValueError(f"answer classes must be < {self.num_classes} or {NO_CLASS}")
+        self.round[ids] = round
+        self.kind[ids] = _KIND_CODE[annotations.label_type]
+        self.cls[ids] = annotations.classes.astype(np.uint8)
+        self.cost[ids] = annotations.costs.astype(np.float32)
+
+    # -- queries -----------------------------------------------------------------------
+    def labeled_mask(self) -> np.ndarray:
+        """(num_regions,) bool, True where a region has been labeled (paid for)."""
+        return self.round >= 0
+
+    def spent(self, round: int | None = None) -> float:
+        """Total click cost paid, or the cost paid in one round."""
+        sel = self.round >= 0 if round is None else self.round == round
+        return float(self.cost[sel].sum(dtype=np.float64))
+
+    def region_targets(self) -> np.ndarray:
+        """(num_regions,) int64 per-region training class: the dominant answer, -1 for
+        regions labeled densely (``pixel``), NO_CLASS for unlabeled or unusable ones."""
+        out = self.cls.astype(np.int64)
+        out[self.kind == _KIND_CODE["pixel"]] = -1
+        out[self.round < 0] = NO_CLASS
+        return out
+
+    # -- persistence -------------------------------------------------------------------
+    def state_dict(self) -> dict[str, np.ndarray]:
+        return {
+            "version": np.array(_FORMAT_VERSION),
+            "num_classes": np.array(self.num_classes),
+            "round": self.round.copy(),
+            "kind": self.kind.copy(),
+            "cls": self.cls.copy(),
+            "cost": self.cost.copy(),
+        }
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        missing = {"round", "kind", "cls", "cost", "num_classes"} - set(state)
+        if missing:
+            raise ValueError(f"label state lacks {sorted(missing)}")
+        if state["round"].shape != (self.num_regions,):
+            raise ValueError(
+                f"label state has {state['round'].shape[0]} regions, "
+                f"this pool has {self.num_regions}"
+            )
+        if int(state["num_classes"]) != self.num_classes:
+            raise ValueError(
+                f"label state has {int(state['num_classes'])} classes, expected {self.num_classes}"
+            )
+        self.round = state["round"].astype(np.int16)
+        self.kind = state["kind"].astype(np.uint8)
+        self.cls = state["cls"].astype(np.uint8)
+        self.cost = state["cost"].astype(np.float32)
+
+    def save(self, path: str | Path) -> None:
+        """Write a compressed .npz atomically (temp file + rename): a crash never leaves a
+        half-written file under ``path``."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz.tmp")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                np.savez_compressed(f, **self.state_dict())  # type: ignore[arg-type]
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def load(self, path: str | Path) -> None:
+        """Load a file written by ``save``; a corrupt or foreign file raises ValueError
+        naming it, and leaves this store unchanged."""
+        path = Path(path)
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                state = {k: z[k] for k in z.files}
+        except FileNotFoundError:
+            raise
+        except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
+            raise ValueError(
+                f"label file {path} is corrupt or not an alseg label file ({e})"
+            ) from e
+        try:
+            self.load_state_dict(state)
+        except ValueError as e:
+            raise ValueError(f"label file {path}: {e}") from e
+
+    @classmethod
+    def from_file(cls, path: str | Path, num_regions: int, num_classes: int) -> LabelStore:
+        store = cls(num_regions, num_classes)
+        store.load(path)
+        return store

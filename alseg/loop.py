@@ -1,0 +1,252 @@
+"""The active-learning round loop: plain Python around Lightning, resumable by phase.
+
+A round r is: fit on the labels committed so far -> evaluate (val + test) -> score the
+pool -> select -> annotate -> commit the labels of round r + 1. Round 0's labels are a
+random set under the same click budget. After each phase the run dir records it, so a
+killed run resumes at the next phase with nothing lost and nothing paid twice:
+
+    labeled(r) --fit--> fitted(r) --eval--> evaluated(r) --select--> labeled(r+1)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+
+from alseg.acquisition.scorer import PoolScorer
+from alseg.acquisition.strategies import RandomStrategy, Stats, Strategy
+from alseg.callbacks.acquisition import AcquisitionCallback
+from alseg.data.datamodule import ActiveDataModule
+from alseg.data.labels import NO_CLASS, Annotations, LabelStore
+from alseg.data.oracle import SimulatedOracle
+from alseg.models.segmentation import SegmentationModule
+from alseg.plots import plot_curve
+from alseg.rundir import RunDir
+from alseg.tracking import Tracker
+
+TrainerFactory = Callable[[list[pl.Callback]], pl.Trainer]
+
+
+def acquire(
+    strategy: Strategy,
+    stats: Stats,
+    store: LabelStore,
+    oracle: SimulatedOracle,
+    budget: float,
+    generator: torch.Generator,
+) -> Annotations:
+    """Pure selection step: region statistics -> scores -> budgeted selection -> answers."""
+    labeled = torch.from_numpy(store.labeled_mask())
+    scores = strategy.scores(stats, labeled, generator).float().cpu()
+    costs = torch.from_numpy(oracle.cost_model.query_costs(np.arange(store.num_regions)))
+    ids = strategy.select(scores, costs, labeled, budget)
+    return oracle.annotate(ids.numpy(), scores[ids].double().numpy())
+
+
+def check_budget(pool_cost: float, init_budget: float, budget: float, rounds: int) -> None:
+    """Fail before anything runs when the planned clicks cannot be spent on the pool."""
+    for name, value in (("active.budget", budget), ("active.init_budget", init_budget)):
+        if value <= 0:
+            raise ValueError(f"{name}={value:g} must be > 0")
+    if pool_cost <= 0:
+        raise ValueError("the pool is empty: there is no region to label")
+    planned = init_budget + budget * (rounds - 1)
+    if planned > pool_cost:
+        raise ValueError(
+            f"the run plans {planned:g} clicks (active.init_budget={init_budget:g} + "
+            f"{rounds - 1} rounds x active.budget={budget:g}) but the whole pool costs "
+            f"{pool_cost:g} clicks; lower active.budget or active.rounds, or enlarge the pool"
+        )
+
+
+class ActiveLoop:
+    """Runs (or resumes) one active-learning experiment in a run dir.
+
+    Args:
+        rundir: where state is read and written.
+        datamodule: pool, val, test, region maps and the LabelStore.
+        oracle: answers queries.
+        strategy: acquisition strategy of rounds >= 1.
+        model_factory: builds a freshly initialised SegmentationModule.
+        trainer_factory: builds a Trainer with extra callbacks.
+        rounds: number of trained-and-evaluated rounds (rows of metrics.csv).
+        budget: clicks per round; ``init_budget`` for round 0 (random).
+        reinit: re-initialise the model each round (else warm-start from the last).
+        seed: experiment seed (round r trains with seed + r).
+        tracker: W&B / console reporting.
+    """
+
+    def __init__(
+        self,
+        rundir: RunDir,
+        datamodule: ActiveDataModule,
+        oracle: SimulatedOracle,
+        strategy: Strategy,
+        model_factory: Callable[[], SegmentationModule],
+        trainer_factory: TrainerFactory,
+        rounds: int,
+        budget: float,
+        init_budget: float,
+        reinit: bool,
+        seed: int,
+        tracker: Tracker,
+        keep_checkpoints: int = 2,
+    ) -> None:
+        if rounds < 1:
+            raise ValueError(f"active.rounds={rounds} must be >= 1")
+        self.rundir, self.dm, self.oracle, self.strategy = rundir, datamodule, oracle, strategy
+        self.store = datamodule.store
+        self.model_factory, self.trainer_factory = model_factory, trainer_factory
+        self.rounds, self.budget, self.init_budget = rounds, budget, init_budget
+        self.reinit, self.seed, self.tracker = reinit, seed, tracker
+        self.keep_checkpoints = keep_checkpoints
+        pool_cost = float(oracle.cost_model.query_costs(np.arange(self.store.num_regions)).sum())
+        check_budget(pool_cost, init_budget, budget, rounds)
+        self.region_sizes = datamodule.regions.region_sizes()
+        self.model: SegmentationModule | None = None
+
+    # -- state ---------------------------------------------------------------------------
+    def _state(self, round: int, phase: str) -> None:
+        prev = self.rundir.read_state() if self.rundir.state_path.exists() else {}
+        prev.update(round=round, phase=phase, seed=self.seed, spent=self.store.spent())
+        prev.update(self.tracker.state())
+        self.rundir.write_state(prev)
+
+    def _generator(self, round: int) -> torch.Generator:
+        return torch.Generator().manual_seed(self.seed * 1_000_003 + round)
+
+    # -- phases --------------------------------------------------------------------------
+    def commit(self, round: int, ann: Annotations) -> None:
+        """Record the answers of ``round``: selections CSV, labels file, then state."""
+        self.store.add(ann, round)
+        images, local = self.dm.regions.split_ids(ann.region_ids)
+        names = self.dm.labeled.dataset.class_names  # type: ignore[attr-defined]
+        rows = [
+            {
+                "image": int(i),
+                "region": int(r),
+                "score": f"{s:.6g}",
+                "cost": f"{c:g}",
+                "answer": "pixels"
+                if ann.label_type == "pixel"
+                else (names[k] if k != NO_CLASS else "void"),
+            }
+            for i, r, s, c, k in zip(images, local, ann.scores, ann.costs, ann.classes)
+        ]
+        self.rundir.write_selections(round, rows)
+        self.store.save(self.rundir.labels_path(round))
+        self._state(round, "labeled")
+        self.dm.refresh()
+        self.tracker.log_selection(round, ann, rows, self.dm)
+
+    def fit(self, round: int) -> None:
+        pl.seed_everything(self.seed * 1000 + round, workers=True, verbose=False)
+        model = self.model_factory()
+        if not self.reinit and round > 0:
+            model.load_state_dict(self.rundir.load_checkpoint(round - 1), strict=False)
+        self.tracker.phase(round, "fit", len(self.dm.labeled))
+        trainer = self.trainer_factory([])
+        trainer.fit(model, train_dataloaders=self.dm.train_dataloader())
+        if trainer.is_global_zero:
+            self.rundir.save_checkpoint(round, model.state_dict(), keep=self.keep_checkpoints)
+            self._state(round, "fitted")
+        self.model = model
+
+    def _model_of(self, round: int) -> SegmentationModule:
+        if self.model is None:  # resumed after the fit: load its weights
+            self.model = self.model_factory()
+            self.model.load_state_dict(self.rundir.load_checkpoint(round), strict=False)
+        return self.model
+
+    def evaluate(self, round: int) -> dict[str, Any]:
+        model = self._model_of(round)
+        self.tracker.phase(round, "evaluate")
+        trainer = self.trainer_factory([])
+        model.last_metrics = {}
+        trainer.validate(model, dataloaders=self.dm.val_dataloader(), verbose=False)
+        trainer.test(model, dataloaders=self.dm.test_dataloader(), verbose=False)
+        m = model.last_metrics
+        usable = self.store.labeled_mask() & (self.store.region_targets() != NO_CLASS)
+        row: dict[str, Any] = {
+            "round": round,
+            "clicks": round_float(self.store.spent()),
+            "labeled_regions": int(self.store.labeled_mask().sum()),
+            "labeled_pixels_pct": round_float(
+                100 * self.region_sizes[usable].sum() / self.region_sizes.sum()
+            ),
+            "val_mIoU": round_float(m["val/mIoU"]),
+            "mIoU": round_float(m["test/mIoU"]),
+        }
+        row.update(
+            {
+                k.replace("test/", ""): round_float(v)
+                for k, v in m.items()
+                if k.startswith("test/IoU_")
+            }
+        )
+        if trainer.is_global_zero:
+            rows = self.rundir.write_metrics_row(row)
+            plot_curve(rows, self.rundir.curve_path, title=self.strategy.name)
+            self._state(round, "evaluated")
+        self.tracker.log_round(row)
+        return row
+
+    def select(self, round: int) -> Annotations:
+        """Choose the labels of ``round`` with the model of ``round - 1``."""
+        gen = self._generator(round)
+        if not self.strategy.requires_model:
+            return acquire(self.strategy, {}, self.store, self.oracle, self.budget, gen)
+        model = self._model_of(round - 1)
+        self.tracker.phase(round - 1, "score", len(self.dm.pool))
+        scorer = PoolScorer(self.strategy, self.dm.regions.num_regions, self.dm.regions.offsets)
+        callback = AcquisitionCallback(
+            scorer,
+            lambda stats: acquire(self.strategy, stats, self.store, self.oracle, self.budget, gen),
+        )
+        trainer = self.trainer_factory([callback])
+        trainer.predict(model, dataloaders=self.dm.pool_dataloader(), return_predictions=False)
+        assert callback.result is not None
+        return callback.result
+
+    # -- driver --------------------------------------------------------------------------
+    def run(self) -> list[dict[str, Any]]:
+        """Run from the state in the run dir (fresh or resumed) to the end."""
+        if self.rundir.state_path.exists():
+            state = self.rundir.check()
+            round, phase = int(state["round"]), str(state["phase"])
+            self.store.load(self.rundir.labels_path(round))
+            self.dm.refresh()
+            self.tracker.resumed(round, phase)
+        else:
+            init = acquire(
+                RandomStrategy(), {}, self.store, self.oracle, self.init_budget, self._generator(0)
+            )
+            self.commit(0, init)
+            round, phase = 0, "labeled"
+
+        while phase != "done":
+            if phase == "labeled":
+                self.fit(round)
+                phase = "fitted"
+            elif phase == "fitted":
+                self.evaluate(round)
+                phase = "evaluated"
+            elif phase == "evaluated":
+                if round + 1 >= self.rounds:
+                    self._state(round, "done")
+                    phase = "done"
+                else:
+                    ann = self.select(round + 1)
+                    self.commit(round + 1, ann)
+                    round, phase = round + 1, "labeled"
+        rows = [dict(r) for r in self.rundir.read_metrics()]
+        self.tracker.finish(rows)
+        return rows
+
+
+def round_float(x: float, digits: int = 4) -> float:
+    return float(round(float(x), digits))

@@ -1,0 +1,146 @@
+"""SegmentationModule: an smp network trained on partial region labels."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import pytorch_lightning as pl
+import segmentation_models_pytorch as smp
+import torch
+import torch.nn.functional as F
+from torchmetrics import Metric
+from torchmetrics.classification import MulticlassJaccardIndex
+
+# smp architectures selectable by name (the explicit dict keeps errors readable).
+ARCHITECTURES: dict[str, type[torch.nn.Module]] = {
+    "DeepLabV3Plus": smp.DeepLabV3Plus,
+    "DeepLabV3": smp.DeepLabV3,
+    "Unet": smp.Unet,
+    "UnetPlusPlus": smp.UnetPlusPlus,
+    "FPN": smp.FPN,
+    "PSPNet": smp.PSPNet,
+    "Linknet": smp.Linknet,
+    "MAnet": smp.MAnet,
+    "PAN": smp.PAN,
+    "Segformer": smp.Segformer,
+}
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def build_network(
+    arch: str, encoder: str, encoder_weights: str | None, num_classes: int
+) -> torch.nn.Module:
+    """An smp model by architecture and encoder name. ``encoder_weights=None`` (default in
+    alseg) never downloads; "imagenet" needs internet access."""
+    if arch not in ARCHITECTURES:
+        raise ValueError(f"model.arch={arch!r} is not valid; choose one of {list(ARCHITECTURES)}")
+    encoders = smp.encoders.get_encoder_names()
+    if encoder not in encoders:
+        raise ValueError(
+            f"model.encoder={encoder!r} is not an smp encoder "
+            "(e.g. resnet18, resnet50, efficientnet-b0)"
+        )
+    return ARCHITECTURES[arch](
+        encoder_name=encoder, encoder_weights=encoder_weights, classes=num_classes
+    )
+
+
+class SegmentationModule(pl.LightningModule):
+    """Cross-entropy on labeled pixels only, AdamW + poly schedule, mIoU over whole splits.
+
+    Args:
+        network: maps (B, 3, H, W) normalised images to (B, C, H, W) logits.
+        num_classes: C.
+        class_names: names for per-class IoU keys.
+        lr, weight_decay: AdamW settings.
+        poly_power: lr = lr0 * (1 - step / total_steps) ** poly_power.
+        ignore_index: unlabeled / void target value.
+    """
+
+    def __init__(
+        self,
+        network: torch.nn.Module,
+        num_classes: int,
+        class_names: Sequence[str] | None = None,
+        lr: float = 1e-3,
+        weight_decay: float = 1e-4,
+        poly_power: float = 0.9,
+        ignore_index: int = 255,
+    ) -> None:
+        super().__init__()
+        self.network = network
+        self.num_classes = num_classes
+        self.class_names = (
+            list(class_names) if class_names else [str(c) for c in range(num_classes)]
+        )
+        if len(self.class_names) != num_classes:
+            raise ValueError(f"{len(self.class_names)} class names for {num_classes} classes")
+        self.lr, self.weight_decay, self.poly_power = lr, weight_decay, poly_power
+        self.ignore_index = ignore_index
+        self.mean: torch.Tensor
+        self.std: torch.Tensor
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        # zero_division=nan: a class absent from both target and prediction is left out of
+        # the mean instead of counting as IoU 0.
+        self.val_iou = MulticlassJaccardIndex(
+            num_classes, average="none", ignore_index=ignore_index, zero_division=float("nan")
+        )
+        self.test_iou = self.val_iou.clone()
+        self.last_metrics: dict[str, float] = {}
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) image in [0, 1] -> (B, C, H, W) logits."""
+        return self.network((image - self.mean) / self.std)
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        logits = self(batch["image"])
+        target = batch["target"]
+        # Sum over labeled pixels / their count: a batch without labels gives 0, not NaN.
+        loss_sum = F.cross_entropy(logits, target, ignore_index=self.ignore_index, reduction="sum")
+        loss = loss_sum / (target != self.ignore_index).sum().clamp_min(1)
+        self.log("train/loss", loss, prog_bar=True, batch_size=target.shape[0])
+        return loss
+
+    def _eval_step(self, metric: Metric, batch: dict[str, Any]) -> None:
+        logits = self(batch["image"])
+        metric.update(logits.argmax(dim=1), batch["mask"])
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self._eval_step(self.val_iou, batch)
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self._eval_step(self.test_iou, batch)
+
+    def _eval_end(self, metric: Metric, prefix: str) -> None:
+        iou = metric.compute()  # (C,), NaN for classes absent from target and prediction
+        metric.reset()
+        values = {f"{prefix}/mIoU": float(torch.nanmean(iou)) * 100}
+        for name, v in zip(self.class_names, iou.tolist()):
+            values[f"{prefix}/IoU_{name}"] = v * 100
+        self.last_metrics.update(values)
+        self.log(f"{prefix}/mIoU", values[f"{prefix}/mIoU"], sync_dist=False)
+
+    def on_validation_epoch_end(self) -> None:
+        self._eval_end(self.val_iou, "val")
+
+    def on_test_epoch_end(self) -> None:
+        self._eval_end(self.test_iou, "test")
+
+    def predict_step(
+        self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0
+    ) -> torch.Tensor:
+        """(B, C, H, W) logits of a pool batch (reduced at once by the AcquisitionCallback)."""
+        return self(batch["image"])
+
+    def configure_optimizers(self) -> Any:
+        opt = torch.optim.AdamW(self.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        power = self.poly_power
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda step: max(0.0, 1.0 - step / total) ** power
+        )
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

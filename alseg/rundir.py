@@ -1,0 +1,174 @@
+"""Run directory: the resumable state of one experiment, written atomically.
+
+Layout (DESIGN.md §3)::
+
+    runs/<name>/
+      config.yaml            resolved config
+      state.json             round, phase, clicks spent, seed, W&B id
+      labels/round_XX.npz    LabelStore after the labels of round XX were committed
+      selections/round_XX.csv  image, region, score, cost, answer of each query
+      checkpoints/round_XX.pt  model weights after round XX's fit (weights only)
+      metrics.csv            one row per evaluated round
+      curve.png              mIoU vs clicks
+
+Every file is written to a temp file in the same folder and renamed into place, so a
+killed process leaves either the old or the new file, never a torn one.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+
+Phase = Literal["labeled", "fitted", "evaluated", "done"]
+PHASES: tuple[str, ...] = ("labeled", "fitted", "evaluated", "done")
+
+
+class RunDirError(ValueError):
+    """The run directory is missing, incomplete or corrupt."""
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode())
+
+
+def csv_text(rows: Sequence[dict[str, Any]], fieldnames: Sequence[str]) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(fieldnames), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buf.getvalue()
+
+
+class RunDir:
+    """Paths and atomic reads/writes of one run directory."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    # -- paths ---------------------------------------------------------------------------
+    @property
+    def config_path(self) -> Path:
+        return self.path / "config.yaml"
+
+    @property
+    def state_path(self) -> Path:
+        return self.path / "state.json"
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.path / "metrics.csv"
+
+    @property
+    def curve_path(self) -> Path:
+        return self.path / "curve.png"
+
+    def labels_path(self, round: int) -> Path:
+        return self.path / "labels" / f"round_{round:02d}.npz"
+
+    def selections_path(self, round: int) -> Path:
+        return self.path / "selections" / f"round_{round:02d}.csv"
+
+    def checkpoint_path(self, round: int) -> Path:
+        return self.path / "checkpoints" / f"round_{round:02d}.pt"
+
+    # -- creation and validation ---------------------------------------------------------
+    def create(self, config_yaml: str) -> None:
+        """Start a new run; refuses a folder that already holds a run (nothing is lost)."""
+        if self.state_path.exists() or self.config_path.exists():
+            raise RunDirError(
+                f"{self.path} already holds a run; continue it with `alseg resume {self.path}` "
+                "or choose another run_dir"
+            )
+        self.path.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(self.config_path, config_yaml)
+
+    def check(self) -> dict[str, Any]:
+        """Validate an existing run dir for resuming; returns its state."""
+        if not self.path.is_dir():
+            raise RunDirError(f"run dir {self.path} does not exist")
+        if not self.config_path.is_file():
+            raise RunDirError(f"{self.path} is not an alseg run dir: config.yaml is missing")
+        if not self.state_path.is_file():
+            raise RunDirError(
+                f"{self.state_path} is missing: the run was killed before its first round was "
+                "committed; start it again with `alseg run` and a new run_dir"
+            )
+        return self.read_state()
+
+    # -- state -------------------------------------------------------------------------------
+    def read_state(self) -> dict[str, Any]:
+        try:
+            state = json.loads(self.state_path.read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise RunDirError(f"{self.state_path} is corrupt ({e})") from e
+        for key in ("round", "phase", "seed"):
+            if key not in state:
+                raise RunDirError(f"{self.state_path} is corrupt: no {key!r}")
+        if state["phase"] not in PHASES:
+            raise RunDirError(f"{self.state_path}: phase {state['phase']!r} is not one of {PHASES}")
+        return state
+
+    def write_state(self, state: dict[str, Any]) -> None:
+        atomic_write_text(self.state_path, json.dumps(state, indent=2, sort_keys=True) + "\n")
+
+    # -- tables ------------------------------------------------------------------------------
+    def write_selections(self, round: int, rows: Sequence[dict[str, Any]]) -> None:
+        fields = ["image", "region", "score", "cost", "answer"]
+        atomic_write_text(self.selections_path(round), csv_text(rows, fields))
+
+    def read_metrics(self) -> list[dict[str, str]]:
+        if not self.metrics_path.exists():
+            return []
+        with self.metrics_path.open(newline="") as f:
+            return list(csv.DictReader(f))
+
+    def write_metrics_row(self, row: dict[str, Any]) -> list[dict[str, Any]]:
+        """Replace rows of ``row['round']`` and later, append ``row``; returns all rows."""
+        rows: list[dict[str, Any]] = [
+            r for r in self.read_metrics() if int(r["round"]) < int(row["round"])
+        ]
+        rows.append(row)
+        atomic_write_text(self.metrics_path, csv_text(rows, list(row)))
+        return rows
+
+    # -- checkpoints -------------------------------------------------------------------------
+    def save_checkpoint(
+        self, round: int, state_dict: dict[str, torch.Tensor], keep: int = 2
+    ) -> None:
+        buf = io.BytesIO()
+        torch.save(state_dict, buf)
+        atomic_write_bytes(self.checkpoint_path(round), buf.getvalue())
+        for old in range(round - keep, -1, -1):  # keep the last ``keep`` rounds
+            self.checkpoint_path(old).unlink(missing_ok=True)
+
+    def load_checkpoint(self, round: int) -> dict[str, torch.Tensor]:
+        path = self.checkpoint_path(round)
+        if not path.exists():
+            raise RunDirError(f"checkpoint {path} is missing")
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:  # torch raises several types for torn or foreign files
+            raise RunDirError(f"checkpoint {path} is corrupt ({e})") from e

@@ -1,0 +1,130 @@
+"""What a person sees of a run: console progress and tables (rich), and W&B logging.
+
+One W&B run covers the whole experiment (all rounds); its id is kept in state.json so
+that ``alseg resume`` continues the same W&B run. Every figure W&B gets is also written to
+the run dir (metrics.csv, curve.png, selections/, overlays/), so nothing depends on W&B.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+from alseg.plots import save_overlay_grid, selection_overlay
+from alseg.rundir import RunDir
+
+if TYPE_CHECKING:
+    from pytorch_lightning.loggers import WandbLogger
+
+    from alseg.data.datamodule import ActiveDataModule
+    from alseg.data.labels import Annotations
+
+
+class Tracker:
+    """Args:
+    rundir: run directory (overlays are written there).
+    rounds: total rounds (for "round r/R" displays).
+    budget: clicks per round.
+    wandb: the experiment's WandbLogger, or None.
+    console: rich console (quiet=True silences it, e.g. in tests).
+    num_overlays: images per round drawn with their selected regions.
+    """
+
+    def __init__(
+        self,
+        rundir: RunDir,
+        rounds: int,
+        budget: float,
+        wandb: WandbLogger | None = None,
+        console: Console | None = None,
+        num_overlays: int = 4,
+    ) -> None:
+        self.rundir, self.rounds, self.budget = rundir, rounds, budget
+        self.wandb = wandb
+        self.console = console or Console()
+        self.num_overlays = num_overlays
+        if wandb is not None:
+            exp = wandb.experiment
+            exp.define_metric("al/clicks")
+            exp.define_metric("al/*", step_metric="al/clicks")
+
+    def state(self) -> dict[str, Any]:
+        """Extra entries for state.json (the W&B run id, to resume the same run)."""
+        return {"wandb_id": self.wandb.version} if self.wandb is not None else {}
+
+    def phase(self, round: int, name: str, items: int | None = None) -> None:
+        what = f" ({items} images)" if items is not None else ""
+        self.console.log(f"[bold cyan]round {round}/{self.rounds - 1}[/] {name}{what}")
+
+    def resumed(self, round: int, phase: str) -> None:
+        self.console.log(
+            f"[bold yellow]resuming[/] {self.rundir.path} after round {round} phase '{phase}'"
+        )
+
+    def log_selection(
+        self, round: int, ann: Annotations, rows: Sequence[dict[str, Any]], dm: ActiveDataModule
+    ) -> None:
+        answers, counts = np.unique([r["answer"] for r in rows], return_counts=True)
+        hist = ", ".join(f"{a} {c}" for a, c in sorted(zip(answers, counts), key=lambda t: -t[1]))
+        self.console.log(
+            f"[bold cyan]round {round}/{self.rounds - 1}[/] labeled {len(ann)} regions for "
+            f"{ann.total_cost:g} clicks (total {dm.store.spent():g}); answers: {hist}"
+        )
+        images, local = dm.regions.split_ids(ann.region_ids)
+        shown = list(dict.fromkeys(images.tolist()))[: self.num_overlays]
+        tiles = [
+            selection_overlay(
+                dm.labeled.dataset.image_uint8(i),  # type: ignore[attr-defined]
+                dm.regions.maps[i],
+                local[images == i],
+            )
+            for i in shown
+        ]
+        titles = [f"image {i}" for i in shown]
+        path = self.rundir.path / "overlays" / f"round_{round:02d}.png"
+        save_overlay_grid(tiles, path, titles)
+        if self.wandb is not None:
+            import wandb
+
+            table = wandb.Table(columns=list(rows[0]) if rows else ["image"])
+            for r in rows:
+                table.add_data(*r.values())
+            self.wandb.experiment.log(
+                {
+                    "selections/table": table,
+                    "selections/overlays": [
+                        wandb.Image(t, caption=c) for t, c in zip(tiles, titles)
+                    ],
+                    "selections/round": round,
+                }
+            )
+
+    def log_round(self, row: dict[str, Any]) -> None:
+        self.console.log(
+            f"[bold green]round {row['round']}/{self.rounds - 1}[/] clicks {row['clicks']:g}  "
+            f"labeled pixels {row['labeled_pixels_pct']:.2f}%  val mIoU {row['val_mIoU']:.2f}  "
+            f"[bold]test mIoU {row['mIoU']:.2f}[/]"
+        )
+        if self.wandb is not None:
+            self.wandb.experiment.log({f"al/{k}": v for k, v in row.items()})
+
+    def finish(self, rows: Sequence[dict[str, Any]]) -> None:
+        table = Table(title=f"learning curve — {self.rundir.path}")
+        for col in ("round", "clicks", "labeled px %", "val mIoU", "test mIoU"):
+            table.add_column(col, justify="right")
+        for r in rows:
+            table.add_row(
+                str(r["round"]),
+                f"{float(r['clicks']):g}",
+                f"{float(r['labeled_pixels_pct']):.2f}",
+                f"{float(r['val_mIoU']):.2f}",
+                f"{float(r['mIoU']):.2f}",
+            )
+        self.console.print(table)
+        if self.wandb is not None:
+            self.wandb.experiment.summary["final/mIoU"] = float(rows[-1]["mIoU"]) if rows else None
+            self.wandb.experiment.finish()

@@ -1,0 +1,26 @@
+"""Helpers shared by tests (importable: pytest puts tests/ on sys.path)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def tiny_overrides(tmp: Path, *extra: str) -> list[str]:
+    """Overrides for a 3-round experiment on 12 images of 32x32 (a few seconds)."""
+    return [
+        "data.num_train=12",
+        "data.num_val=4",
+        "data.num_test=6",
+        "data.image_size=32",
+        "data.batch_size=4",
+        "data.pool_batch_size=5",
+        "regions.n_segments=12",
+        f"regions.cache_dir={tmp / 'cache'}",
+        "regions.num_workers=1",
+        "active.rounds=3",
+        "active.budget=8",
+        "trainer.max_epochs=1",
+        "trainer.enable_progress_bar=false",
+        "logger=none",
+        *extra,
+    ]

@@ -1,0 +1,66 @@
+"""The `alseg` command: config errors name the key and the valid choices."""
+
+from __future__ import annotations
+
+import pytest
+from helpers import tiny_overrides
+
+from alseg.cli import main
+from alseg.config import ConfigError, compose
+
+
+def test_defaults_compose_and_documented_keys_exist():
+    cfg = compose(
+        [
+            "seed=3",
+            "run_dir=/tmp/x",
+            "active.rounds=4",
+            "active.budget=50",
+            "active.strategy=classbal",
+            "labeling=pixel",
+            "data.num_train=20",
+            "data.image_size=32",
+            "trainer.max_epochs=2",
+            "trainer.accelerator=cpu",
+            "trainer.devices=1",
+            "trainer.strategy=auto",
+        ]
+    )
+    assert cfg.labeling.type == "pixel" and cfg.active.strategy == "classbal"
+    assert cfg.model.encoder_weights is None  # never downloads by default
+
+
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ("active.budgett=3", "unknown config key 'active.budgett'"),
+        ("labeling=multi", "Available options in 'labeling'"),
+        (
+            "active.strategy=best",
+            "active.strategy='best' is not valid; choose one of: random, entropy",
+        ),
+        ("active.budget=-1", "active.budget=-1 must be > 0"),
+        ("nonsense", "must look like key=value"),
+    ],
+)
+def test_bad_overrides_fail_fast(override, message):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        compose([override])
+
+
+def test_cli_reports_errors_without_traceback(capsys, tmp_path):
+    assert main(["run", "active.strategy=best"]) == 2
+    err = capsys.readouterr().err
+    assert "error: active.strategy='best' is not valid" in err and "Traceback" not in err
+    assert main(["resume", str(tmp_path / "missing")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_cli_run_and_summarize(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["run", *tiny_overrides(tmp_path, "active.rounds=2", f"run_dir={out}")]) == 0
+    assert (out / "metrics.csv").is_file()
+    capsys.readouterr()
+    assert main(["summarize", str(out)]) == 0
+    table = capsys.readouterr().out
+    assert "| entropy / dominant | 1 |" in table and "round 1 (16 clicks)" in table
