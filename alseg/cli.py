@@ -51,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         default_run_dir,
         load_run_config,
     )
+    from alseg.distributed import RUN_DIR_VARIABLE, exported, is_rank_zero, shared_run_dir
     from alseg.rundir import RunDirError
 
     try:
@@ -68,9 +69,12 @@ def main(argv: list[str] | None = None) -> int:
             )
         elif args.command == "run":
             cfg = compose(args.overrides)
-            run_dir = Path(cfg.run_dir) if cfg.run_dir else default_run_dir(cfg)
-            build_loop(cfg, run_dir, resume=False).run()
-            print(f"run dir: {run_dir}")
+            run_dir = Path(cfg.run_dir or shared_run_dir() or default_run_dir(cfg))
+            # Processes that Lightning launches later (DDP) rerun this command: same run dir.
+            with exported(RUN_DIR_VARIABLE, str(run_dir.resolve())):
+                build_loop(cfg, run_dir, resume=False).run()
+            if is_rank_zero():
+                print(f"run dir: {run_dir}")
         elif args.command == "summarize":
             from alseg.summary import markdown_table
 

@@ -24,6 +24,7 @@ from alseg.data.labels import LABEL_TYPES, LabelStore
 from alseg.data.oracle import ClickCost, SimulatedOracle
 from alseg.data.regions import RegionSet, compute_regions
 from alseg.data.synthetic import SyntheticScenes
+from alseg.distributed import is_rank_zero
 from alseg.loop import ActiveLoop, check_budget
 from alseg.models.segmentation import SegmentationModule, build_network
 from alseg.rundir import RunDir
@@ -96,7 +97,10 @@ def validate(cfg: DictConfig) -> None:
 
 
 def default_run_dir(cfg: DictConfig) -> Path:
-    stamp = time.strftime("%Y%m%d-%H%M%S")
+    """runs/<strategy>-<labeling>-seed<seed>-<stamp>; the stamp is the job id under SLURM or
+    torchrun (the same in every process), else the time."""
+    job = os.environ.get("SLURM_JOB_ID") or os.environ.get("TORCHELASTIC_RUN_ID")
+    stamp = f"job{job}" if job and job != "none" else time.strftime("%Y%m%d-%H%M%S")
     return Path("runs") / f"{cfg.active.strategy}-{cfg.labeling.type}-seed{cfg.seed}-{stamp}"
 
 
@@ -190,10 +194,11 @@ def build_loop(
     check_budget(pool_cost, init_budget(cfg), float(cfg.active.budget), int(cfg.active.rounds))
 
     rundir = RunDir(run_dir)
+    rank_zero = is_rank_zero()
     state: dict[str, Any] = {}
     if resume:
         state = rundir.check()
-    else:
+    elif rank_zero:
         rundir.create(OmegaConf.to_yaml(cfg, resolve=True))
 
     wandb_logger = None
@@ -214,8 +219,15 @@ def build_loop(
             tags=list(cfg.logger.tags) + [cfg.active.strategy, cfg.labeling.type],
             config=OmegaConf.to_container(cfg, resolve=True),
         )
+    if not rank_zero:
+        console = Console(quiet=True)
     tracker = Tracker(
-        rundir, int(cfg.active.rounds), float(cfg.active.budget), wandb_logger, console
+        rundir,
+        int(cfg.active.rounds),
+        float(cfg.active.budget),
+        wandb_logger,
+        console,
+        rank_zero=rank_zero,
     )
 
     t = cfg.trainer
@@ -273,6 +285,7 @@ def build_loop(
         seed=int(cfg.seed),
         tracker=tracker,
         keep_checkpoints=int(cfg.active.keep_checkpoints),
+        rank_zero=rank_zero,
     )
 
 

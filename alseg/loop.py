@@ -43,7 +43,7 @@ def acquire(
     labeled = torch.from_numpy(store.labeled_mask())
     scores = strategy.scores(stats, labeled, generator).float().cpu()
     costs = torch.from_numpy(oracle.cost_model.query_costs(np.arange(store.num_regions)))
-    ids = strategy.select(scores, costs, labeled, budget)
+    ids = strategy.select(scores, costs, labeled, budget, stats, generator).cpu()
     return oracle.annotate(ids.numpy(), scores[ids].double().numpy())
 
 
@@ -78,6 +78,8 @@ class ActiveLoop:
         reinit: re-initialise the model each round (else warm-start from the last).
         seed: experiment seed (round r trains with seed + r).
         tracker: W&B / console reporting.
+        keep_checkpoints: model checkpoints kept (last rounds).
+        rank_zero: whether this process writes the run dir (DDP rank 0).
     """
 
     def __init__(
@@ -95,6 +97,7 @@ class ActiveLoop:
         seed: int,
         tracker: Tracker,
         keep_checkpoints: int = 2,
+        rank_zero: bool = True,
     ) -> None:
         if rounds < 1:
             raise ValueError(f"active.rounds={rounds} must be >= 1")
@@ -104,6 +107,9 @@ class ActiveLoop:
         self.rounds, self.budget, self.init_budget = rounds, budget, init_budget
         self.reinit, self.seed, self.tracker = reinit, seed, tracker
         self.keep_checkpoints = keep_checkpoints
+        # Under DDP every rank runs this loop and applies the same label updates; only rank
+        # 0 writes the run dir.
+        self.rank_zero = rank_zero
         pool_cost = float(oracle.cost_model.query_costs(np.arange(self.store.num_regions)).sum())
         check_budget(pool_cost, init_budget, budget, rounds)
         self.region_sizes = datamodule.regions.region_sizes()
@@ -111,6 +117,8 @@ class ActiveLoop:
 
     # -- state ---------------------------------------------------------------------------
     def _state(self, round: int, phase: str) -> None:
+        if not self.rank_zero:
+            return
         prev = self.rundir.read_state() if self.rundir.state_path.exists() else {}
         prev.update(round=round, phase=phase, seed=self.seed, spent=self.store.spent())
         prev.update(self.tracker.state())
@@ -137,9 +145,10 @@ class ActiveLoop:
             }
             for i, r, s, c, k in zip(images, local, ann.scores, ann.costs, ann.classes)
         ]
-        self.rundir.write_selections(round, rows)
-        self.store.save(self.rundir.labels_path(round))
-        self._state(round, "labeled")
+        if self.rank_zero:
+            self.rundir.write_selections(round, rows)
+            self.store.save(self.rundir.labels_path(round))
+            self._state(round, "labeled")
         self.dm.refresh()
         self.tracker.log_selection(round, ann, rows, self.dm)
 
@@ -151,7 +160,15 @@ class ActiveLoop:
         self.tracker.phase(round, "fit", len(self.dm.labeled))
         trainer = self.trainer_factory([])
         trainer.fit(model, train_dataloaders=self.dm.train_dataloader())
-        if trainer.is_global_zero:
+        if trainer.world_size > 1:
+            # DDP syncs parameters, not batch-norm statistics: every rank continues with
+            # rank 0's weights, the ones the checkpoint holds (so a resumed run evaluates
+            # and scores with the same model as an uninterrupted one).
+            state = trainer.strategy.broadcast(
+                {k: v.cpu() for k, v in model.state_dict().items()}, src=0
+            )
+            model.load_state_dict(state)
+        if self.rank_zero:
             self.rundir.save_checkpoint(round, model.state_dict(), keep=self.keep_checkpoints)
             self._state(round, "fitted")
         self.model = model
@@ -188,7 +205,7 @@ class ActiveLoop:
                 if k.startswith("test/IoU_")
             }
         )
-        if trainer.is_global_zero:
+        if self.rank_zero:
             rows = self.rundir.write_metrics_row(row)
             plot_curve(rows, self.rundir.curve_path, title=self.strategy.name)
             self._state(round, "evaluated")
@@ -200,15 +217,23 @@ class ActiveLoop:
         gen = self._generator(round)
         if not self.strategy.requires_model:
             return acquire(self.strategy, {}, self.store, self.oracle, self.budget, gen)
+        if len(self.dm.pool) == 0:
+            raise ValueError("the pool is empty: every region is already labeled")
         model = self._model_of(round - 1)
+        # MC dropout draws from the global RNG: seed it so that a resumed run scores alike.
+        pl.seed_everything(self.seed * 1000 + round + 500, workers=True, verbose=False)
         self.tracker.phase(round - 1, "score", len(self.dm.pool))
-        scorer = PoolScorer(self.strategy, self.dm.regions.num_regions, self.dm.regions.offsets)
+        regions = self.dm.regions
+        scorer = PoolScorer(
+            self.strategy, regions.num_regions, regions.offsets, self.store.labeled_mask()
+        )
         callback = AcquisitionCallback(
             scorer,
             lambda stats: acquire(self.strategy, stats, self.store, self.oracle, self.budget, gen),
         )
         trainer = self.trainer_factory([callback])
-        trainer.predict(model, dataloaders=self.dm.pool_dataloader(), return_predictions=False)
+        for _ in range(self.strategy.passes):
+            trainer.predict(model, dataloaders=self.dm.pool_dataloader(), return_predictions=False)
         assert callback.result is not None
         return callback.result
 
@@ -243,7 +268,8 @@ class ActiveLoop:
                     ann = self.select(round + 1)
                     self.commit(round + 1, ann)
                     round, phase = round + 1, "labeled"
-        rows = [dict(r) for r in self.rundir.read_metrics()]
+        # Other ranks may finish before rank 0 has written the last row: they return none.
+        rows = [dict(r) for r in self.rundir.read_metrics()] if self.rank_zero else []
         self.tracker.finish(rows)
         return rows
 

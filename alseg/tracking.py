@@ -32,6 +32,7 @@ class Tracker:
     wandb: the experiment's WandbLogger, or None.
     console: rich console (quiet=True silences it, e.g. in tests).
     num_overlays: images per round drawn with their selected regions.
+    rank_zero: False on other DDP ranks (no files, no console).
     """
 
     def __init__(
@@ -42,11 +43,13 @@ class Tracker:
         wandb: WandbLogger | None = None,
         console: Console | None = None,
         num_overlays: int = 4,
+        rank_zero: bool = True,
     ) -> None:
         self.rundir, self.rounds, self.budget = rundir, rounds, budget
         self.wandb = wandb
         self.console = console or Console()
         self.num_overlays = num_overlays
+        self.rank_zero = rank_zero  # other ranks print and write nothing
         if wandb is not None:
             exp = wandb.experiment
             exp.define_metric("al/clicks")
@@ -74,6 +77,8 @@ class Tracker:
             f"[bold cyan]round {round}/{self.rounds - 1}[/] labeled {len(ann)} regions for "
             f"{ann.total_cost:g} clicks (total {dm.store.spent():g}); answers: {hist}"
         )
+        if not self.rank_zero:
+            return
         images, local = dm.regions.split_ids(ann.region_ids)
         shown = list(dict.fromkeys(images.tolist()))[: self.num_overlays]
         tiles = [

@@ -1,90 +1,226 @@
-"""PoolScorer: streams the pool once, reducing every batch to region statistics at once.
+"""PoolScorer: streams the pool, reducing every batch to region statistics at once.
 
-Pool outputs are never materialised: for each batch the strategy turns (B, C, H, W)
-logits into per-region tensors on the logits' device, and the scorer writes them into
-flat buffers indexed by global region id (R_total, ...). Memory is O(regions), whatever
-the pool's size in pixels. Under DDP each rank fills the rows of its shard; ``compute``
-sums the buffers over ranks (rows of other ranks are zero), so every rank ends with the
-same region tensors.
+Pool outputs are never materialised: for each batch the strategy turns the logits (and
+features, when it needs them) into per-region tensors on the outputs' device, and the
+scorer writes them into flat buffers indexed by global region id (R_total, ...).
+Per-image statistics go to (N_images, ...) buffers, and feature rows of a *group*
+(``cand/``: candidates, ``center/``: labeled centers) to bounded top-M buffers.
+Memory is O(regions + M x D), whatever the pool's size in pixels.
+
+Under DDP each rank fills the rows of its shard of the pool; ``compute`` sums region and
+image buffers over ranks (rows of other ranks are zero) and merges the candidate buffers,
+so every rank ends with the same tensors.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
 
-from alseg.acquisition.strategies import Stats, Strategy
+from alseg.acquisition.strategies import BatchOutputs, Stats, Strategy
+
+Reduce = Callable[[torch.Tensor], torch.Tensor]
+Gather = Callable[[torch.Tensor], torch.Tensor]  # (...) -> (world, ...)
+Broadcast = Callable[[Any], Any]
+GROUPS = ("cand", "center")  # bounded feature buffers: candidates, labeled centers
 
 
 class PoolScorer:
-    """Accumulates region statistics of a strategy over a streamed pool.
+    """Accumulates a strategy's statistics over a streamed pool.
 
     Args:
         strategy: provides ``region_stats`` per batch.
         num_regions: (N_images,) regions per pool image (``RegionSet.num_regions``).
         offsets: (N_images + 1,) global id offsets (``RegionSet.offsets``).
+        labeled: (R_total,) bool, regions already labeled (default: none).
     """
 
-    def __init__(self, strategy: Strategy, num_regions: np.ndarray, offsets: np.ndarray) -> None:
+    def __init__(
+        self,
+        strategy: Strategy,
+        num_regions: np.ndarray,
+        offsets: np.ndarray,
+        labeled: np.ndarray | None = None,
+    ) -> None:
         self.strategy = strategy
         self.num_regions = torch.as_tensor(num_regions, dtype=torch.long)
         self.offsets = torch.as_tensor(offsets, dtype=torch.long)
         self.total = int(self.offsets[-1])
-        self.buffers: Stats = {}
-        self.scored: torch.Tensor | None = None
+        self.num_images = len(self.num_regions)
+        lab = np.zeros(self.total, dtype=bool) if labeled is None else labeled
+        if lab.shape != (self.total,):
+            raise ValueError(f"labeled has shape {lab.shape}, expected ({self.total},)")
+        self.labeled = torch.from_numpy(np.ascontiguousarray(lab))
+        self.reset()
 
     def reset(self) -> None:
-        self.buffers, self.scored = {}, None
+        """Forget the statistics of the last pass."""
+        self.buffers: Stats = {}
+        self.scored: torch.Tensor | None = None
+        self.image_scored: torch.Tensor | None = None
+        self.groups: dict[str, Stats] = {}  # group -> {"key", "ids", "feat"}
+
+    def _buffer(self, name: str, rows: int, like: torch.Tensor) -> torch.Tensor:
+        buf = self.buffers.get(name)
+        if buf is None:
+            buf = torch.zeros((rows, *like.shape[1:]), dtype=like.dtype, device=like.device)
+            self.buffers[name] = buf
+        return buf
 
     @torch.no_grad()
-    def update(self, logits: torch.Tensor, regions: torch.Tensor, indices: torch.Tensor) -> None:
+    def update(
+        self,
+        outputs: torch.Tensor | dict[str, torch.Tensor],
+        regions: torch.Tensor,
+        indices: torch.Tensor,
+    ) -> None:
         """Reduce one batch.
 
         Args:
-            logits: (B, C, H, W) model outputs.
+            outputs: (B, C, H, W[, T]) logits, or ``{"logits": ..., "features": (B, D, h, w)}``.
             regions: (B, H, W) long local region ids of each image.
             indices: (B,) long pool image indices.
         """
+        out = outputs if isinstance(outputs, dict) else {"logits": outputs}
+        logits = out["logits"]
         device = logits.device
         idx = indices.long().cpu()
         counts = self.num_regions[idx]  # (B,)
         base = torch.cumsum(counts, 0) - counts  # batch-compact id offset of each image
         compact = regions.long().to(device) + base.to(device)[:, None, None]
         n = int(counts.sum())
-        stats = self.strategy.region_stats(logits, compact, n)
         # Global id of each batch-compact region: offsets[image] + local id.
         local = torch.arange(n) - torch.repeat_interleave(base, counts)
-        gids = (torch.repeat_interleave(self.offsets[idx], counts) + local).to(device)
+        gids_cpu = torch.repeat_interleave(self.offsets[idx], counts) + local
+        gids = gids_cpu.to(device)
+        batch = BatchOutputs(
+            logits, compact, n, self.labeled[gids_cpu].to(device), gids, out.get("features")
+        )
+        stats = self.strategy.region_stats(batch)
+
         if self.scored is None:
             self.scored = torch.zeros(self.total, dtype=torch.bool, device=device)
+            self.image_scored = torch.zeros(self.num_images, dtype=torch.bool, device=device)
+        assert self.image_scored is not None
         self.scored[gids] = True
+        self.image_scored[idx.to(device)] = True
         for name, value in stats.items():
-            buf = self.buffers.get(name)
-            if buf is None:
-                buf = torch.zeros((self.total, *value.shape[1:]), dtype=value.dtype, device=device)
-                self.buffers[name] = buf
-            buf[gids] = value
+            if name.split("/")[0] in GROUPS:
+                continue
+            if name.startswith("image/"):
+                self._buffer(name, self.num_images, value)[idx.to(device)] = value
+            else:
+                self._buffer(name, self.total, value)[gids] = value
+        for group in GROUPS:
+            if f"{group}/key" in stats:
+                self._merge(group, stats[f"{group}/key"], gids, stats[f"{group}/feat"])
 
-    def compute(self, all_reduce: Callable[[torch.Tensor], torch.Tensor] | None = None) -> Stats:
-        """Region statistics over the whole pool, summed over ranks by ``all_reduce``.
+    def _merge(self, group: str, key: torch.Tensor, ids: torch.Tensor, feat: torch.Tensor) -> None:
+        """Keep the ``max_candidates`` rows of largest key of a group (ties: lower id);
+        rows with key -inf are dropped."""
+        old = self.groups.get(group)
+        if old:
+            key = torch.cat([old["key"], key])
+            ids = torch.cat([old["ids"], ids])
+            feat = torch.cat([old["feat"], feat])
+        valid = key > -torch.inf
+        key, ids, feat = key[valid], ids[valid], feat[valid]
+        order = torch.argsort(ids, stable=True)  # the tie-break must not depend on arrival
+        key, ids, feat = key[order], ids[order], feat[order]
+        m = self.strategy.max_candidates
+        if key.numel() > m:
+            top = torch.sort(key, descending=True, stable=True).indices[:m].sort().values
+            key, ids, feat = key[top], ids[top], feat[top]
+        self.groups[group] = {"key": key, "ids": ids, "feat": feat}
 
-        Returns a dict of (R_total, ...) tensors plus ``scored`` (R_total,) bool; float
-        statistics are NaN where a region was not scored.
+    def compute(
+        self,
+        all_reduce: Reduce | None = None,
+        all_gather: Gather | None = None,
+        broadcast: Broadcast | None = None,
+    ) -> Stats:
+        """Statistics over the whole pool, combined over ranks.
+
+        Args:
+            all_reduce: sums a tensor over ranks (None: one process).
+            all_gather: stacks a tensor of every rank on a new first axis.
+            broadcast: sends a picklable object from rank 0 to all ranks.
+        Returns:
+            (R_total, ...) region tensors (float ones NaN where a region was not scored),
+            ``scored`` (R_total,) bool, ``image/...`` (N_images, ...) tensors and
+            ``image/scored``, and per feature group (``cand``, ``center``) ``<g>/ids``
+            (M,) long (-1 = empty row), ``<g>/feat`` (M, D), ``<g>/key`` (M,).
         """
+        spec = {k: (tuple(v.shape[1:]), v.dtype) for k, v in self.buffers.items()}
+        for group, g in self.groups.items():
+            spec[f"{group}/feat"] = (tuple(g["feat"].shape[1:]), g["feat"].dtype)
+        if broadcast is not None:  # ranks with an empty shard learn the buffers' layout
+            spec = broadcast(spec)
         if self.scored is None:
-            raise RuntimeError(
-                "PoolScorer.compute() called before any update(): the pool was empty"
-            )
-        scored = self.scored.to(torch.int32)
-        if all_reduce is not None:
-            scored = all_reduce(scored)
-        out: Stats = {"scored": scored > 0}
+            if broadcast is None:
+                raise RuntimeError(
+                    "PoolScorer.compute() called before any update(): the pool was empty"
+                )
+            self.scored = torch.zeros(self.total, dtype=torch.bool)
+            self.image_scored = torch.zeros(self.num_images, dtype=torch.bool)
+        assert self.image_scored is not None
+        device = self.scored.device
+        for name, (shape, dtype) in spec.items():
+            if name.split("/")[0] not in GROUPS and name not in self.buffers:
+                rows = self.num_images if name.startswith("image/") else self.total
+                self.buffers[name] = torch.zeros((rows, *shape), dtype=dtype, device=device)
+
+        def reduce(t: torch.Tensor) -> torch.Tensor:
+            return all_reduce(t) if all_reduce is not None else t
+
+        out: Stats = {
+            "scored": reduce(self.scored.to(torch.int32)) > 0,
+            "image/scored": reduce(self.image_scored.to(torch.int32)) > 0,
+        }
         for name, buf in self.buffers.items():
-            value = all_reduce(buf) if all_reduce is not None else buf
+            value = reduce(buf)
             if value.is_floating_point():
-                mask = out["scored"].view(-1, *([1] * (value.dim() - 1)))
+                mask = out["image/scored" if name.startswith("image/") else "scored"]
+                mask = mask.view(-1, *([1] * (value.dim() - 1)))
                 value = torch.where(mask, value, torch.full_like(value, float("nan")))
             out[name] = value
+        for group in GROUPS:
+            if f"{group}/feat" in spec:
+                out.update(self._gathered(group, spec[f"{group}/feat"], device, all_gather))
+        return out
+
+    def _gathered(
+        self,
+        group: str,
+        feat_spec: tuple[tuple[int, ...], torch.dtype],
+        device: torch.device,
+        all_gather: Gather | None,
+    ) -> Stats:
+        m = self.strategy.max_candidates
+        shape, dtype = feat_spec
+
+        def padded() -> Stats:
+            out = {
+                f"{group}/key": torch.full((m,), -torch.inf, device=device),
+                f"{group}/ids": torch.full((m,), -1, dtype=torch.long, device=device),
+                f"{group}/feat": torch.zeros((m, *shape), dtype=dtype, device=device),
+            }
+            g = self.groups.get(group)
+            if g:
+                k = g["key"].numel()
+                for name in ("key", "ids", "feat"):
+                    out[f"{group}/{name}"][:k] = g[name]
+            return out
+
+        out = padded()
+        if all_gather is not None:  # M rows on every rank, merged again
+            key, ids, feat = (
+                all_gather(out[f"{group}/{n}"]).flatten(0, 1) for n in ("key", "ids", "feat")
+            )
+            self.groups.pop(group, None)
+            self._merge(group, key, ids, feat)
+            out = padded()
         return out

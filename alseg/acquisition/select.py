@@ -51,3 +51,142 @@ def budgeted_topk(
     ranked = ids[order]
     spent = costs[ranked].to(torch.float64).cumsum(0)
     return ranked[spent <= budget + 1e-9]
+
+
+def power_keys(scores: torch.Tensor, beta: float, generator: torch.Generator) -> torch.Tensor:
+    """Stochastic power sampling keys (Kirsch et al., 2023): ranking by
+    ``beta * log(score) + Gumbel noise`` and taking the top-k samples k regions without
+    replacement with probability proportional to score ** beta (the Gumbel-top-k trick).
+
+    Args:
+        scores: (N,) non-negative scores (NaN stays NaN: never preferred).
+        beta: exponent (> 0); large beta approaches deterministic top-k.
+    """
+    if beta <= 0:
+        raise ValueError(f"power beta={beta} must be > 0")
+    u = torch.rand(scores.shape, generator=generator, dtype=torch.float64).clamp_(1e-12, 1 - 1e-12)
+    gumbel = -torch.log(-torch.log(u))
+    return beta * torch.log(scores.double().clamp_min(1e-12)) + gumbel.to(scores.device)
+
+
+def _sq_dist_to(x: torch.Tensor, c: torch.Tensor, block: int) -> torch.Tensor:
+    """(N,) squared distance of every row of x (N, D) to one point c (D,), in row blocks."""
+    out = torch.empty(x.shape[0], device=x.device)
+    for s in range(0, x.shape[0], block):
+        out[s : s + block] = ((x[s : s + block].float() - c.float()) ** 2).sum(1)
+    return out
+
+
+def _min_sq_dist(x: torch.Tensor, centers: torch.Tensor, block: int) -> torch.Tensor:
+    """(N,) squared distance of each row of x to its nearest center; memory O(block^2)."""
+    out = torch.full((x.shape[0],), float("inf"), device=x.device)
+    for s in range(0, x.shape[0], block):
+        xs = x[s : s + block].float()
+        for t in range(0, centers.shape[0], block):
+            d = torch.cdist(xs, centers[t : t + block].float()).pow_(2).amin(1)
+            out[s : s + block] = torch.minimum(out[s : s + block], d)
+    return out
+
+
+def _greedy_budget(costs: torch.Tensor, budget: float, labeled: torch.Tensor) -> None:
+    if budget <= 0:
+        raise ValueError(f"budget={budget} must be > 0")
+    pool = float(costs[~labeled].sum(dtype=torch.float64))
+    if pool <= 0:
+        raise ValueError("the pool is empty: every region is already labeled")
+    if budget > pool + 1e-9:
+        raise ValueError(
+            f"budget={budget:g} clicks is larger than the whole unlabeled pool ({pool:g} clicks)"
+        )
+
+
+def kcenter_greedy(
+    features: torch.Tensor,
+    costs: torch.Tensor,
+    budget: float,
+    labeled: torch.Tensor,
+    block: int = 4096,
+) -> torch.Tensor:
+    """Core-set k-center greedy (Sener & Savarese, 2018) under a click budget.
+
+    Repeatedly takes the unlabeled point farthest from every center (labeled points and
+    points taken so far) until the next one does not fit the budget. Distances are kept as
+    one running (N,) minimum, updated per pick in row blocks: memory O(N + block x D),
+    never N x N.
+
+    Args:
+        features: (N, D).
+        costs: (N,) > 0.
+        labeled: (N,) bool, the initial centers (never selected).
+    Returns:
+        (K,) long ids in pick order (ties: lower id).
+    """
+    _greedy_budget(costs, budget, labeled)
+    n = features.shape[0]
+    if labeled.any():
+        min_d = _min_sq_dist(features, features[labeled], block)
+    else:  # no center yet: the first pick is the point farthest from the mean
+        min_d = _sq_dist_to(features, features.float().mean(0), block)
+    min_d[labeled] = -1.0
+    picks: list[int] = []
+    spent = 0.0
+    for step in range(n):
+        i = int(torch.argmax(min_d))  # first maximum: lower id on ties
+        if min_d[i] < 0 or spent + float(costs[i]) > budget + 1e-9:
+            break
+        picks.append(i)
+        spent += float(costs[i])
+        d = _sq_dist_to(features, features[i], block)
+        # the distance to the mean only chose the first center; it is not a center
+        min_d = d if step == 0 and not labeled.any() else torch.minimum(min_d, d)
+        min_d[picks] = -1.0
+        min_d[labeled] = -1.0
+    return torch.tensor(picks, dtype=torch.long, device=features.device)
+
+
+def kmeanspp_select(
+    embeddings: torch.Tensor,
+    costs: torch.Tensor,
+    budget: float,
+    labeled: torch.Tensor,
+    generator: torch.Generator,
+    block: int = 4096,
+) -> torch.Tensor:
+    """BADGE (Ash et al., 2020): k-means++ seeding on gradient embeddings under a budget.
+
+    The first pick is the embedding of largest norm; each next pick is sampled with
+    probability proportional to its squared distance to the nearest pick. One running
+    (N,) minimum, updated in blocks: memory O(N + block x D).
+
+    Returns:
+        (K,) long ids in pick order.
+    """
+    _greedy_budget(costs, budget, labeled)
+    cand = ~labeled
+    norms = _sq_dist_to(
+        embeddings, torch.zeros(embeddings.shape[1], device=embeddings.device), block
+    )
+    norms[~cand] = -1.0
+    first = int(torch.argmax(norms))
+    picks, spent = [first], float(costs[first])
+    if spent > budget + 1e-9:
+        return torch.zeros(0, dtype=torch.long, device=embeddings.device)
+    min_d = _sq_dist_to(embeddings, embeddings[first], block)
+    taken = labeled.clone()
+    taken[first] = True
+    while True:
+        weights = torch.where(taken, torch.zeros_like(min_d), min_d.clamp_min(0)).double().cpu()
+        if weights.sum() <= 0:  # all remaining points coincide with picks: take by id
+            rest = (~taken).nonzero().squeeze(1)
+            if rest.numel() == 0:
+                break
+            i = int(rest[0])
+        else:
+            i = int(torch.multinomial(weights, 1, generator=generator))
+        if spent + float(costs[i]) > budget + 1e-9:
+            break
+        picks.append(i)
+        spent += float(costs[i])
+        taken[i] = True
+        min_d = torch.minimum(min_d, _sq_dist_to(embeddings, embeddings[i], block))
+    return torch.tensor(picks, dtype=torch.long, device=embeddings.device)

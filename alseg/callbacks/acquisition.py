@@ -13,7 +13,6 @@ from collections.abc import Callable
 from typing import Any
 
 import pytorch_lightning as pl
-import torch
 
 from alseg.acquisition.scorer import PoolScorer
 from alseg.acquisition.strategies import Stats
@@ -24,13 +23,20 @@ class AcquisitionCallback(pl.Callback):
     """Args:
     scorer: accumulates region statistics of the strategy.
     select: pure helper, region statistics -> Annotations (scores, selects, annotates).
+
+    The loop calls ``trainer.predict`` ``strategy.passes`` times with this callback; between
+    passes every rank hands the combined statistics to ``strategy.end_pass``.
     """
 
     def __init__(self, scorer: PoolScorer, select: Callable[[Stats], Annotations]) -> None:
         self.scorer, self.select = scorer, select
+        self.pass_index = 0
         self.result: Annotations | None = None
 
     def on_predict_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        strategy = self.scorer.strategy
+        pl_module.mc_samples = strategy.mc_samples  # type: ignore[assignment]
+        pl_module.predict_features = strategy.needs_features  # type: ignore[assignment]
         self.scorer.reset()
         self.result = None
 
@@ -46,9 +52,19 @@ class AcquisitionCallback(pl.Callback):
         self.scorer.update(outputs, batch["regions"], batch["index"])
 
     def on_predict_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        def all_reduce(t: torch.Tensor) -> torch.Tensor:
-            return trainer.strategy.reduce(t, reduce_op="sum")
-
-        stats = self.scorer.compute(all_reduce if trainer.world_size > 1 else None)
+        pl_module.mc_samples, pl_module.predict_features = 1, False  # type: ignore[assignment]
+        ts = trainer.strategy
+        multi = trainer.world_size > 1
+        stats = self.scorer.compute(
+            (lambda t: ts.reduce(t, reduce_op="sum")) if multi else None,
+            (lambda t: ts.all_gather(t)) if multi else None,
+            (lambda obj: ts.broadcast(obj, src=0)) if multi else None,
+        )
+        strategy = self.scorer.strategy
+        if self.pass_index < strategy.passes - 1:
+            strategy.end_pass(self.pass_index, stats)
+            self.pass_index += 1
+            return
+        self.pass_index = 0
         result = self.select(stats) if trainer.is_global_zero else None
-        self.result = trainer.strategy.broadcast(result, src=0)
+        self.result = ts.broadcast(result, src=0)

@@ -8,13 +8,13 @@ maps and workers are not rebuilt.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from alseg.data.labels import NO_CLASS, LabelStore
 from alseg.data.regions import RegionSet
@@ -93,6 +93,34 @@ class PoolView(Dataset):
         }
 
 
+class EvalShardSampler(DistributedSampler):
+    """Evaluation sampler for DDP: rank r takes items r, r + world, ... with no padding
+    (Lightning's default DistributedSampler repeats items to even out the shards, which
+    would count them twice in the mIoU). The shard is decided at iteration time, because
+    the loader may be built before the trainer starts the process group. Being a
+    DistributedSampler, Lightning keeps it instead of injecting its own."""
+
+    def __init__(self, dataset: Dataset) -> None:  # no super().__init__: it needs the group
+        self.dataset = dataset
+        self.epoch, self.seed, self.shuffle, self.drop_last = 0, 0, False, False
+
+    @property
+    def num_replicas(self) -> int:  # type: ignore[override]
+        d = torch.distributed
+        return d.get_world_size() if d.is_available() and d.is_initialized() else 1
+
+    @property
+    def rank(self) -> int:  # type: ignore[override]
+        d = torch.distributed
+        return d.get_rank() if d.is_available() and d.is_initialized() else 0
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(range(self.rank, len(self.dataset), self.num_replicas))  # type: ignore[arg-type]
+
+    def __len__(self) -> int:
+        return len(range(self.rank, len(self.dataset), self.num_replicas))  # type: ignore[arg-type]
+
+
 class ActiveDataModule(pl.LightningDataModule):
     """Train pool + val + test, region maps of the pool, and the LabelStore.
 
@@ -145,12 +173,19 @@ class ActiveDataModule(pl.LightningDataModule):
         self.pool.refresh(self.store)
 
     def _loader(
-        self, ds: Dataset, batch_size: int, shuffle: bool, drop_last: bool = False
+        self,
+        ds: Dataset,
+        batch_size: int,
+        shuffle: bool,
+        drop_last: bool = False,
+        shard: bool = False,
     ) -> DataLoader:
+        sampler = EvalShardSampler(ds) if shard else None
         return DataLoader(
             ds,
             batch_size=batch_size,
             shuffle=shuffle,
+            sampler=sampler,
             drop_last=drop_last,
             num_workers=self.num_workers,
             # Not persistent: workers hold a copy of the views, which refresh() changes.
@@ -166,10 +201,10 @@ class ActiveDataModule(pl.LightningDataModule):
         )
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_set, self.pool_batch_size, False)
+        return self._loader(self.val_set, self.pool_batch_size, False, shard=True)
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader(self.test_set, self.pool_batch_size, False)
+        return self._loader(self.test_set, self.pool_batch_size, False, shard=True)
 
     def pool_dataloader(self) -> DataLoader:
         """Unlabeled pool images (at least one unlabeled region), no augmentation."""

@@ -91,6 +91,9 @@ class SegmentationModule(pl.LightningModule):
         )
         self.test_iou = self.val_iou.clone()
         self.last_metrics: dict[str, float] = {}
+        # What predict_step returns; set by the AcquisitionCallback for its strategy.
+        self.mc_samples = 1
+        self.predict_features = False
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) image in [0, 1] -> (B, C, H, W) logits."""
@@ -130,11 +133,51 @@ class SegmentationModule(pl.LightningModule):
     def on_test_epoch_end(self) -> None:
         self._eval_end(self.test_iou, "test")
 
-    def predict_step(
-        self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0
-    ) -> torch.Tensor:
-        """(B, C, H, W) logits of a pool batch (reduced at once by the AcquisitionCallback)."""
-        return self(batch["image"])
+    def forward_features(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, 3, H, W) -> (decoder features (B, D, h, w), logits (B, C, H, W)) of an smp model."""
+        net: Any = self.network
+        if not all(hasattr(net, a) for a in ("encoder", "decoder", "segmentation_head")):
+            raise TypeError(f"{type(net).__name__} is not an smp model: no encoder/decoder/head")
+        feats = net.encoder((image - self.mean) / self.std)
+        dec = net.decoder(feats)
+        return dec, net.segmentation_head(dec)
+
+    def _mc_logits(self, image: torch.Tensor, samples: int) -> torch.Tensor:
+        """(B, C, H, W, T) logits of T passes with dropout layers on (batch norm stays in
+        eval mode). The encoder holds no dropout in smp models, so it runs once."""
+        net: Any = self.network
+        dropouts = [m for m in net.modules() if isinstance(m, torch.nn.modules.dropout._DropoutNd)]
+        if not dropouts:
+            raise ValueError("MC dropout needs dropout layers; this network has none")
+        feats = net.encoder((image - self.mean) / self.std)
+        enc_has_dropout = any(
+            isinstance(m, torch.nn.modules.dropout._DropoutNd) for m in net.encoder.modules()
+        )
+        for m in dropouts:
+            m.train()
+        try:
+            out = []
+            for _ in range(samples):
+                if enc_has_dropout:
+                    feats = net.encoder((image - self.mean) / self.std)
+                out.append(net.segmentation_head(net.decoder(feats)))
+        finally:
+            for m in dropouts:
+                m.eval()
+        return torch.stack(out, dim=-1)
+
+    def predict_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> Any:
+        """Outputs of a pool batch, reduced at once by the AcquisitionCallback: (B, C, H, W)
+        logits, or a dict with MC-dropout logits (B, C, H, W, T) and/or decoder features."""
+        image = batch["image"]
+        if self.mc_samples <= 1 and not self.predict_features:
+            return self(image)
+        out: dict[str, torch.Tensor] = {}
+        if self.predict_features:
+            out["features"], out["logits"] = self.forward_features(image)
+        if self.mc_samples > 1:
+            out["logits"] = self._mc_logits(image, self.mc_samples)
+        return out
 
     def configure_optimizers(self) -> Any:
         opt = torch.optim.AdamW(self.parameters(), lr=self.lr, weight_decay=self.weight_decay)

@@ -1,0 +1,44 @@
+"""Which process writes: rank 0 of a multi-process (DDP) run, known before Lightning starts.
+
+Lightning's launchers (its own subprocess launcher, torchrun, SLURM's srun) run the same
+``alseg`` command in every process. Every process runs the round loop and applies the
+same LabelStore updates; only the process of global rank 0 writes the run dir.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+RANK_VARIABLES = ("RANK", "SLURM_PROCID", "NODE_RANK", "LOCAL_RANK")
+RUN_DIR_VARIABLE = "ALSEG_RUN_DIR"
+
+
+def is_rank_zero() -> bool:
+    """True unless a launcher's environment marks this process as another rank."""
+    return all(os.environ.get(v, "0") == "0" for v in RANK_VARIABLES)
+
+
+def shared_run_dir() -> str | None:
+    """The run dir chosen by rank 0, or by the launcher for all ranks.
+
+    Rank 0 exports it before the first Trainer starts, so processes that Lightning launches
+    later inherit it; with torchrun or SLURM set ``run_dir=`` explicitly (or rely on the
+    job id, see ``config.default_run_dir``).
+    """
+    return os.environ.get(RUN_DIR_VARIABLE)
+
+
+@contextmanager
+def exported(name: str, value: str) -> Iterator[None]:
+    """Set an environment variable for the duration of a block (child processes inherit it)."""
+    old = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = old

@@ -1,0 +1,65 @@
+"""`alseg run` on 2 CPU processes (DDP, gloo) completes and resumes."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from helpers import tiny_overrides
+
+pytestmark = pytest.mark.ddp
+
+ALSEG = [sys.executable, "-m", "alseg.cli"]
+
+
+def alseg(*args: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, OMP_NUM_THREADS="1", WANDB_MODE="offline")
+    for var in ("RANK", "LOCAL_RANK", "NODE_RANK", "WORLD_SIZE", "ALSEG_RUN_DIR"):
+        env.pop(var, None)
+    return subprocess.run([*ALSEG, *args], env=env, capture_output=True, text=True, timeout=600)
+
+
+def test_ddp_run_completes_and_resumes(tmp_path: Path):
+    out = tmp_path / "ddp"
+    ddp = ["trainer.devices=2", "trainer.strategy=ddp", "trainer.accelerator=cpu"]
+    res = alseg(
+        "run",
+        *tiny_overrides(tmp_path, "active.rounds=2", "data.num_val=5", "data.num_test=7", *ddp),
+        f"run_dir={out}",
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    with (out / "metrics.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert [r["round"] for r in rows] == ["0", "1"]
+    # the second rank wrote nothing of its own: one W&B-free run dir, no stray folders
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        [
+            "checkpoints",
+            "config.yaml",
+            "curve.png",
+            "labels",
+            "metrics.csv",
+            "overlays",
+            "selections",
+            "state.json",
+        ]
+    )
+    # a run killed after round 1's fit resumes under DDP to the same learning curve
+    killed = tmp_path / "killed"
+    shutil.copytree(out, killed)
+    state = json.loads((killed / "state.json").read_text())
+    state.update(round=1, phase="fitted")
+    (killed / "state.json").write_text(json.dumps(state))
+    (killed / "metrics.csv").write_text(
+        "".join((out / "metrics.csv").read_text().splitlines(True)[:2])
+    )
+    res = alseg("resume", str(killed))
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert (killed / "metrics.csv").read_text() == (out / "metrics.csv").read_text()
+    assert json.loads((killed / "state.json").read_text())["phase"] == "done"
