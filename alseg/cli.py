@@ -35,6 +35,9 @@ def _parser() -> argparse.ArgumentParser:
     summ = sub.add_parser("summarize", help="mean ± std learning-curve table over run dirs")
     summ.add_argument("run_dirs", nargs="+", type=Path)
     summ.add_argument("--metric", default="mIoU", help="metrics.csv column (default mIoU)")
+    bench = sub.add_parser("bench", help="benchmarks: print measured figures as JSON lines")
+    bench.add_argument("name", choices=["acquisition"])
+    bench.add_argument("args", nargs=argparse.REMAINDER, help="options of the benchmark (--quick)")
     cfg = sub.add_parser("config", help="print the composed config")
     cfg.add_argument("overrides", nargs="*", help=OVERRIDE_HELP)
     return p
@@ -75,6 +78,10 @@ def main(argv: list[str] | None = None) -> int:
                 build_loop(cfg, run_dir, resume=False).run()
             if is_rank_zero():
                 print(f"run dir: {run_dir}")
+        elif args.command == "bench":
+            from alseg.bench import acquisition
+
+            {"acquisition": acquisition.main}[args.name](args.args)
         elif args.command == "summarize":
             from alseg.summary import markdown_table
 

@@ -32,25 +32,32 @@ def budgeted_topk(
         )
     if budget <= 0:
         raise ValueError(f"budget={budget} must be > 0")
-    if (costs <= 0).any():
+    if n and costs.min() <= 0:
         raise ValueError("every region cost must be > 0")
-    candidates = torch.ones(n, dtype=torch.bool, device=scores.device)
-    if labeled is not None:
-        candidates &= ~labeled.to(scores.device)
-    ids = candidates.nonzero().squeeze(1)
+    if labeled is None:
+        ids = torch.arange(n, device=scores.device)
+    else:
+        ids = (~labeled.to(scores.device)).nonzero().squeeze(1)
     if ids.numel() == 0:
         raise ValueError("the pool is empty: every region is already labeled")
-    pool_cost = float(costs[ids].sum(dtype=torch.float64))
+    c = costs[ids]
+    pool_cost = float(c.sum(dtype=torch.float64))
     if budget > pool_cost + 1e-9:
         raise ValueError(
             f"budget={budget:g} clicks is larger than the whole unlabeled pool "
             f"({pool_cost:g} clicks)"
         )
     s = scores[ids].float().nan_to_num(nan=float("-inf"))
+    # At most budget / min cost regions fit: rank only the top k of them (plus every region
+    # tied with the k-th score, so that ties still go to the lower id), not all N.
+    k = min(ids.numel(), int(budget // float(c.min())) + 1)
+    if k < ids.numel():
+        kth = torch.topk(s, k, sorted=False).values.min()
+        top = (s >= kth).nonzero().squeeze(1)  # ascending positions = ascending ids
+        ids, s, c = ids[top], s[top], c[top]
     order = torch.sort(s, descending=True, stable=True).indices
-    ranked = ids[order]
-    spent = costs[ranked].to(torch.float64).cumsum(0)
-    return ranked[spent <= budget + 1e-9]
+    spent = c[order].to(torch.float64).cumsum(0)
+    return ids[order][spent <= budget + 1e-9]
 
 
 def power_keys(scores: torch.Tensor, beta: float, generator: torch.Generator) -> torch.Tensor:

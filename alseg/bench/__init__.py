@@ -1,0 +1,1 @@
+"""Benchmarks that print measured figures (one JSON line per figure): ``alseg bench NAME``."""

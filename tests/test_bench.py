@@ -1,0 +1,21 @@
+"""`alseg bench acquisition --quick` prints its figures (slow: spawns processes)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from alseg.cli import main
+
+
+@pytest.mark.slow
+def test_bench_acquisition_quick(capsys):
+    assert main(["bench", "acquisition", "--quick"]) == 0
+    rows = [
+        json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")
+    ]
+    names = [r["bench"] for r in rows]
+    assert names == ["region_reduce", "budgeted_topk", "pool_scoring_memory", "kcenter", "badge"]
+    assert rows[0]["ratio"] > 1  # the loop is slower on any machine
+    assert rows[2]["peak_mib_4N"] > 0
