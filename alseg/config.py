@@ -26,6 +26,7 @@ from alseg.data.regions import RegionSet, compute_regions
 from alseg.data.synthetic import SyntheticScenes
 from alseg.distributed import is_rank_zero
 from alseg.loop import ActiveLoop, check_budget
+from alseg.models.heads import use_cosine_head
 from alseg.models.segmentation import SegmentationModule, build_network
 from alseg.rundir import RunDir
 from alseg.tracking import Tracker
@@ -81,6 +82,11 @@ def validate(cfg: DictConfig) -> None:
     _choice(cfg.data.name, DATASETS, "data.name")
     _choice(cfg.regions.method, ("slic", "grid"), "regions.method")
     _choice(cfg.logger.mode, ("offline", "online", "disabled"), "logger.mode")
+    _choice(cfg.model.head, ("linear", "cosine"), "model.head")
+    if len(cfg.model.loss_weights) != 3:
+        raise ConfigError(
+            f"model.loss_weights={list(cfg.model.loss_weights)} needs 3 weights (CE, MP, PP)"
+        )
     if cfg.active.rounds < 1:
         raise ConfigError(f"active.rounds={cfg.active.rounds} must be >= 1")
     if cfg.active.budget <= 0:
@@ -156,6 +162,8 @@ def build_parts(cfg: DictConfig, progress: bool = True) -> Parts:
         cfg.labeling.type,
         ClickCost(cfg.labeling.cost_per_region),
         train.ignore_index,
+        void_bit=bool(cfg.labeling.void_bit),
+        trim_kernel=int(cfg.labeling.trim_kernel),
     )
     dm = ActiveDataModule(
         train,
@@ -170,8 +178,16 @@ def build_parts(cfg: DictConfig, progress: bool = True) -> Parts:
         ignore_index=train.ignore_index,
         hflip=d.hflip,
     )
-    strategy = get_strategy(cfg.active.strategy, **cfg.active.strategy_params)
+    params = dict(cfg.active.strategy_params)
+    if cfg.active.strategy == "pixbal" and has_void_output(cfg):
+        params.setdefault("void_class", train.num_classes)  # void-majority regions score 0
+    strategy = get_strategy(cfg.active.strategy, **params)
     return Parts(train, val, test, regions, store, oracle, dm, strategy)
+
+
+def has_void_output(cfg: DictConfig) -> bool:
+    """Multi-class labels with a void bit: the model predicts C + 1 outputs."""
+    return cfg.labeling.type == "multiclass" and bool(cfg.labeling.void_bit)
 
 
 def init_budget(cfg: DictConfig) -> float:
@@ -190,7 +206,7 @@ def build_loop(
     """Build the experiment; for a new run, create the run dir (after every check passed)."""
     quiet_lightning()
     parts = build_parts(cfg, progress)
-    pool_cost = float(parts.oracle.cost_model.query_costs(np.arange(parts.store.num_regions)).sum())
+    pool_cost = float(parts.oracle.query_costs(np.arange(parts.store.num_regions)).sum())
     check_budget(pool_cost, init_budget(cfg), float(cfg.active.budget), int(cfg.active.rounds))
 
     rundir = RunDir(run_dir)
@@ -234,16 +250,23 @@ def build_loop(
     m = cfg.model
     train = parts.train
 
-    def model_factory() -> SegmentationModule:
-        network = build_network(m.arch, m.encoder, m.encoder_weights, train.num_classes)
+    void = has_void_output(cfg)
+
+    def model_factory(stage: int = 1) -> SegmentationModule:
+        network = build_network(m.arch, m.encoder, m.encoder_weights, train.num_classes + int(void))
+        if m.head == "cosine":
+            use_cosine_head(network, m.head_temperature)
+        lr = cfg.stage2.lr if stage == 2 and cfg.stage2.lr is not None else m.lr
         return SegmentationModule(
             network,
             train.num_classes,
             train.class_names,
-            m.lr,
+            lr,
             m.weight_decay,
             m.poly_power,
             train.ignore_index,
+            void_output=void,
+            loss_weights=tuple(m.loss_weights),
         )
 
     def trainer_factory(callbacks: list[pl.Callback]) -> pl.Trainer:
@@ -286,6 +309,7 @@ def build_loop(
         tracker=tracker,
         keep_checkpoints=int(cfg.active.keep_checkpoints),
         rank_zero=rank_zero,
+        stage2=bool(cfg.stage2.enabled),
     )
 
 

@@ -23,6 +23,7 @@ from alseg.callbacks.acquisition import AcquisitionCallback
 from alseg.data.datamodule import ActiveDataModule
 from alseg.data.labels import NO_CLASS, Annotations, LabelStore
 from alseg.data.oracle import SimulatedOracle
+from alseg.models.pseudo_labels import pseudo_label_accuracy, pseudo_label_images
 from alseg.models.segmentation import SegmentationModule
 from alseg.plots import plot_curve
 from alseg.rundir import RunDir
@@ -42,7 +43,7 @@ def acquire(
     """Pure selection step: region statistics -> scores -> budgeted selection -> answers."""
     labeled = torch.from_numpy(store.labeled_mask())
     scores = strategy.scores(stats, labeled, generator).float().cpu()
-    costs = torch.from_numpy(oracle.cost_model.query_costs(np.arange(store.num_regions)))
+    costs = torch.from_numpy(oracle.query_costs(np.arange(store.num_regions)))
     ids = strategy.select(scores, costs, labeled, budget, stats, generator).cpu()
     return oracle.annotate(ids.numpy(), scores[ids].double().numpy())
 
@@ -71,7 +72,7 @@ class ActiveLoop:
         datamodule: pool, val, test, region maps and the LabelStore.
         oracle: answers queries.
         strategy: acquisition strategy of rounds >= 1.
-        model_factory: builds a freshly initialised SegmentationModule.
+        model_factory: ``stage ->`` a freshly initialised SegmentationModule (stage 1 or 2).
         trainer_factory: builds a Trainer with extra callbacks.
         rounds: number of trained-and-evaluated rounds (rows of metrics.csv).
         budget: clicks per round; ``init_budget`` for round 0 (random).
@@ -80,6 +81,7 @@ class ActiveLoop:
         tracker: W&B / console reporting.
         keep_checkpoints: model checkpoints kept (last rounds).
         rank_zero: whether this process writes the run dir (DDP rank 0).
+        stage2: MulActSeg's stage 2 (pseudo labels, then retraining) each round.
     """
 
     def __init__(
@@ -88,7 +90,7 @@ class ActiveLoop:
         datamodule: ActiveDataModule,
         oracle: SimulatedOracle,
         strategy: Strategy,
-        model_factory: Callable[[], SegmentationModule],
+        model_factory: Callable[[int], SegmentationModule],
         trainer_factory: TrainerFactory,
         rounds: int,
         budget: float,
@@ -98,6 +100,7 @@ class ActiveLoop:
         tracker: Tracker,
         keep_checkpoints: int = 2,
         rank_zero: bool = True,
+        stage2: bool = False,
     ) -> None:
         if rounds < 1:
             raise ValueError(f"active.rounds={rounds} must be >= 1")
@@ -110,10 +113,13 @@ class ActiveLoop:
         # Under DDP every rank runs this loop and applies the same label updates; only rank
         # 0 writes the run dir.
         self.rank_zero = rank_zero
-        pool_cost = float(oracle.cost_model.query_costs(np.arange(self.store.num_regions)).sum())
+        pool_cost = float(oracle.query_costs(np.arange(self.store.num_regions)).sum())
         check_budget(pool_cost, init_budget, budget, rounds)
         self.region_sizes = datamodule.regions.region_sizes()
-        self.model: SegmentationModule | None = None
+        self.stage2 = stage2
+        self.model: SegmentationModule | None = None  # stage 1 (acquisition)
+        self.eval_model: SegmentationModule | None = None  # evaluated (stage 2 if enabled)
+        self.pseudo_stats: dict[str, float] = {}
 
     # -- state ---------------------------------------------------------------------------
     def _state(self, round: int, phase: str) -> None:
@@ -133,17 +139,10 @@ class ActiveLoop:
         self.store.add(ann, round)
         images, local = self.dm.regions.split_ids(ann.region_ids)
         names = self.dm.labeled.dataset.class_names  # type: ignore[attr-defined]
+        answers = describe_answers(ann, names)
         rows = [
-            {
-                "image": int(i),
-                "region": int(r),
-                "score": f"{s:.6g}",
-                "cost": f"{c:g}",
-                "answer": "pixels"
-                if ann.label_type == "pixel"
-                else (names[k] if k != NO_CLASS else "void"),
-            }
-            for i, r, s, c, k in zip(images, local, ann.scores, ann.costs, ann.classes)
+            {"image": int(i), "region": int(r), "score": f"{s:.6g}", "cost": f"{c:g}", "answer": a}
+            for i, r, s, c, a in zip(images, local, ann.scores, ann.costs, answers)
         ]
         if self.rank_zero:
             self.rundir.write_selections(round, rows)
@@ -152,12 +151,18 @@ class ActiveLoop:
         self.dm.refresh()
         self.tracker.log_selection(round, ann, rows, self.dm)
 
-    def fit(self, round: int) -> None:
-        pl.seed_everything(self.seed * 1000 + round, workers=True, verbose=False)
-        model = self.model_factory()
-        if not self.reinit and round > 0:
-            model.load_state_dict(self.rundir.load_checkpoint(round - 1), strict=False)
-        self.tracker.phase(round, "fit", len(self.dm.labeled))
+    def _train(
+        self, round: int, stage: int, init: dict[str, torch.Tensor] | None
+    ) -> SegmentationModule:
+        """Fit a freshly built model (stage 1 or 2) on the labeled view; all ranks end with
+        rank 0's weights."""
+        pl.seed_everything(
+            self.seed * 1000 + round + 100 * (stage - 1), workers=True, verbose=False
+        )
+        model = self.model_factory(stage)
+        if init is not None:
+            model.load_state_dict(init, strict=False)
+        self.tracker.phase(round, "fit" if stage == 1 else "fit stage 2", len(self.dm.labeled))
         trainer = self.trainer_factory([])
         trainer.fit(model, train_dataloaders=self.dm.train_dataloader())
         if trainer.world_size > 1:
@@ -168,19 +173,75 @@ class ActiveLoop:
                 {k: v.cpu() for k, v in model.state_dict().items()}, src=0
             )
             model.load_state_dict(state)
+        return model
+
+    def fit(self, round: int) -> None:
+        """Stage 1 on the store's labels; with ``stage2``, pseudo labels from the stage-1
+        model and a re-initialised stage-2 model trained on them (MulActSeg). Acquisition
+        always uses the stage-1 model; evaluation the last stage."""
+        warm = None if self.reinit or round == 0 else self.rundir.load_checkpoint(round - 1)
+        model = self._train(round, 1, warm)
         if self.rank_zero:
             self.rundir.save_checkpoint(round, model.state_dict(), keep=self.keep_checkpoints)
-            self._state(round, "fitted")
-        self.model = model
+        self.model, self.eval_model = model, model
+        if self.stage2:
+            pseudo = self.pseudo_labels(round, model)
+            self.dm.labeled.set_pseudo_labels(pseudo)
+            try:
+                self.eval_model = self._train(round, 2, None)
+            finally:
+                self.dm.labeled.set_pseudo_labels(None)
+            if self.rank_zero:
+                self.rundir.save_checkpoint(
+                    round, self.eval_model.state_dict(), keep=self.keep_checkpoints, stage=2
+                )
+        self._state(round, "fitted")
+
+    def pseudo_labels(self, round: int, model: SegmentationModule) -> dict[int, torch.Tensor]:
+        """Stage-2 pseudo labels of the labeled images, saved with their accuracy against
+        ground truth (logged for evaluation only; it never feeds training)."""
+        self.tracker.phase(round, "pseudo labels", len(self.dm.labeled))
+        view, regions = self.dm.labeled, self.dm.regions
+        images, maps, classes, labeled = {}, {}, {}, {}
+        lab = self.store.labeled_mask()
+        for i in view.indices.tolist():
+            ids = np.arange(regions.offsets[i], regions.offsets[i + 1])
+            images[i] = view.dataset[i]["image"]
+            maps[i] = regions.map_tensor(i)
+            classes[i] = torch.from_numpy(self.store.class_sets(ids))
+            labeled[i] = torch.from_numpy(lab[ids])
+        pseudo = pseudo_label_images(model, images, maps, classes, labeled, view.ignore_index)
+        masks = {i: view.mask_fn(i) for i in pseudo}
+        acc, coverage = pseudo_label_accuracy(pseudo, masks, view.ignore_index)
+        self.pseudo_stats = {
+            "pseudo_acc": round_float(100 * acc),
+            "pseudo_coverage": round_float(100 * coverage),
+        }
+        if self.rank_zero:
+            self.rundir.save_pseudo_labels(round, pseudo, self.pseudo_stats)
+        return pseudo
 
     def _model_of(self, round: int) -> SegmentationModule:
+        """The stage-1 model of ``round`` (the acquisition model)."""
         if self.model is None:  # resumed after the fit: load its weights
-            self.model = self.model_factory()
+            self.model = self.model_factory(1)
             self.model.load_state_dict(self.rundir.load_checkpoint(round), strict=False)
         return self.model
 
+    def _eval_model_of(self, round: int) -> SegmentationModule:
+        """The model evaluated for ``round``: stage 2 when enabled, else stage 1."""
+        if self.eval_model is None:
+            if not self.stage2:
+                return self._model_of(round)
+            self.eval_model = self.model_factory(2)
+            self.eval_model.load_state_dict(
+                self.rundir.load_checkpoint(round, stage=2), strict=False
+            )
+            self.pseudo_stats = self.rundir.read_pseudo_stats(round)
+        return self.eval_model
+
     def evaluate(self, round: int) -> dict[str, Any]:
-        model = self._model_of(round)
+        model = self._eval_model_of(round)
         self.tracker.phase(round, "evaluate")
         trainer = self.trainer_factory([])
         model.last_metrics = {}
@@ -197,6 +258,7 @@ class ActiveLoop:
             ),
             "val_mIoU": round_float(m["val/mIoU"]),
             "mIoU": round_float(m["test/mIoU"]),
+            **(self.pseudo_stats if self.stage2 else {}),
         }
         row.update(
             {
@@ -267,11 +329,23 @@ class ActiveLoop:
                 else:
                     ann = self.select(round + 1)
                     self.commit(round + 1, ann)
+                    self.model = self.eval_model = None
                     round, phase = round + 1, "labeled"
         # Other ranks may finish before rank 0 has written the last row: they return none.
         rows = [dict(r) for r in self.rundir.read_metrics()] if self.rank_zero else []
         self.tracker.finish(rows)
         return rows
+
+
+def describe_answers(ann: Annotations, names: list[str] | tuple[str, ...]) -> list[str]:
+    """Readable answers for the selections CSV: a class name, "void" (no usable class),
+    "pixels", or the classes of a multi-class answer joined by "|"."""
+    if ann.label_type == "pixel":
+        return ["pixels"] * len(ann)
+    if ann.bits is not None:
+        labels = [*names, "void"]
+        return ["|".join(labels[c] for c in np.flatnonzero(b)) or "none" for b in ann.bits]
+    return [names[k] if k != NO_CLASS else "void" for k in ann.classes]
 
 
 def round_float(x: float, digits: int = 4) -> float:

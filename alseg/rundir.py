@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import torch
 
 Phase = Literal["labeled", "fitted", "evaluated", "done"]
@@ -91,8 +92,12 @@ class RunDir:
     def selections_path(self, round: int) -> Path:
         return self.path / "selections" / f"round_{round:02d}.csv"
 
-    def checkpoint_path(self, round: int) -> Path:
-        return self.path / "checkpoints" / f"round_{round:02d}.pt"
+    def checkpoint_path(self, round: int, stage: int = 1) -> Path:
+        suffix = "" if stage == 1 else f"_stage{stage}"
+        return self.path / "checkpoints" / f"round_{round:02d}{suffix}.pt"
+
+    def pseudo_labels_path(self, round: int) -> Path:
+        return self.path / "pseudo_labels" / f"round_{round:02d}.npz"
 
     # -- creation and validation ---------------------------------------------------------
     def create(self, config_yaml: str) -> None:
@@ -156,16 +161,37 @@ class RunDir:
 
     # -- checkpoints -------------------------------------------------------------------------
     def save_checkpoint(
-        self, round: int, state_dict: dict[str, torch.Tensor], keep: int = 2
+        self, round: int, state_dict: dict[str, torch.Tensor], keep: int = 2, stage: int = 1
     ) -> None:
         buf = io.BytesIO()
         torch.save(state_dict, buf)
-        atomic_write_bytes(self.checkpoint_path(round), buf.getvalue())
+        atomic_write_bytes(self.checkpoint_path(round, stage), buf.getvalue())
         for old in range(round - keep, -1, -1):  # keep the last ``keep`` rounds
-            self.checkpoint_path(old).unlink(missing_ok=True)
+            self.checkpoint_path(old, stage).unlink(missing_ok=True)
 
-    def load_checkpoint(self, round: int) -> dict[str, torch.Tensor]:
-        path = self.checkpoint_path(round)
+    def save_pseudo_labels(
+        self, round: int, labels: dict[int, torch.Tensor], stats: dict[str, float]
+    ) -> None:
+        """Stage-2 pseudo labels (uint8 maps of the labeled images) and their accuracy."""
+        buf = io.BytesIO()
+        index = np.array(sorted(labels), dtype=np.int64)
+        arrays: dict[str, np.ndarray] = {
+            f"image_{i}": labels[i].numpy().astype(np.uint8) for i in index
+        }
+        arrays.update(index=index, stats=np.array(json.dumps(stats)))
+        np.savez_compressed(buf, **arrays)  # type: ignore[arg-type]
+        atomic_write_bytes(self.pseudo_labels_path(round), buf.getvalue())
+
+    def read_pseudo_stats(self, round: int) -> dict[str, float]:
+        path = self.pseudo_labels_path(round)
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                return dict(json.loads(str(z["stats"])))
+        except (OSError, ValueError, KeyError) as e:
+            raise RunDirError(f"pseudo labels {path} are missing or corrupt ({e})") from e
+
+    def load_checkpoint(self, round: int, stage: int = 1) -> dict[str, torch.Tensor]:
+        path = self.checkpoint_path(round, stage)
         if not path.exists():
             raise RunDirError(f"checkpoint {path} is missing")
         try:

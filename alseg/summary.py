@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
@@ -13,7 +14,13 @@ from alseg.rundir import RunDir
 
 
 def setting_of(run_dir: Path) -> str:
-    """``strategy / label type`` of a run, read from its config.yaml."""
+    """The setting a run belongs to: its folder name without a trailing ``-seed<N>``
+    (scripts/baselines.sh names runs ``<setting>-seed<N>``), else ``strategy / labeling``
+    from its config.yaml."""
+    name = Path(run_dir).name
+    m = re.fullmatch(r"(.+)-seed\d+", name)
+    if m:
+        return m.group(1)
     cfg = OmegaConf.load(RunDir(run_dir).config_path)
     return f"{cfg.active.strategy} / {cfg.labeling.type}"
 

@@ -63,4 +63,4 @@ def test_cli_run_and_summarize(tmp_path, capsys):
     capsys.readouterr()
     assert main(["summarize", str(out)]) == 0
     table = capsys.readouterr().out
-    assert "| entropy / dominant | 1 |" in table and "round 1 (16 clicks)" in table
+    assert "| entropy / dominant | 1 |" in table and "round 1 (16 clicks)" in table  # folder "run"

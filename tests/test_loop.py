@@ -203,3 +203,31 @@ def test_corrupt_labels_file_on_resume_is_reported_and_kept(tmp_path, reference)
         run(tiny_overrides(ref_tmp), out, resume=True)
     assert labels.read_bytes() == b"\x00" * 64  # nothing overwritten
     assert (out / "metrics.csv").read_bytes() == (ref_out / "metrics.csv").read_bytes()
+
+
+def test_multiclass_click_accounting_and_stage2(tmp_path):
+    out = tmp_path / "mc"
+    rows = run(
+        tiny_overrides(
+            tmp_path,
+            "labeling=multiclass",
+            "labeling.void_bit=true",
+            "active.strategy=pixbal",
+            "model.head=cosine",
+            "stage2.enabled=true",
+        ),
+        out,
+    )
+    assert len(rows) == 3 and all("pseudo_acc" in r for r in rows)
+    labels = np.load(out / "labels" / "round_02.npz")
+    names = ["road", "sidewalk", "building", "vegetation", "sky", "pole", "sign", "person", "void"]
+    for r in range(3):
+        sel = read_csv(out / "selections" / f"round_{r:02d}.csv")
+        assert sum(float(x["cost"]) for x in sel) <= 8
+        for x in sel:  # cost = number of classes answered (void bit included)
+            answered = x["answer"].split("|")
+            assert set(answered) <= set(names)
+            assert float(x["cost"]) == len(answered)
+    assert float(rows[-1]["clicks"]) == pytest.approx(float(labels["cost"].sum()))
+    assert (out / "pseudo_labels" / "round_02.npz").is_file()
+    assert (out / "checkpoints" / "round_02_stage2.pt").is_file()

@@ -16,14 +16,17 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from alseg.data.labels import NO_CLASS, LabelStore
+from alseg.data.labels import DENSE, MULTI, NO_CLASS, LabelStore
 from alseg.data.regions import RegionSet
 
 
 class LabeledView(Dataset):
     """Pool images that have at least one labeled region, with targets from the store.
 
-    Items: ``image`` (3,H,W), ``target`` (H,W) long (255 = no label), ``index``.
+    Items: ``image`` (3,H,W), ``target`` (H,W) long (255 = no label), ``index``; with
+    multi-class labels also ``regions`` (H,W) long and ``region_classes`` (R_max, C+1)
+    bool (the answers, padded to the largest region count of the pool). With stage-2
+    pseudo labels set (``set_pseudo_labels``) the target is the pseudo-label map.
     """
 
     def __init__(
@@ -38,21 +41,40 @@ class LabeledView(Dataset):
         self.ignore_index, self.hflip = ignore_index, hflip
         self.indices = np.zeros(0, dtype=np.int64)
         self.region_targets = torch.full((regions.total,), ignore_index, dtype=torch.long)
+        self.store: LabelStore | None = None
+        self.pseudo: dict[int, torch.Tensor] | None = None
+        self.max_regions = int(regions.num_regions.max(initial=1))
 
     def refresh(self, store: LabelStore) -> None:
-        targets = torch.from_numpy(store.region_targets())  # class, -1 = dense, NO_CLASS
-        targets[targets == NO_CLASS] = self.ignore_index
+        targets = torch.from_numpy(store.region_targets())  # class, DENSE, MULTI, NO_CLASS
+        targets[(targets == NO_CLASS) | (targets == MULTI)] = self.ignore_index
         self.region_targets = targets
+        self.store = store
         per_image = np.add.reduceat(
             store.labeled_mask().astype(np.int64), self.regions.offsets[:-1]
         )
         self.indices = np.flatnonzero(per_image > 0).astype(np.int64)
 
+    def set_pseudo_labels(self, pseudo: dict[int, torch.Tensor] | None) -> None:
+        """Train on these (H, W) maps instead of the store's labels (stage 2); None: off."""
+        self.pseudo = pseudo
+
+    def region_classes(self, index: int) -> torch.Tensor:
+        """(R_max, C+1) bool multi-class answers of image ``index``'s regions."""
+        assert self.store is not None
+        start, stop = int(self.regions.offsets[index]), int(self.regions.offsets[index + 1])
+        bits = self.store.answer_bits(np.arange(start, stop))
+        out = torch.zeros(self.max_regions, bits.shape[1], dtype=torch.bool)
+        out[: stop - start] = torch.from_numpy(bits)
+        return out
+
     def target(self, index: int) -> torch.Tensor:
         """(H, W) long training target of pool image ``index``."""
+        if self.pseudo is not None:
+            return self.pseudo[index]
         rmap = self.regions.map_tensor(index)
         target = self.region_targets[int(self.regions.offsets[index]) + rmap]
-        dense = target == -1
+        dense = target == DENSE
         if dense.any():  # pixel labels: the region's own pixels are the answer
             target = torch.where(dense, self.mask_fn(index), target)
         return target
@@ -62,11 +84,15 @@ class LabeledView(Dataset):
 
     def __getitem__(self, k: int) -> dict[str, Any]:
         index = int(self.indices[k])
-        image = self.dataset[index]["image"]
-        target = self.target(index)
+        item = {"image": self.dataset[index]["image"], "target": self.target(index), "index": index}
+        if self.pseudo is None and self.store is not None and self.store.bits is not None:
+            item["regions"] = self.regions.map_tensor(index)
+            item["region_classes"] = self.region_classes(index)
         if self.hflip and torch.rand(()) < 0.5:
-            image, target = image.flip(-1), target.flip(-1)
-        return {"image": image, "target": target, "index": index}
+            for key in ("image", "target", "regions"):
+                if key in item:
+                    item[key] = item[key].flip(-1)
+        return item
 
 
 class PoolView(Dataset):

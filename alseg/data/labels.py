@@ -16,10 +16,12 @@ from typing import Literal
 
 import numpy as np
 
-LabelType = Literal["dominant", "pixel"]
-LABEL_TYPES: tuple[str, ...] = ("dominant", "pixel")
+LabelType = Literal["dominant", "pixel", "multiclass"]
+LABEL_TYPES: tuple[str, ...] = ("dominant", "pixel", "multiclass")
 # Codes stored per region; kept stable because they are written to .npz files.
-_KIND_CODE = {"none": 0, "dominant": 1, "pixel": 2}
+_KIND_CODE = {"none": 0, "dominant": 1, "pixel": 2, "multiclass": 3}
+DENSE = -1  # region_targets(): the region's own pixels are the label (pixel labels)
+MULTI = -2  # region_targets(): a set of two or more classes (multiclass labels)
 NO_CLASS = 255  # "no usable class" (e.g. a void-majority region under dominant labeling)
 _FORMAT_VERSION = 1
 
@@ -35,6 +37,9 @@ class Annotations:
             usable class (void majority) or the label is dense (``pixel``).
         costs: (K,) float64 click cost of each answer.
         scores: (K,) float64 acquisition score at selection time (for the record).
+        bits: (K, B) bool multi-hot answers of ``multiclass`` queries: B = C classes, or
+            C + 1 with the void bit last; None for other label types. ``classes`` then
+            holds the class of one-hot answers and NO_CLASS otherwise.
     """
 
     region_ids: np.ndarray
@@ -42,6 +47,7 @@ class Annotations:
     classes: np.ndarray
     costs: np.ndarray
     scores: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    bits: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.region_ids = np.asarray(self.region_ids, dtype=np.int64)
@@ -55,6 +61,10 @@ class Annotations:
             )
         if self.label_type not in LABEL_TYPES:
             raise ValueError(f"label_type={self.label_type!r}; valid: {list(LABEL_TYPES)}")
+        if (self.bits is not None) != (self.label_type == "multiclass"):
+            raise ValueError("Annotations: bits are given exactly for multiclass answers")
+        if self.bits is not None:
+            self.bits = np.asarray(self.bits, dtype=bool).reshape(k, -1)
 
     def __len__(self) -> int:
         return int(self.region_ids.size)
@@ -70,6 +80,9 @@ class LabelStore:
     Args:
         num_regions: total number of regions in the pool (global ids 0..num_regions-1).
         num_classes: number of classes (answers must be < num_classes or NO_CLASS).
+
+    Multi-class answers are kept as a packed bit field (R, ceil((C + 1) / 8)) uint8,
+    allocated at the first multi-class answer: 3 bytes per region for Cityscapes.
     """
 
     def __init__(self, num_regions: int, num_classes: int) -> None:
@@ -80,6 +93,12 @@ class LabelStore:
         self.kind = np.zeros(num_regions, dtype=np.uint8)  # _KIND_CODE
         self.cls = np.full(num_regions, NO_CLASS, dtype=np.uint8)  # dominant class
         self.cost = np.zeros(num_regions, dtype=np.float32)
+        self.bits: np.ndarray | None = None  # (R, nbytes) packed multi-hot answers
+
+    @property
+    def num_bits(self) -> int:
+        """Bits per answer: C classes + the void bit."""
+        return self.num_classes + 1
 
     # -- updates -----------------------------------------------------------------------
     def add(self, annotations: Annotations, round: int) -> None:
@@ -99,6 +118,18 @@ class LabelStore:
         bad = (annotations.classes >= self.num_classes) & (annotations.classes != NO_CLASS)
         if bad.any():
             raise ValueError(f"answer classes must be < {self.num_classes} or {NO_CLASS}")
+        if annotations.bits is not None:
+            b = annotations.bits
+            if b.shape[1] not in (self.num_classes, self.num_bits):
+                raise ValueError(
+                    f"multi-hot answers have {b.shape[1]} bits; "
+                    f"expected {self.num_classes} or {self.num_bits}"
+                )
+            full = np.zeros((ids.size, self.num_bits), dtype=bool)
+            full[:, : b.shape[1]] = b
+            if self.bits is None:
+                self.bits = np.zeros((self.num_regions, (self.num_bits + 7) // 8), dtype=np.uint8)
+            self.bits[ids] = np.packbits(full, axis=1)
         self.round[ids] = round
         self.kind[ids] = _KIND_CODE[annotations.label_type]
         self.cls[ids] = annotations.classes.astype(np.uint8)
@@ -115,12 +146,35 @@ class LabelStore:
         return float(self.cost[sel].sum(dtype=np.float64))
 
     def region_targets(self) -> np.ndarray:
-        """(num_regions,) int64 per-region training class: the dominant answer, -1 for
-        regions labeled densely (``pixel``), NO_CLASS for unlabeled or unusable ones."""
+        """(num_regions,) int64 per-region training class: the dominant (or one-hot
+        multi-class) answer, DENSE (-1) for ``pixel`` labels, MULTI (-2) for answers of two
+        or more classes, NO_CLASS for unlabeled or unusable regions."""
         out = self.cls.astype(np.int64)
-        out[self.kind == _KIND_CODE["pixel"]] = -1
+        out[self.kind == _KIND_CODE["pixel"]] = DENSE
+        if self.bits is not None:
+            multi = (self.kind == _KIND_CODE["multiclass"]) & (self.cls == NO_CLASS)
+            counts = np.unpackbits(self.bits[multi], axis=1, count=self.num_bits).sum(1)
+            idx = np.flatnonzero(multi)
+            out[idx[counts >= 2]] = MULTI
         out[self.round < 0] = NO_CLASS
         return out
+
+    def class_sets(self, region_ids: np.ndarray) -> np.ndarray:
+        """(K, C) bool set of classes each region is known to contain: the multi-class
+        answer, or the dominant class; empty for unlabeled and pixel-labeled regions."""
+        ids = np.asarray(region_ids, dtype=np.int64)
+        out = self.answer_bits(ids)[:, : self.num_classes].copy()
+        cls = self.cls[ids].astype(np.int64)
+        one = (self.round[ids] >= 0) & (cls < self.num_classes)
+        out[np.flatnonzero(one), cls[one]] = True
+        return out
+
+    def answer_bits(self, region_ids: np.ndarray) -> np.ndarray:
+        """(K, C + 1) bool multi-hot answers (all False for regions without one)."""
+        ids = np.asarray(region_ids, dtype=np.int64)
+        if self.bits is None:
+            return np.zeros((ids.size, self.num_bits), dtype=bool)
+        return np.unpackbits(self.bits[ids], axis=1, count=self.num_bits).astype(bool)
 
     # -- persistence -------------------------------------------------------------------
     def state_dict(self) -> dict[str, np.ndarray]:
@@ -131,6 +185,7 @@ class LabelStore:
             "kind": self.kind.copy(),
             "cls": self.cls.copy(),
             "cost": self.cost.copy(),
+            **({"bits": self.bits.copy()} if self.bits is not None else {}),
         }
 
     def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
@@ -150,6 +205,7 @@ class LabelStore:
         self.kind = state["kind"].astype(np.uint8)
         self.cls = state["cls"].astype(np.uint8)
         self.cost = state["cost"].astype(np.float32)
+        self.bits = state["bits"].astype(np.uint8) if "bits" in state else None
 
     def save(self, path: str | Path) -> None:
         """Write a compressed .npz atomically (temp file + rename): a crash never leaves a

@@ -63,6 +63,52 @@ def region_class_counts(
     return counts.view(num_regions, num_classes + 1)
 
 
+def trimmed_interior(regions: torch.Tensor, kernel: int = 5) -> torch.Tensor:
+    """(H, W) bool: pixels outside the regions' boundary band (MulActSeg, METHODS.md A).
+
+    The band is the thick boundary (pixels with a 4-neighbour in another region, on both
+    sides) dilated by a ``kernel`` x ``kernel`` square.
+    """
+    r = regions
+    edge = torch.zeros_like(r, dtype=torch.bool)
+    edge[1:] |= r[1:] != r[:-1]
+    edge[:-1] |= r[1:] != r[:-1]
+    edge[:, 1:] |= r[:, 1:] != r[:, :-1]
+    edge[:, :-1] |= r[:, 1:] != r[:, :-1]
+    band = (
+        torch.nn.functional.max_pool2d(edge.float()[None, None], kernel, 1, kernel // 2)[0, 0] > 0
+    )
+    return ~band
+
+
+def multiclass_answers(
+    mask: torch.Tensor,
+    regions: torch.Tensor,
+    num_regions: int,
+    num_classes: int,
+    ignore_index: int,
+    void_bit: bool,
+    kernel: int = 5,
+) -> torch.Tensor:
+    """Multi-hot answers of every region of one image (MulActSeg's annotator).
+
+    Classes are collected from the region's pixels outside the boundary band; a region
+    with no pixel left answers from all of its pixels. With ``void_bit`` the last bit says
+    that a void pixel is among those pixels.
+
+    Returns:
+        (R, C + 1) bool if ``void_bit`` else (R, C).
+    """
+    inner = trimmed_interior(regions, kernel)
+    counts_all = region_class_counts(mask, regions, num_regions, num_classes, ignore_index)
+    trimmed = torch.where(inner, regions, torch.full_like(regions, num_regions))  # band -> dummy
+    counts_in = region_class_counts(mask, trimmed, num_regions + 1, num_classes, ignore_index)[:-1]
+    has_inner = counts_in.sum(1) > 0
+    counts = torch.where(has_inner[:, None], counts_in, counts_all)
+    present = counts > 0
+    return present if void_bit else present[:, :num_classes]
+
+
 class SimulatedOracle:
     """Answers region queries from ground truth.
 
@@ -70,10 +116,13 @@ class SimulatedOracle:
         mask_fn: ``index -> (H, W) long`` ground truth of a pool image.
         regions: region maps of the pool.
         num_classes: number of classes.
-        label_type: "dominant" (majority class; void-majority -> no usable class) or
-            "pixel" (every pixel of the region).
-        cost_model: prices answers (default: one click per region).
+        label_type: "dominant" (majority class; void-majority -> no usable class),
+            "pixel" (every pixel of the region) or "multiclass" (the set of classes
+            present, one click per class named; at least one click per query).
+        cost_model: prices dominant / pixel answers (default: one click per region).
         ignore_index: void label in masks.
+        void_bit: multiclass answers carry a void bit (the model then has C + 1 outputs).
+        trim_kernel: dilation of the boundary band trimmed before collecting classes.
     """
 
     def __init__(
@@ -84,6 +133,8 @@ class SimulatedOracle:
         label_type: str,
         cost_model: CostModel | None = None,
         ignore_index: int = 255,
+        void_bit: bool = False,
+        trim_kernel: int = 5,
     ) -> None:
         if label_type not in LABEL_TYPES:
             raise ValueError(
@@ -93,6 +144,39 @@ class SimulatedOracle:
         self.num_classes, self.label_type = num_classes, label_type
         self.cost_model: CostModel = cost_model or ClickCost()
         self.ignore_index = ignore_index
+        self.void_bit, self.trim_kernel = void_bit, trim_kernel
+        self._bits: np.ndarray | None = None  # cached multi-hot answers of the whole pool
+
+    def _all_bits(self) -> np.ndarray:
+        """(R_total, B) bool multi-hot answers of every pool region, computed once."""
+        if self._bits is None:
+            rows = [
+                multiclass_answers(
+                    self.mask_fn(i),
+                    self.regions.map_tensor(i),
+                    int(self.regions.num_regions[i]),
+                    self.num_classes,
+                    self.ignore_index,
+                    self.void_bit,
+                    self.trim_kernel,
+                ).numpy()
+                for i in range(len(self.regions))
+            ]
+            self._bits = np.concatenate(rows)
+        return self._bits
+
+    def query_costs(self, region_ids: np.ndarray) -> np.ndarray:
+        """(K,) click cost of asking each region.
+
+        Multi-class answers cost one click per class named, known only once asked. The
+        selection walks regions by descending score and stops at the first one that does
+        not fit the budget, so using the simulated answers' costs here gives exactly the
+        selection of asking region after region until the budget is spent.
+        """
+        ids = np.asarray(region_ids, dtype=np.int64)
+        if self.label_type == "multiclass":
+            return np.maximum(1, self._all_bits()[ids].sum(1)).astype(np.float64)
+        return self.cost_model.query_costs(ids)
 
     def dominant_classes(self, index: int) -> np.ndarray:
         """(R_i,) dominant ground-truth class of each region of image ``index`` (void
@@ -112,6 +196,19 @@ class SimulatedOracle:
         """Answer queries for the given global region ids (unique)."""
         ids = np.asarray(region_ids, dtype=np.int64)
         classes = np.full(ids.size, NO_CLASS, dtype=np.int64)
+        if self.label_type == "multiclass":
+            bits = self._all_bits()[ids]
+            n = bits.sum(1)
+            one = (n == 1) & ~(bits[:, -1] if self.void_bit else np.zeros(ids.size, bool))
+            classes[one] = bits[one].argmax(1)
+            return Annotations(
+                region_ids=ids,
+                label_type="multiclass",
+                classes=classes,
+                costs=np.maximum(1, n).astype(np.float64),
+                scores=np.zeros(ids.size) if scores is None else scores,
+                bits=bits,
+            )
         if self.label_type == "dominant" and ids.size:
             images, local = self.regions.split_ids(ids)
             for img in np.unique(images):

@@ -12,6 +12,8 @@ import torch.nn.functional as F
 from torchmetrics import Metric
 from torchmetrics.classification import MulticlassJaccardIndex
 
+from alseg.models.losses import multiclass_loss
+
 # smp architectures selectable by name (the explicit dict keeps errors readable).
 ARCHITECTURES: dict[str, type[torch.nn.Module]] = {
     "DeepLabV3Plus": smp.DeepLabV3Plus,
@@ -52,12 +54,17 @@ class SegmentationModule(pl.LightningModule):
     """Cross-entropy on labeled pixels only, AdamW + poly schedule, mIoU over whole splits.
 
     Args:
-        network: maps (B, 3, H, W) normalised images to (B, C, H, W) logits.
-        num_classes: C.
+        network: maps (B, 3, H, W) normalised images to (B, C, H, W) logits, or
+            (B, C + 1, H, W) with a void output (``void_output``).
+        num_classes: C, the classes evaluated.
         class_names: names for per-class IoU keys.
         lr, weight_decay: AdamW settings.
         poly_power: lr = lr0 * (1 - step / total_steps) ** poly_power.
         ignore_index: unlabeled / void target value.
+        void_output: the network has a (C+1)-th output for void (multi-class labels with a
+            void bit); evaluation and predictions use the first C.
+        loss_weights: (CE, merged positive, prototypical pixel) weights for multi-class
+            labels (MulActSeg: 16, 8, 1).
     """
 
     def __init__(
@@ -69,6 +76,8 @@ class SegmentationModule(pl.LightningModule):
         weight_decay: float = 1e-4,
         poly_power: float = 0.9,
         ignore_index: int = 255,
+        void_output: bool = False,
+        loss_weights: tuple[float, float, float] = (16.0, 8.0, 1.0),
     ) -> None:
         super().__init__()
         self.network = network
@@ -80,6 +89,9 @@ class SegmentationModule(pl.LightningModule):
             raise ValueError(f"{len(self.class_names)} class names for {num_classes} classes")
         self.lr, self.weight_decay, self.poly_power = lr, weight_decay, poly_power
         self.ignore_index = ignore_index
+        self.void_output = void_output
+        self.num_outputs = num_classes + int(void_output)
+        self.loss_weights = tuple(float(w) for w in loss_weights)
         self.mean: torch.Tensor
         self.std: torch.Tensor
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
@@ -102,6 +114,20 @@ class SegmentationModule(pl.LightningModule):
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         logits = self(batch["image"])
         target = batch["target"]
+        if "region_classes" in batch:  # multi-class labels
+            parts = multiclass_loss(
+                logits,
+                target,
+                batch["regions"],
+                batch["region_classes"][..., : self.num_outputs],
+                self.loss_weights,  # type: ignore[arg-type]
+                ignore_index=self.ignore_index,
+            )
+            n = target.shape[0]
+            for k in ("ce", "mp", "pp"):
+                self.log(f"train/{k}", parts[k], batch_size=n)
+            self.log("train/loss", parts["loss"], prog_bar=True, batch_size=n)
+            return parts["loss"]
         # Sum over labeled pixels / their count: a batch without labels gives 0, not NaN.
         loss_sum = F.cross_entropy(logits, target, ignore_index=self.ignore_index, reduction="sum")
         loss = loss_sum / (target != self.ignore_index).sum().clamp_min(1)
@@ -109,7 +135,7 @@ class SegmentationModule(pl.LightningModule):
         return loss
 
     def _eval_step(self, metric: Metric, batch: dict[str, Any]) -> None:
-        logits = self(batch["image"])
+        logits = self(batch["image"])[:, : self.num_classes]  # a void output is not evaluated
         metric.update(logits.argmax(dim=1), batch["mask"])
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:

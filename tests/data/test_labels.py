@@ -61,3 +61,24 @@ def test_memory_is_per_region_not_per_pixel():
     store = LabelStore(3000 * 8192, 19)
     nbytes = sum(v.nbytes for v in store.state_dict().values())
     assert nbytes < 300 * 2**20  # a few hundred MB for Cityscapes x 8,192 regions
+
+
+def test_multiclass_bits_are_packed_and_round_trip(tmp_path):
+    from alseg.data.labels import MULTI
+
+    store = LabelStore(5, 10)  # 11 bits (C + void) -> 2 bytes per region
+    bits = np.zeros((2, 11), bool)
+    bits[0, [1, 7]] = True
+    bits[1, [3]] = True
+    store.add(Annotations([1, 3], "multiclass", [NO_CLASS, 3], [2.0, 1.0], bits=bits), 0)
+    assert store.bits is not None and store.bits.shape == (5, 2) and store.bits.dtype == np.uint8
+    assert store.answer_bits(np.array([1, 3])).tolist() == bits.tolist()
+    t = store.region_targets()
+    assert t[1] == MULTI and t[3] == 3 and t[0] == NO_CLASS
+    sets = store.class_sets(np.array([1, 3, 4]))
+    assert sets.shape == (3, 10) and sets[0, [1, 7]].all() and sets[1, 3] and not sets[2].any()
+    store.save(tmp_path / "l.npz")
+    other = LabelStore.from_file(tmp_path / "l.npz", 5, 10)
+    assert other.answer_bits(np.arange(5)).tolist() == store.answer_bits(np.arange(5)).tolist()
+    with pytest.raises(ValueError, match="bits are given exactly for multiclass"):
+        Annotations([0], "dominant", [1], [1.0], bits=bits[:1])

@@ -1,0 +1,172 @@
+"""Stage-2 pseudo labels of MulActSeg (METHODS.md A): prototypes, intra-region
+localisation, median thresholds and label expansion to neighbouring regions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+# 8-neighbourhood shifts: a pixel next to region s (3x3 dilation of s) may take its labels
+_SHIFTS = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if (dy, dx) != (0, 0)]
+
+
+def _group_lower_median(
+    values: torch.Tensor, groups: torch.Tensor, num_groups: int
+) -> torch.Tensor:
+    """(G,) lower median of ``values`` (P,) per group id (P,) in [0, G); NaN for empty groups."""
+    out = torch.full((num_groups,), float("nan"), device=values.device)
+    if values.numel() == 0:
+        return out
+    order = torch.argsort(values, stable=True)
+    order = order[torch.argsort(groups[order], stable=True)]  # by group, then by value
+    counts = torch.bincount(groups, minlength=num_groups)
+    starts = torch.cumsum(counts, 0) - counts
+    has = counts > 0
+    mid = starts[has] + (counts[has] - 1) // 2
+    out[has] = values[order[mid]]
+    return out
+
+
+def _shifted(regions: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
+    """regions[y + dy, x + dx], -1 outside the image."""
+    H, W = regions.shape
+    out = torch.full_like(regions, -1)
+    ys, yd = slice(max(0, -dy), H - max(0, dy)), slice(max(0, dy), H - max(0, -dy))
+    xs, xd = slice(max(0, -dx), W - max(0, dx)), slice(max(0, dx), W - max(0, -dx))
+    out[ys, xs] = regions[yd, xd]
+    return out
+
+
+@torch.no_grad()
+def propagate_pseudo_labels(
+    features: torch.Tensor,
+    probs: torch.Tensor,
+    regions: torch.Tensor,
+    region_classes: torch.Tensor,
+    labeled: torch.Tensor,
+    ignore_index: int = 255,
+    block: int = 16384,
+) -> torch.Tensor:
+    """Pseudo labels of one image from its multi-class region labels.
+
+    1. Prototype of (region s, class c in Y_s): the feature of the pixel of s with the
+       largest p_c (first such pixel on ties).
+    2. Each pixel of a labeled region takes the class of its most similar prototype of
+       its region (cosine: features are L2-normalised).
+    3. Threshold of a prototype: the (lower) median similarity of the pixels of s assigned
+       to it.
+    4. A pixel next to s (3x3 dilation of s's mask) and outside it takes the argmax over
+       s's prototypes if that similarity exceeds the prototype's threshold; when several
+       labeled regions touch it, the most similar prototype wins. Intra-region labels
+       are written last and win.
+
+    Args:
+        features: (D, H, W) L2-normalised features.
+        probs: (C, H, W) class probabilities.
+        regions: (H, W) long region ids in [0, R).
+        region_classes: (R, C') bool answers (C' >= C; a void bit beyond C is ignored).
+        labeled: (R,) bool.
+    Returns:
+        (H, W) long pseudo labels, ``ignore_index`` where unassigned.
+    """
+    D, H, W = features.shape
+    C = probs.shape[0]
+    R = region_classes.shape[0]
+    dev = features.device
+    f = features.reshape(D, -1).T.float()  # (P, D)
+    p = probs.reshape(C, -1).T.float()  # (P, C)
+    r = regions.reshape(-1).long()  # (P,)
+    P = r.numel()
+    pairs = region_classes[:, :C].to(dev) & labeled.to(dev)[:, None]  # (R, C) prototypes
+    out = torch.full((P,), ignore_index, dtype=torch.long, device=dev)
+    if not pairs.any():
+        return out.view(H, W)
+
+    # 1. prototypes: first pixel of the region with the largest p_c
+    idx = r[:, None].expand(-1, C)
+    best = torch.full((R, C), float("-inf"), device=dev).scatter_reduce(0, idx, p, "amax")
+    pos = torch.where(p == best[r], torch.arange(P, device=dev)[:, None], torch.full_like(idx, P))
+    arg = torch.full((R, C), P, device=dev).scatter_reduce(0, idx, pos, "amin")
+    proto = f[arg.clamp(max=P - 1)]  # (R, C, D); rows of absent pairs are masked below
+
+    def sims(pixels: torch.Tensor, owners: torch.Tensor) -> torch.Tensor:
+        """(K, C) similarity of pixels to the prototypes of region ``owners``; -inf where
+        the pair is no prototype. Blocks of pixels bound the (block, C, D) gather."""
+        res = torch.empty(pixels.numel(), C, device=dev)
+        for s in range(0, pixels.numel(), block):
+            px, ow = pixels[s : s + block], owners[s : s + block]
+            val = torch.einsum("kd,kcd->kc", f[px], proto[ow])
+            res[s : s + block] = val.masked_fill(~pairs[ow], float("-inf"))
+        return res
+
+    # 2. intra-region localisation
+    inside = pairs[r].any(1).nonzero().squeeze(1)  # pixels of labeled regions
+    own = sims(inside, r[inside])
+    s_own, c_own = own.max(1)
+    # 3. thresholds: median similarity of the pixels assigned to each prototype
+    thr = _group_lower_median(s_own, r[inside] * C + c_own, R * C).view(R, C)
+
+    # 4. expansion to the 8-neighbourhood of labeled regions
+    best_sim = torch.full((P,), float("-inf"), device=dev)
+    for dy, dx in _SHIFTS:
+        q = _shifted(regions.to(dev).long(), dy, dx).reshape(-1)
+        cand = ((q >= 0) & (q != r)).nonzero().squeeze(1)
+        cand = cand[pairs[q[cand]].any(1)]
+        if cand.numel() == 0:
+            continue
+        owners = q[cand]
+        s_nb, c_nb = sims(cand, owners).max(1)
+        ok = (s_nb > thr[owners, c_nb]) & (s_nb > best_sim[cand])
+        best_sim[cand[ok]] = s_nb[ok]
+        out[cand[ok]] = c_nb[ok]
+    out[inside] = c_own  # intra-region labels win
+    return out.view(H, W)
+
+
+@torch.no_grad()
+def pseudo_label_images(
+    model: Any,
+    images: dict[int, torch.Tensor],
+    regions: dict[int, torch.Tensor],
+    region_classes: dict[int, torch.Tensor],
+    labeled: dict[int, torch.Tensor],
+    ignore_index: int = 255,
+) -> dict[int, torch.Tensor]:
+    """Run a SegmentationModule (stage 1) over images and propagate their labels.
+
+    Features are the decoder output, bilinearly upsampled to the image and L2-normalised;
+    probabilities are the softmax of the evaluated classes' logits.
+    """
+    model.eval()
+    device = next(model.parameters()).device
+    out: dict[int, torch.Tensor] = {}
+    for i, image in images.items():
+        feats, logits = model.forward_features(image[None].to(device))
+        size = image.shape[-2:]
+        feats = F.normalize(
+            F.interpolate(feats, size=size, mode="bilinear", align_corners=False), dim=1
+        )
+        probs = torch.softmax(logits[:, : model.num_classes], dim=1)
+        out[i] = propagate_pseudo_labels(
+            feats[0], probs[0], regions[i].to(device), region_classes[i], labeled[i], ignore_index
+        ).cpu()
+    return out
+
+
+def pseudo_label_accuracy(
+    pseudo: dict[int, torch.Tensor], masks: dict[int, torch.Tensor], ignore_index: int = 255
+) -> tuple[float, float]:
+    """(pixel accuracy of assigned pixels against ground truth, fraction of pixels assigned),
+    over non-void pixels. Evaluation only: never used for training."""
+    hit = tot = assigned = px = 0
+    for i, pl in pseudo.items():
+        gt = masks[i]
+        valid = gt != ignore_index
+        a = (pl != ignore_index) & valid
+        hit += int((pl[a] == gt[a]).sum())
+        tot += int(a.sum())
+        assigned += int(a.sum())
+        px += int(valid.sum())
+    return (hit / tot if tot else float("nan")), (assigned / px if px else 0.0)
