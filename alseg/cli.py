@@ -35,6 +35,15 @@ def _parser() -> argparse.ArgumentParser:
     summ = sub.add_parser("summarize", help="mean ± std learning-curve table over run dirs")
     summ.add_argument("run_dirs", nargs="+", type=Path)
     summ.add_argument("--metric", default="mIoU", help="metrics.csv column (default mIoU)")
+    rep = sub.add_parser("report", help="tidy table, curves and class heat map over run dirs")
+    rep.add_argument("run_dirs", nargs="+", type=Path)
+    rep.add_argument("--out", type=Path, required=True, help="output folder")
+    rep.add_argument("--metric", default="mIoU", help="metrics.csv column (default mIoU)")
+    sw = sub.add_parser("sweep", help="run a W&B grid sweep file locally, one run after another")
+    sw.add_argument("sweep_file", type=Path)
+    sw.add_argument("--local", action="store_true", required=True, help="without W&B agents")
+    sw.add_argument("--out", type=Path, default=None, help="results folder (runs/sweep-<name>)")
+    sw.add_argument("overrides", nargs="*", help="extra key=value overrides for every run")
     bench = sub.add_parser("bench", help="benchmarks: print measured figures as JSON lines")
     bench.add_argument("name", choices=["acquisition"])
     bench.add_argument("args", nargs=argparse.REMAINDER, help="options of the benchmark (--quick)")
@@ -56,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     from alseg.distributed import RUN_DIR_VARIABLE, exported, is_rank_zero, shared_run_dir
     from alseg.rundir import RunDirError
+    from alseg.sweep import SweepError
 
     try:
         if args.command == "config":
@@ -83,14 +93,31 @@ def main(argv: list[str] | None = None) -> int:
 
             {"acquisition": acquisition.main}[args.name](args.args)
         elif args.command == "summarize":
-            from alseg.summary import markdown_table
+            from alseg.report import load_runs, markdown_table
 
-            print(markdown_table(args.run_dirs, args.metric))
+            df, notes = load_runs(args.run_dirs)
+            for note in notes:
+                print(f"note: {note}", file=sys.stderr)
+            print(markdown_table(df, args.metric))
+        elif args.command == "sweep":
+            from alseg.sweep import run_local
+
+            out = args.out or Path("runs") / f"sweep-{args.sweep_file.stem}"
+            dirs = run_local(args.sweep_file, out, args.overrides)
+            print(f"{len(dirs)} runs in {out}/; next: alseg report {out}/*/ --out {out}/report")
+        elif args.command == "report":
+            from alseg.report import write_report
+
+            for note in write_report(args.run_dirs, args.out, args.metric):
+                print(f"note: {note}", file=sys.stderr)
+            print(
+                f"report: {args.out}/ (runs.csv, runs.parquet, curves.png, classes.png, table.md)"
+            )
         elif args.command == "resume":
             cfg = load_run_config(args.run_dir)
             build_loop(cfg, args.run_dir, resume=True).run()
             print(f"run dir: {args.run_dir}")
-    except (ConfigError, RunDirError, ValueError, FileNotFoundError) as e:
+    except (ConfigError, RunDirError, SweepError, ValueError, FileNotFoundError) as e:
         print(f"alseg {args.command}: error: {e}", file=sys.stderr)
         return 2
     return 0

@@ -45,7 +45,10 @@ def acquire(
     scores = strategy.scores(stats, labeled, generator).float().cpu()
     costs = torch.from_numpy(oracle.query_costs(np.arange(store.num_regions)))
     ids = strategy.select(scores, costs, labeled, budget, stats, generator).cpu()
-    return oracle.annotate(ids.numpy(), scores[ids].double().numpy())
+    ann = oracle.annotate(ids.numpy(), scores[ids].double().numpy())
+    if "pred" in stats:
+        ann.predicted = stats["pred"].cpu()[ids].numpy()
+    return ann
 
 
 def check_budget(pool_cost: float, init_budget: float, budget: float, rounds: int) -> None:
@@ -140,9 +143,17 @@ class ActiveLoop:
         images, local = self.dm.regions.split_ids(ann.region_ids)
         names = self.dm.labeled.dataset.class_names  # type: ignore[attr-defined]
         answers = describe_answers(ann, names)
+        pred = ann.predicted if ann.predicted is not None else np.full(len(ann), -1)
         rows = [
-            {"image": int(i), "region": int(r), "score": f"{s:.6g}", "cost": f"{c:g}", "answer": a}
-            for i, r, s, c, a in zip(images, local, ann.scores, ann.costs, answers)
+            {
+                "image": int(i),
+                "region": int(r),
+                "score": f"{s:.6g}",
+                "cost": f"{c:g}",
+                "answer": a,
+                "predicted": names[p] if 0 <= p < len(names) else "",
+            }
+            for i, r, s, c, a, p in zip(images, local, ann.scores, ann.costs, answers, pred)
         ]
         if self.rank_zero:
             self.rundir.write_selections(round, rows)

@@ -6,7 +6,7 @@ Layout (DESIGN.md §3)::
       config.yaml            resolved config
       state.json             round, phase, clicks spent, seed, W&B id
       labels/round_XX.npz    LabelStore after the labels of round XX were committed
-      selections/round_XX.csv  image, region, score, cost, answer of each query
+      selections/round_XX.csv  image, region, score, cost, answer, predicted class
       checkpoints/round_XX.pt  model weights after round XX's fit (weights only)
       metrics.csv            one row per evaluated round
       curve.png              mIoU vs clicks
@@ -141,7 +141,7 @@ class RunDir:
 
     # -- tables ------------------------------------------------------------------------------
     def write_selections(self, round: int, rows: Sequence[dict[str, Any]]) -> None:
-        fields = ["image", "region", "score", "cost", "answer"]
+        fields = ["image", "region", "score", "cost", "answer", "predicted"]
         atomic_write_text(self.selections_path(round), csv_text(rows, fields))
 
     def read_metrics(self) -> list[dict[str, str]]:

@@ -14,7 +14,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from alseg.plots import save_overlay_grid, selection_overlay
+from alseg.plots import save_bar_chart, save_overlay_grid, selection_panels
 from alseg.rundir import RunDir
 
 if TYPE_CHECKING:
@@ -22,6 +22,16 @@ if TYPE_CHECKING:
 
     from alseg.data.datamodule import ActiveDataModule
     from alseg.data.labels import Annotations
+
+
+def answer_counts(rows: Sequence[dict[str, Any]]) -> dict[str, int]:
+    """Clicks-free histogram of the answers of a round: each class named counts once per
+    region (a multi-class answer "road|car" counts for road and for car), largest first."""
+    counts: dict[str, int] = {}
+    for r in rows:
+        for a in str(r["answer"]).split("|"):
+            counts[a] = counts.get(a, 0) + 1
+    return dict(sorted(counts.items(), key=lambda t: (-t[1], t[0])))
 
 
 class Tracker:
@@ -71,42 +81,68 @@ class Tracker:
     def log_selection(
         self, round: int, ann: Annotations, rows: Sequence[dict[str, Any]], dm: ActiveDataModule
     ) -> None:
-        answers, counts = np.unique([r["answer"] for r in rows], return_counts=True)
-        hist = ", ".join(f"{a} {c}" for a, c in sorted(zip(answers, counts), key=lambda t: -t[1]))
+        """Console summary; overlays and the answer histogram to the run dir; to W&B the
+        selections table, overlays, histogram and the round's labels as an artifact."""
+        counts = answer_counts(rows)
+        hist = ", ".join(f"{a} {c}" for a, c in counts.items())
         self.console.log(
             f"[bold cyan]round {round}/{self.rounds - 1}[/] labeled {len(ann)} regions for "
             f"{ann.total_cost:g} clicks (total {dm.store.spent():g}); answers: {hist}"
         )
         if not self.rank_zero:
             return
+        ds: Any = dm.labeled.dataset
         images, local = dm.regions.split_ids(ann.region_ids)
         shown = list(dict.fromkeys(images.tolist()))[: self.num_overlays]
-        tiles = [
-            selection_overlay(
-                dm.labeled.dataset.image_uint8(i),  # type: ignore[attr-defined]
-                dm.regions.maps[i],
-                local[images == i],
+        palette = np.array(getattr(ds, "palette", [(255, 255, 255)] * 256), dtype=np.uint8)
+        answer_cls = np.where(ann.classes < len(palette), ann.classes, -1)
+        pred = ann.predicted if ann.predicted is not None else np.full(len(ann), -1)
+        tiles, titles = [], []
+        for i in shown:
+            sel = images == i
+            tiles.append(
+                selection_panels(
+                    ds.image_uint8(i),
+                    dm.regions.maps[i],
+                    local[sel],
+                    answer_cls[sel],
+                    pred[sel],
+                    palette,
+                )
             )
-            for i in shown
-        ]
-        titles = [f"image {i}" for i in shown]
-        path = self.rundir.path / "overlays" / f"round_{round:02d}.png"
-        save_overlay_grid(tiles, path, titles)
-        if self.wandb is not None:
-            import wandb
+            titles.append(f"image {i}: selected | answers | predicted")
+        out = self.rundir.path
+        save_overlay_grid(tiles, out / "overlays" / f"round_{round:02d}.png", titles)
+        save_bar_chart(
+            counts, out / "histograms" / f"round_{round:02d}.png", f"answers, round {round}"
+        )
+        if self.wandb is None:
+            return
+        import wandb
 
-            table = wandb.Table(columns=list(rows[0]) if rows else ["image"])
-            for r in rows:
-                table.add_data(*r.values())
-            self.wandb.experiment.log(
-                {
-                    "selections/table": table,
-                    "selections/overlays": [
-                        wandb.Image(t, caption=c) for t, c in zip(tiles, titles)
-                    ],
-                    "selections/round": round,
-                }
-            )
+        table = wandb.Table(columns=list(rows[0]) if rows else ["image"])
+        for r in rows:
+            table.add_data(*r.values())
+        hist_table = wandb.Table(
+            data=[[a, c] for a, c in counts.items()], columns=["answer", "count"]
+        )
+        exp = self.wandb.experiment
+        exp.log(
+            {
+                "selections/table": table,
+                "selections/overlays": [wandb.Image(t, caption=c) for t, c in zip(tiles, titles)],
+                "selections/answers": wandb.plot.bar(
+                    hist_table, "answer", "count", title="answers"
+                ),
+                "selections/round": round,
+            }
+        )
+        art = wandb.Artifact(
+            f"labels-{exp.id}", type="labels", metadata={"round": round, "clicks": dm.store.spent()}
+        )
+        art.add_file(str(self.rundir.labels_path(round)))
+        art.add_file(str(self.rundir.selections_path(round)))
+        exp.log_artifact(art, aliases=[f"round-{round}", "latest"])
 
     def log_round(self, row: dict[str, Any]) -> None:
         self.console.log(

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from alseg.acquisition.reduce import region_majority
 from alseg.acquisition.strategies import BatchOutputs, Stats, Strategy
 
 Reduce = Callable[[torch.Tensor], torch.Tensor]
@@ -100,6 +101,9 @@ class PoolScorer:
             logits, compact, n, self.labeled[gids_cpu].to(device), gids, out.get("features")
         )
         stats = self.strategy.region_stats(batch)
+        if "pred" not in stats:  # the model's majority class, for the selection record
+            mean_logits = logits.mean(-1) if logits.dim() == 5 else logits
+            stats["pred"] = region_majority(mean_logits.argmax(1), compact, n, logits.shape[1])
 
         if self.scored is None:
             self.scored = torch.zeros(self.total, dtype=torch.bool, device=device)

@@ -40,6 +40,8 @@ class Annotations:
         bits: (K, B) bool multi-hot answers of ``multiclass`` queries: B = C classes, or
             C + 1 with the void bit last; None for other label types. ``classes`` then
             holds the class of one-hot answers and NO_CLASS otherwise.
+        predicted: (K,) the scoring model's majority predicted class of each region
+            (for the record; None when the strategy used no model).
     """
 
     region_ids: np.ndarray
@@ -48,6 +50,7 @@ class Annotations:
     costs: np.ndarray
     scores: np.ndarray = field(default_factory=lambda: np.zeros(0))
     bits: np.ndarray | None = None
+    predicted: np.ndarray | None = None  # (K,) model's majority class of each region, if scored
 
     def __post_init__(self) -> None:
         self.region_ids = np.asarray(self.region_ids, dtype=np.int64)

@@ -1,0 +1,143 @@
+"""Reports over run dirs: a tidy table (one row per run x round), learning curves with
+mean ± std bands per setting, a per-class IoU heat map and a markdown table.
+
+    alseg report runs/baselines/*/ --out reports/baselines
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from omegaconf import OmegaConf
+
+from alseg.plots import _pyplot
+from alseg.rundir import RunDir
+
+
+def setting_of(run_dir: Path) -> str:
+    """The setting a run belongs to: its folder name without a trailing ``-seed<N>``
+    (the scripts name runs ``<setting>-seed<N>``), else ``strategy / labeling``."""
+    name = Path(run_dir).name
+    m = re.fullmatch(r"(.+)-seed\d+", name)
+    if m:
+        return m.group(1)
+    cfg = OmegaConf.load(RunDir(run_dir).config_path)
+    return f"{cfg.active.strategy} / {cfg.labeling.type}"
+
+
+def load_runs(run_dirs: Sequence[Path | str]) -> tuple[pd.DataFrame, list[str]]:
+    """Tidy table of every complete round of every run, and notes on skipped input.
+
+    A folder without config.yaml is not a run dir (skipped, with a note); a run killed
+    mid-round contributes its complete rounds (metrics.csv holds only those), with a note.
+    """
+    frames, notes = [], []
+    for d in map(Path, run_dirs):
+        rd = RunDir(d)
+        if not rd.config_path.is_file():
+            notes.append(f"{d}: not an alseg run dir (no config.yaml); skipped")
+            continue
+        rows = rd.read_metrics()
+        state = rd.read_state() if rd.state_path.is_file() else {"phase": "none", "round": -1}
+        if not rows:
+            notes.append(f"{d}: no complete round yet; skipped")
+            continue
+        if state["phase"] != "done":
+            notes.append(
+                f"{d}: unfinished (stopped in round {state['round']}, phase {state['phase']}); "
+                f"reporting its {len(rows)} complete round(s)"
+            )
+        cfg = OmegaConf.load(rd.config_path)
+        df = pd.DataFrame(rows)
+        for col in df.columns:  # metrics.csv holds numbers only
+            df[col] = pd.to_numeric(df[col])
+        df.insert(0, "run", d.name)
+        df.insert(1, "setting", setting_of(d))
+        df.insert(2, "strategy", str(cfg.active.strategy))
+        df.insert(3, "labeling", str(cfg.labeling.type))
+        df.insert(4, "seed", int(cfg.seed))
+        frames.append(df)
+    table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    return table, notes
+
+
+def markdown_table(df: pd.DataFrame, metric: str = "mIoU") -> str:
+    """One row per setting: mean ± std over runs of ``metric`` at each round that every
+    run of the setting completed; the header gives each round's clicks (first run)."""
+    if df.empty:
+        raise ValueError("no run dir with complete rounds among the given folders")
+    if metric not in df:
+        raise ValueError(
+            f"metric {metric!r} is not a metrics.csv column; valid: {list(df.columns)}"
+        )
+    rounds = int(df.groupby("run")["round"].max().min()) + 1
+    first = df[df.run == df.run.iloc[0]].set_index("round")["clicks"]
+    head = " | ".join(f"round {r} ({float(first[r]):g} clicks)" for r in range(rounds))
+    lines = [f"| setting | runs | {head} |", "|" + "---|" * (rounds + 2)]
+    for setting, g in sorted(df[df["round"] < rounds].groupby("setting"), key=lambda t: t[0]):
+        piv = g.pivot(index="run", columns="round", values=metric)
+        cells = [f"{piv[r].mean():.1f} ± {piv[r].std(ddof=0):.1f}" for r in range(rounds)]
+        lines.append(f"| {setting} | {len(piv)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def plot_curves(df: pd.DataFrame, path: Path, metric: str = "mIoU") -> None:
+    """``metric`` vs clicks: mean over the runs of each setting, ± std as a band."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for setting, g in sorted(df.groupby("setting"), key=lambda t: t[0]):
+        stats = g.groupby("round").agg(
+            clicks=("clicks", "mean"), m=(metric, "mean"), s=(metric, "std")
+        )
+        s = stats["s"].fillna(0)
+        ax.plot(stats["clicks"], stats["m"], marker="o", label=f"{setting} (n={g.run.nunique()})")
+        ax.fill_between(stats["clicks"], stats["m"] - s, stats["m"] + s, alpha=0.2)
+    ax.set_xlabel("clicks")
+    ax.set_ylabel(f"test {metric} (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_class_heatmap(df: pd.DataFrame, path: Path) -> None:
+    """Mean per-class IoU of each setting at its last common round."""
+    plt = _pyplot()
+    cols = [c for c in df.columns if c.startswith("IoU_")]
+    last = df.groupby("setting")["round"].transform(lambda r: r.max())
+    final = df[df["round"] == last].groupby("setting")[cols].mean()
+    fig, ax = plt.subplots(figsize=(1 + 0.7 * len(cols), 0.8 + 0.45 * len(final)))
+    im = ax.imshow(final.to_numpy(dtype=float), cmap="viridis", vmin=0, vmax=100, aspect="auto")
+    ax.set_xticks(range(len(cols)), [c[4:] for c in cols], rotation=45, ha="right")
+    ax.set_yticks(range(len(final)), list(final.index))
+    for (i, j), v in np.ndenumerate(final.to_numpy(dtype=float)):
+        ax.text(
+            j, i, f"{v:.0f}", ha="center", va="center", color="w" if v < 60 else "k", fontsize=8
+        )
+    fig.colorbar(im, ax=ax, label="IoU (%)")
+    ax.set_title("per-class IoU at the last round")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_report(run_dirs: Sequence[Path | str], out: Path, metric: str = "mIoU") -> list[str]:
+    """Write runs.csv, runs.parquet, curves.png, classes.png and table.md into ``out``;
+    returns the notes on skipped or unfinished runs."""
+    df, notes = load_runs(run_dirs)
+    if df.empty:
+        raise ValueError("no run dir with complete rounds among: " + ", ".join(map(str, run_dirs)))
+    out.mkdir(parents=True, exist_ok=True)
+    df.to_csv(out / "runs.csv", index=False)
+    df.to_parquet(out / "runs.parquet", index=False)
+    plot_curves(df, out / "curves.png", metric)
+    plot_class_heatmap(df, out / "classes.png")
+    (out / "table.md").write_text(markdown_table(df, metric) + "\n")
+    return notes

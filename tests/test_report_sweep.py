@@ -1,0 +1,97 @@
+"""`alseg report` over run dirs (with bad input) and the local sweep fallback."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from helpers import tiny_overrides
+from rich.console import Console
+
+from alseg.cli import main
+from alseg.config import build_loop, compose
+from alseg.report import load_runs, markdown_table
+from alseg.sweep import grid, run_name
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> Path:
+    tmp = tmp_path_factory.mktemp("report")
+    for strategy in ("random", "entropy"):
+        for seed in (0, 1):
+            cfg = compose(
+                tiny_overrides(
+                    tmp, "active.rounds=2", f"active.strategy={strategy}", f"seed={seed}"
+                )
+            )
+            build_loop(
+                cfg, tmp / "runs" / f"{strategy}-seed{seed}", False, Console(quiet=True), False
+            ).run()
+    return tmp / "runs"
+
+
+def test_report_writes_table_and_plots(runs, tmp_path, capsys):
+    out = tmp_path / "rep"
+    assert main(["report", *map(str, sorted(runs.iterdir())), "--out", str(out)]) == 0
+    df = pd.read_parquet(out / "runs.parquet")
+    assert len(df) == 4 * 2 and set(df.setting) == {"random", "entropy"}  # run x round rows
+    pd.testing.assert_frame_equal(df, pd.read_csv(out / "runs.csv"), check_dtype=False)
+    assert (out / "curves.png").stat().st_size > 0 and (out / "classes.png").stat().st_size > 0
+    table = (out / "table.md").read_text()
+    assert "| entropy | 2 |" in table and "| random | 2 |" in table
+    # mean ± std: check one cell by hand
+    m = df[(df.setting == "random") & (df["round"] == 1)]["mIoU"]
+    assert f"{m.mean():.1f} ± {m.std(ddof=0):.1f}" in table.splitlines()[3]
+
+
+def test_report_names_bad_input_and_keeps_complete_rounds(runs, tmp_path, capsys):
+    killed = tmp_path / "entropy-seed9"
+    shutil.copytree(runs / "entropy-seed0", killed)
+    state = json.loads((killed / "state.json").read_text())
+    state.update(round=1, phase="labeled")  # killed while training round 1
+    (killed / "state.json").write_text(json.dumps(state))
+    lines = (killed / "metrics.csv").read_text().splitlines(True)
+    (killed / "metrics.csv").write_text("".join(lines[:2]))  # only round 0 complete
+    stranger = tmp_path / "notes"
+    stranger.mkdir()
+    df, notes = load_runs([runs / "random-seed0", killed, stranger])
+    assert any("notes: not an alseg run dir" in n for n in notes)
+    assert any("entropy-seed9: unfinished (stopped in round 1, phase labeled)" in n for n in notes)
+    assert sorted(df[df.run == "entropy-seed9"]["round"]) == [0]
+    assert "| entropy | 1 |" in markdown_table(df)
+    assert main(["report", str(stranger), "--out", str(tmp_path / "r")]) == 2
+    assert "no run dir with complete rounds" in capsys.readouterr().err
+
+
+def test_sweep_grid_and_local_run(tmp_path, capsys):
+    spec = {
+        "program": "alseg",
+        "method": "grid",
+        "parameters": {
+            "active.strategy": {"values": ["random", "bvsb"]},
+            "seed": {"value": 0},
+            "logger.mode": {"value": "online"},
+        },
+    }
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    assert (
+        len(grid(spec)) == 2
+        and run_name({"active.strategy": "bvsb", "seed": 0}) == "strategy-bvsb-seed0"
+    )
+    out = tmp_path / "out"
+    extra = [o for o in tiny_overrides(tmp_path, "active.rounds=2") if not o.startswith("logger")]
+    assert main(["sweep", str(path), *extra, "--local", "--out", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["strategy-bvsb-seed0", "strategy-random-seed0"]
+    assert all(not (d / "wandb").exists() for d in out.iterdir())  # W&B off in the fallback
+    capsys.readouterr()
+    assert main(["sweep", str(path), *extra, "--local", "--out", str(out)]) == 0  # done: skipped
+    assert capsys.readouterr().out.count("done, skipped") == 2
+    bayes = tmp_path / "bayes.yaml"
+    bayes.write_text(yaml.safe_dump({"parameters": {"model.lr": {"min": 0.1, "max": 1.0}}}))
+    assert main(["sweep", str(bayes), "--local"]) == 2
+    assert "not a grid parameter" in capsys.readouterr().err
