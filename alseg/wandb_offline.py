@@ -48,7 +48,7 @@ def read_records(path: str | Path) -> list[Any]:
 
     out = []
     for chunk in _chunks(Path(path).read_bytes()):
-        rec = pb.Record()
+        rec = pb.Record()  # type: ignore[attr-defined]
         rec.ParseFromString(chunk)
         out.append(rec)
     return out
