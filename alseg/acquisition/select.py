@@ -76,12 +76,19 @@ def power_keys(scores: torch.Tensor, beta: float, generator: torch.Generator) ->
     return beta * torch.log(scores.double().clamp_min(1e-12)) + gumbel.to(scores.device)
 
 
-def _sq_dist_to(x: torch.Tensor, c: torch.Tensor, block: int) -> torch.Tensor:
-    """(N,) squared distance of every row of x (N, D) to one point c (D,), in row blocks."""
+def _sq_norms(x: torch.Tensor, block: int) -> torch.Tensor:
+    """(N,) squared row norms, in row blocks."""
     out = torch.empty(x.shape[0], device=x.device)
     for s in range(0, x.shape[0], block):
-        out[s : s + block] = ((x[s : s + block].float() - c.float()) ** 2).sum(1)
+        out[s : s + block] = x[s : s + block].float().pow(2).sum(1)
     return out
+
+
+def _sq_dist_to(x: torch.Tensor, c: torch.Tensor, sq_norms: torch.Tensor) -> torch.Tensor:
+    """(N,) squared distance of every row of x (N, D) to one point c (D,):
+    |x|^2 - 2 x.c + |c|^2, one matrix-vector product (no (N, D) temporary)."""
+    c = c.float()
+    return (sq_norms - 2 * torch.mv(x.float(), c) + c.dot(c)).clamp_min_(0)
 
 
 def _min_sq_dist(x: torch.Tensor, centers: torch.Tensor, block: int) -> torch.Tensor:
@@ -130,10 +137,12 @@ def kcenter_greedy(
     """
     _greedy_budget(costs, budget, labeled)
     n = features.shape[0]
+    features = features.float()
+    norms = _sq_norms(features, block)
     if labeled.any():
         min_d = _min_sq_dist(features, features[labeled], block)
     else:  # no center yet: the first pick is the point farthest from the mean
-        min_d = _sq_dist_to(features, features.float().mean(0), block)
+        min_d = _sq_dist_to(features, features.mean(0), norms)
     min_d[labeled] = -1.0
     picks: list[int] = []
     spent = 0.0
@@ -143,7 +152,7 @@ def kcenter_greedy(
             break
         picks.append(i)
         spent += float(costs[i])
-        d = _sq_dist_to(features, features[i], block)
+        d = _sq_dist_to(features, features[i], norms)
         # the distance to the mean only chose the first center; it is not a center
         min_d = d if step == 0 and not labeled.any() else torch.minimum(min_d, d)
         min_d[picks] = -1.0
@@ -169,16 +178,13 @@ def kmeanspp_select(
         (K,) long ids in pick order.
     """
     _greedy_budget(costs, budget, labeled)
-    cand = ~labeled
-    norms = _sq_dist_to(
-        embeddings, torch.zeros(embeddings.shape[1], device=embeddings.device), block
-    )
-    norms[~cand] = -1.0
-    first = int(torch.argmax(norms))
+    embeddings = embeddings.float()
+    sq_norms = _sq_norms(embeddings, block)
+    first = int(torch.argmax(torch.where(labeled, torch.full_like(sq_norms, -1.0), sq_norms)))
     picks, spent = [first], float(costs[first])
     if spent > budget + 1e-9:
         return torch.zeros(0, dtype=torch.long, device=embeddings.device)
-    min_d = _sq_dist_to(embeddings, embeddings[first], block)
+    min_d = _sq_dist_to(embeddings, embeddings[first], sq_norms)
     taken = labeled.clone()
     taken[first] = True
     while True:
@@ -195,5 +201,5 @@ def kmeanspp_select(
         picks.append(i)
         spent += float(costs[i])
         taken[i] = True
-        min_d = torch.minimum(min_d, _sq_dist_to(embeddings, embeddings[i], block))
+        min_d = torch.minimum(min_d, _sq_dist_to(embeddings, embeddings[i], sq_norms))
     return torch.tensor(picks, dtype=torch.long, device=embeddings.device)

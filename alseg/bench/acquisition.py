@@ -98,11 +98,13 @@ def _score_pool(images: int, h: int, w: int, classes: int, regions: int, batch: 
     return float(stats["bvsb"].nanmean())
 
 
-def _warm_up_pool(images: int, *rest: int) -> tuple[int, ...]:
-    """Run a one-image pool first, so library start-up (thread pools, allocator arenas)
+def _warm_up_pool(
+    images: int, h: int, w: int, classes: int, regions: int, batch: int
+) -> tuple[int, ...]:
+    """Score a one-batch pool first, so library start-up (thread pools, allocator state)
     is not counted as the pool's memory."""
-    _score_pool(1, *rest)
-    return (images, *rest)
+    _score_pool(batch, h, w, classes, regions, batch)
+    return (images, h, w, classes, regions, batch)
 
 
 _score_pool.setup = _warm_up_pool  # type: ignore[attr-defined]

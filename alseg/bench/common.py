@@ -2,13 +2,15 @@
 
 Peak memory on the CPU is the growth of the process's peak resident set size while the
 measured function runs (the kernel's VmHWM mark, reset just before), in a fresh spawned
-process. On CUDA it is ``torch.cuda.max_memory_allocated``.
+process whose large allocations are mmap-backed (MALLOC_MMAP_THRESHOLD_=1 MiB).
+Memory figures are CPU figures (the benchmarks that measure memory run on the CPU).
 """
 
 from __future__ import annotations
 
 import json
 import multiprocessing as mp
+import os
 import time
 from collections.abc import Callable
 from typing import Any
@@ -71,5 +73,15 @@ def in_fresh_process(fn: Callable[..., Any], *args: Any) -> tuple[float, float, 
     result is passed to ``fn``.
     """
     ctx = mp.get_context("spawn")
-    with ctx.Pool(1) as pool:
-        return pool.apply(_measure, ((fn, args),))
+    # Large blocks straight from mmap: freed memory goes back to the OS at once, so the
+    # peak measures live tensors, not glibc arenas that a longer run has fragmented.
+    old = os.environ.get("MALLOC_MMAP_THRESHOLD_")
+    os.environ["MALLOC_MMAP_THRESHOLD_"] = str(1 << 20)
+    try:
+        with ctx.Pool(1) as pool:
+            return pool.apply(_measure, ((fn, args),))
+    finally:
+        if old is None:
+            os.environ.pop("MALLOC_MMAP_THRESHOLD_", None)
+        else:
+            os.environ["MALLOC_MMAP_THRESHOLD_"] = old
