@@ -310,6 +310,7 @@ def build_loop(
         keep_checkpoints=int(cfg.active.keep_checkpoints),
         rank_zero=rank_zero,
         stage2=bool(cfg.stage2.enabled),
+        channels_last=bool(cfg.active.channels_last),
     )
 
 

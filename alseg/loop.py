@@ -85,6 +85,7 @@ class ActiveLoop:
         keep_checkpoints: model checkpoints kept (last rounds).
         rank_zero: whether this process writes the run dir (DDP rank 0).
         stage2: MulActSeg's stage 2 (pseudo labels, then retraining) each round.
+        channels_last: score the pool with NHWC tensors.
     """
 
     def __init__(
@@ -104,6 +105,7 @@ class ActiveLoop:
         keep_checkpoints: int = 2,
         rank_zero: bool = True,
         stage2: bool = False,
+        channels_last: bool = False,
     ) -> None:
         if rounds < 1:
             raise ValueError(f"active.rounds={rounds} must be >= 1")
@@ -120,6 +122,7 @@ class ActiveLoop:
         check_budget(pool_cost, init_budget, budget, rounds)
         self.region_sizes = datamodule.regions.region_sizes()
         self.stage2 = stage2
+        self.channels_last = channels_last
         self.model: SegmentationModule | None = None  # stage 1 (acquisition)
         self.eval_model: SegmentationModule | None = None  # evaluated (stage 2 if enabled)
         self.pseudo_stats: dict[str, float] = {}
@@ -303,6 +306,7 @@ class ActiveLoop:
         callback = AcquisitionCallback(
             scorer,
             lambda stats: acquire(self.strategy, stats, self.store, self.oracle, self.budget, gen),
+            channels_last=self.channels_last,
         )
         trainer = self.trainer_factory([callback])
         for _ in range(self.strategy.passes):

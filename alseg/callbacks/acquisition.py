@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytorch_lightning as pl
+import torch
 
 from alseg.acquisition.scorer import PoolScorer
 from alseg.acquisition.strategies import Stats
@@ -23,13 +24,20 @@ class AcquisitionCallback(pl.Callback):
     """Args:
     scorer: accumulates region statistics of the strategy.
     select: pure helper, region statistics -> Annotations (scores, selects, annotates).
+    channels_last: score with NHWC memory format (AMP comes from ``trainer.precision``,
+        e.g. ``bf16-mixed``, which Lightning applies to ``predict`` too).
 
     The loop calls ``trainer.predict`` ``strategy.passes`` times with this callback; between
     passes every rank hands the combined statistics to ``strategy.end_pass``.
     """
 
-    def __init__(self, scorer: PoolScorer, select: Callable[[Stats], Annotations]) -> None:
-        self.scorer, self.select = scorer, select
+    def __init__(
+        self,
+        scorer: PoolScorer,
+        select: Callable[[Stats], Annotations],
+        channels_last: bool = False,
+    ) -> None:
+        self.scorer, self.select, self.channels_last = scorer, select, channels_last
         self.pass_index = 0
         self.result: Annotations | None = None
 
@@ -37,6 +45,9 @@ class AcquisitionCallback(pl.Callback):
         strategy = self.scorer.strategy
         pl_module.mc_samples = strategy.mc_samples  # type: ignore[assignment]
         pl_module.predict_features = strategy.needs_features  # type: ignore[assignment]
+        if self.channels_last:
+            pl_module.channels_last = True  # type: ignore[assignment]
+            pl_module.to(memory_format=torch.channels_last)
         self.scorer.reset()
         self.result = None
 
@@ -53,6 +64,9 @@ class AcquisitionCallback(pl.Callback):
 
     def on_predict_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         pl_module.mc_samples, pl_module.predict_features = 1, False  # type: ignore[assignment]
+        if self.channels_last:
+            pl_module.channels_last = False  # type: ignore[assignment]
+            pl_module.to(memory_format=torch.contiguous_format)
         ts = trainer.strategy
         multi = trainer.world_size > 1
         stats = self.scorer.compute(

@@ -106,6 +106,7 @@ class SegmentationModule(pl.LightningModule):
         # What predict_step returns; set by the AcquisitionCallback for its strategy.
         self.mc_samples = 1
         self.predict_features = False
+        self.channels_last = False  # NHWC inputs at scoring time (faster convs on GPUs)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) image in [0, 1] -> (B, C, H, W) logits."""
@@ -196,6 +197,8 @@ class SegmentationModule(pl.LightningModule):
         """Outputs of a pool batch, reduced at once by the AcquisitionCallback: (B, C, H, W)
         logits, or a dict with MC-dropout logits (B, C, H, W, T) and/or decoder features."""
         image = batch["image"]
+        if self.channels_last:
+            image = image.contiguous(memory_format=torch.channels_last)
         if self.mc_samples <= 1 and not self.predict_features:
             return self(image)
         out: dict[str, torch.Tensor] = {}

@@ -219,3 +219,14 @@ def test_diversity_needs_enough_candidates():
             stats,
             torch.Generator(),
         )
+
+
+def test_channels_last_scoring_gives_the_same_logits():
+    model = SegmentationModule(build_network("DeepLabV3Plus", "resnet18", None, 4), 4).eval()
+    x = {"image": torch.rand(2, 3, 32, 32)}
+    with torch.no_grad():
+        ref = model.predict_step(x, 0)
+        model.channels_last = True
+        model.to(memory_format=torch.channels_last)
+        out = model.predict_step(x, 0)
+    torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-4)
