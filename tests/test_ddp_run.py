@@ -38,18 +38,17 @@ def test_ddp_run_completes_and_resumes(tmp_path: Path):
         rows = list(csv.DictReader(f))
     assert [r["round"] for r in rows] == ["0", "1"]
     # the second rank wrote nothing of its own: one W&B-free run dir, no stray folders
-    assert sorted(p.name for p in out.iterdir()) == sorted(
-        [
-            "checkpoints",
-            "config.yaml",
-            "curve.png",
-            "labels",
-            "metrics.csv",
-            "overlays",
-            "selections",
-            "state.json",
-        ]
-    )
+    assert sorted(p.name for p in out.iterdir()) == [
+        "checkpoints",
+        "config.yaml",
+        "curve.png",
+        "histograms",
+        "labels",
+        "metrics.csv",
+        "overlays",
+        "selections",
+        "state.json",
+    ]
     # a run killed after round 1's fit resumes under DDP to the same learning curve
     killed = tmp_path / "killed"
     shutil.copytree(out, killed)

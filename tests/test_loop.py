@@ -76,6 +76,7 @@ def test_run_dir_holds_every_file(reference):
         assert (out / "labels" / f"round_{r:02d}.npz").is_file()
         assert (out / "selections" / f"round_{r:02d}.csv").is_file()
         assert (out / "overlays" / f"round_{r:02d}.png").is_file()
+        assert (out / "histograms" / f"round_{r:02d}.png").is_file()
     state = json.loads((out / "state.json").read_text())
     assert state["phase"] == "done" and state["round"] == 2
     metrics = read_csv(out / "metrics.csv")
