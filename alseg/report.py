@@ -66,8 +66,9 @@ def load_runs(run_dirs: Sequence[Path | str]) -> tuple[pd.DataFrame, list[str]]:
 
 
 def markdown_table(df: pd.DataFrame, metric: str = "mIoU") -> str:
-    """One row per setting: mean ± std over runs of ``metric`` at each round that every
-    run of the setting completed; the header gives each round's clicks (first run)."""
+    """One row per setting: mean ± std (population) over runs of ``metric`` at each round
+    that every run completed (the value alone for a single run); the header gives each
+    round's clicks (first run)."""
     if df.empty:
         raise ValueError("no run dir with complete rounds among the given folders")
     if metric not in df:
@@ -80,7 +81,10 @@ def markdown_table(df: pd.DataFrame, metric: str = "mIoU") -> str:
     lines = [f"| setting | runs | {head} |", "|" + "---|" * (rounds + 2)]
     for setting, g in sorted(df[df["round"] < rounds].groupby("setting"), key=lambda t: t[0]):
         piv = g.pivot(index="run", columns="round", values=metric)
-        cells = [f"{piv[r].mean():.1f} ± {piv[r].std(ddof=0):.1f}" for r in range(rounds)]
+        if len(piv) > 1:
+            cells = [f"{piv[r].mean():.1f} ± {piv[r].std(ddof=0):.1f}" for r in range(rounds)]
+        else:  # one run: no spread to show
+            cells = [f"{piv[r].iloc[0]:.1f}" for r in range(rounds)]
         lines.append(f"| {setting} | {len(piv)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
