@@ -201,3 +201,25 @@ def compute_regions(
     if path is not None:
         save_region_set(path, regions)
     return regions
+
+
+def region_adjacency(regions: torch.Tensor) -> torch.Tensor:
+    """Unique undirected pairs of 4-neighbouring regions.
+
+    Args:
+        regions: (H, W) long region ids.
+    Returns:
+        (E, 2) long pairs (a, b) with a < b, sorted; vectorised (no loop over pixels).
+    """
+    r = regions.long()
+    pairs = torch.cat(
+        [
+            torch.stack([r[:, :-1].reshape(-1), r[:, 1:].reshape(-1)], 1),  # horizontal
+            torch.stack([r[:-1, :].reshape(-1), r[1:, :].reshape(-1)], 1),  # vertical
+        ]
+    )
+    pairs = pairs[pairs[:, 0] != pairs[:, 1]]
+    lo, hi = pairs.min(1).values, pairs.max(1).values
+    n = int(r.max()) + 1 if r.numel() else 0
+    key = torch.unique(lo * n + hi)
+    return torch.stack([key // max(n, 1), key % max(n, 1)], 1)

@@ -1,0 +1,118 @@
+"""Adaptive superpixels (Kim et al., ICCV 2023; METHODS.md B): merging base regions whose
+predictions agree, and sieving labels by the knee of the model's confidences.
+
+Status: the algorithms below are complete and tested; running them inside the round loop
+(merged maps per round, merged-region queries, sieved targets) is not built yet.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+
+def _entropy_rows(p: np.ndarray) -> np.ndarray:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return -np.where(p > 0, p * np.log(p), 0.0).sum(-1)
+
+
+def js_distance(p: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """Square root of the Jensen-Shannon divergence (natural log), row-wise, as
+    ``scipy.spatial.distance.jensenshannon``: (..., C) x (..., C) -> (...)."""
+    p = p / p.sum(-1, keepdims=True)
+    q = q / q.sum(-1, keepdims=True)
+    jsd = _entropy_rows((p + q) / 2) - (_entropy_rows(p) + _entropy_rows(q)) / 2
+    return np.sqrt(np.clip(jsd, 0.0, None))
+
+
+def merge_regions(
+    edges: torch.Tensor,
+    region_probs: torch.Tensor,
+    region_uncertainty: torch.Tensor,
+    eps: float = 0.1,
+) -> torch.Tensor:
+    """Merge base regions into adaptive superpixels.
+
+    Regions are visited by descending uncertainty (ties: lower id first). An unmerged seed
+    claims every unmerged region reachable from it through regions v with
+    JS(probs[seed], probs[v]) < eps (breadth first; each region joins one merged region;
+    the seed always belongs to its own).
+
+    Args:
+        edges: (E, 2) long undirected adjacency (``region_adjacency``).
+        region_probs: (R, C) mean softmax of each base region.
+        region_uncertainty: (R,) e.g. mean BvSB.
+        eps: JS distance threshold (0.1 in the paper).
+    Returns:
+        (R,) long merged-region id of each base region, 0..M-1 in the order of the seeds.
+    """
+    probs = region_probs.detach().double().cpu().numpy()
+    unc = region_uncertainty.detach().double().cpu().numpy()
+    R = probs.shape[0]
+    e = edges.detach().long().cpu().numpy().reshape(-1, 2)
+    # CSR adjacency
+    src = np.concatenate([e[:, 0], e[:, 1]])
+    dst = np.concatenate([e[:, 1], e[:, 0]])
+    order_e = np.argsort(src, kind="stable")
+    nbrs = dst[order_e]
+    indptr = np.concatenate([[0], np.cumsum(np.bincount(src, minlength=R))])
+    # A region none of whose neighbours is within eps of it can never grow as a seed: its
+    # first BFS layer is empty. Flag the others once (one vectorised pass over edges).
+    close = js_distance(probs[e[:, 0]], probs[e[:, 1]]) < eps
+    can_grow = np.zeros(R, dtype=bool)
+    can_grow[e[close, 0]] = True
+    can_grow[e[close, 1]] = True
+
+    label = np.full(R, -1, dtype=np.int64)
+    order = np.lexsort((np.arange(R), -unc))  # descending uncertainty, then id
+    m = 0
+    for s in order.tolist():
+        if label[s] >= 0:
+            continue
+        label[s] = m
+        if can_grow[s]:
+            ps = probs[s]
+            frontier = np.array([s])
+            while frontier.size:
+                starts, ends = indptr[frontier], indptr[frontier + 1]
+                counts = ends - starts
+                idx = np.repeat(starts - np.cumsum(counts) + counts, counts) + np.arange(
+                    counts.sum()
+                )
+                cand = np.unique(nbrs[idx])
+                cand = cand[label[cand] < 0]
+                if cand.size == 0:
+                    break
+                cand = cand[js_distance(ps[None], probs[cand]) < eps]
+                label[cand] = m
+                frontier = cand
+        m += 1
+    return torch.from_numpy(label)
+
+
+def knee_threshold(confidences: torch.Tensor | np.ndarray, step: int = 20) -> float:
+    """Confidence value at the knee of the sorted confidence curve (concave, increasing),
+    after the Kneedle method (Satopaa et al., 2011).
+
+    The confidences are sorted ascending and subsampled every ``n // step`` values; x (rank)
+    and y (confidence) are normalised to [0, 1]; the knee is the point of largest
+    y - x. A curve with no point above the diagonal by more than the sampling resolution
+    (straight or convex) has no knee: returns -inf, so that a ``p >= threshold`` sieve
+    keeps every pixel.
+    """
+    c = np.sort(np.asarray(confidences, dtype=np.float64).ravel())
+    n = c.size
+    if n < 3:
+        return float("-inf")
+    sub = c[:: max(1, n // step)]
+    if sub[-1] != c[-1]:
+        sub = np.append(sub, c[-1])
+    if sub[-1] - sub[0] <= 0:
+        return float("-inf")
+    x = np.linspace(0.0, 1.0, sub.size)
+    y = (sub - sub[0]) / (sub[-1] - sub[0])
+    diff = y - x
+    k = int(np.argmax(diff))
+    if diff[k] <= 1.0 / sub.size:  # within the sampling resolution of the diagonal
+        return float("-inf")
+    return float(sub[k])
