@@ -45,7 +45,7 @@ def _parser() -> argparse.ArgumentParser:
     sw.add_argument("--out", type=Path, default=None, help="results folder (runs/sweep-<name>)")
     sw.add_argument("overrides", nargs="*", help="extra key=value overrides for every run")
     bench = sub.add_parser("bench", help="benchmarks: print measured figures as JSON lines")
-    bench.add_argument("name", choices=["acquisition"])
+    bench.add_argument("name", choices=["acquisition", "adaptive"])
     bench.add_argument("args", nargs=argparse.REMAINDER, help="options of the benchmark (--quick)")
     cfg = sub.add_parser("config", help="print the composed config")
     cfg.add_argument("overrides", nargs="*", help=OVERRIDE_HELP)
@@ -89,9 +89,9 @@ def main(argv: list[str] | None = None) -> int:
             if is_rank_zero():
                 print(f"run dir: {run_dir}")
         elif args.command == "bench":
-            from alseg.bench import acquisition
+            from alseg.bench import acquisition, adaptive
 
-            {"acquisition": acquisition.main}[args.name](args.args)
+            {"acquisition": acquisition.main, "adaptive": adaptive.main}[args.name](args.args)
         elif args.command == "summarize":
             from alseg.report import load_runs, markdown_table
 
