@@ -50,44 +50,38 @@ def merge_regions(
     unc = region_uncertainty.detach().double().cpu().numpy()
     R = probs.shape[0]
     e = edges.detach().long().cpu().numpy().reshape(-1, 2)
-    # CSR adjacency
-    src = np.concatenate([e[:, 0], e[:, 1]])
-    dst = np.concatenate([e[:, 1], e[:, 0]])
-    order_e = np.argsort(src, kind="stable")
-    nbrs = dst[order_e]
-    indptr = np.concatenate([[0], np.cumsum(np.bincount(src, minlength=R))])
-    # A region none of whose neighbours is within eps of it can never grow as a seed: its
-    # first BFS layer is empty. Flag the others once (one vectorised pass over edges).
+    # JS of every edge once, vectorised: the first BFS layer of a seed is exactly its
+    # neighbours across "close" edges, so most seeds never compute a distance again.
     close = js_distance(probs[e[:, 0]], probs[e[:, 1]]) < eps
-    can_grow = np.zeros(R, dtype=bool)
-    can_grow[e[close, 0]] = True
-    can_grow[e[close, 1]] = True
+    nbrs: list[list[int]] = [[] for _ in range(R)]
+    near: list[list[int]] = [[] for _ in range(R)]
+    for (a, b), c in zip(e.tolist(), close.tolist()):
+        nbrs[a].append(b)
+        nbrs[b].append(a)
+        if c:
+            near[a].append(b)
+            near[b].append(a)
 
-    label = np.full(R, -1, dtype=np.int64)
-    order = np.lexsort((np.arange(R), -unc))  # descending uncertainty, then id
+    label = [-1] * R
+    order = np.lexsort((np.arange(R), -unc)).tolist()  # descending uncertainty, then id
     m = 0
-    for s in order.tolist():
+    for s in order:
         if label[s] >= 0:
             continue
         label[s] = m
-        if can_grow[s]:
-            ps = probs[s]
-            frontier = np.array([s])
-            while frontier.size:
-                starts, ends = indptr[frontier], indptr[frontier + 1]
-                counts = ends - starts
-                idx = np.repeat(starts - np.cumsum(counts) + counts, counts) + np.arange(
-                    counts.sum()
-                )
-                cand = np.unique(nbrs[idx])
-                cand = cand[label[cand] < 0]
-                if cand.size == 0:
-                    break
-                cand = cand[js_distance(ps[None], probs[cand]) < eps]
-                label[cand] = m
-                frontier = cand
+        frontier = [v for v in near[s] if label[v] < 0]
+        for v in frontier:
+            label[v] = m
+        while frontier:  # deeper layers: distances to the seed, one numpy call per layer
+            cand = sorted({v for u in frontier for v in nbrs[u] if label[v] < 0})
+            if not cand:
+                break
+            ok = js_distance(probs[s][None], probs[cand]) < eps
+            frontier = [v for v, k in zip(cand, ok.tolist()) if k]
+            for v in frontier:
+                label[v] = m
         m += 1
-    return torch.from_numpy(label)
+    return torch.tensor(label, dtype=torch.long)
 
 
 def knee_threshold(confidences: torch.Tensor | np.ndarray, step: int = 20) -> float:

@@ -212,14 +212,11 @@ def region_adjacency(regions: torch.Tensor) -> torch.Tensor:
         (E, 2) long pairs (a, b) with a < b, sorted; vectorised (no loop over pixels).
     """
     r = regions.long()
-    pairs = torch.cat(
-        [
-            torch.stack([r[:, :-1].reshape(-1), r[:, 1:].reshape(-1)], 1),  # horizontal
-            torch.stack([r[:-1, :].reshape(-1), r[1:, :].reshape(-1)], 1),  # vertical
-        ]
-    )
-    pairs = pairs[pairs[:, 0] != pairs[:, 1]]
-    lo, hi = pairs.min(1).values, pairs.max(1).values
-    n = int(r.max()) + 1 if r.numel() else 0
-    key = torch.unique(lo * n + hi)
-    return torch.stack([key // max(n, 1), key % max(n, 1)], 1)
+    n = int(r.max()) + 1 if r.numel() else 1
+    # Only pixels at a region boundary make pairs: filter before building anything big.
+    right = r[:, :-1] != r[:, 1:]
+    down = r[:-1, :] != r[1:, :]
+    a = torch.cat([r[:, :-1][right], r[:-1, :][down]])
+    b = torch.cat([r[:, 1:][right], r[1:, :][down]])
+    key = torch.unique(torch.minimum(a, b) * n + torch.maximum(a, b))
+    return torch.stack([key // n, key % n], 1)
