@@ -117,6 +117,13 @@ def quiet_lightning() -> None:
     warnings.filterwarnings("ignore", ".*does not have many workers.*")
     warnings.filterwarnings("ignore", ".*predict_dataloader.*")
     warnings.filterwarnings("ignore", ".*`training_step` returned.*")
+    # fit() runs without a val loader on purpose: evaluation is its own phase
+    warnings.filterwarnings(
+        "ignore", ".*defined a `validation_step` but have no `val_dataloader`.*"
+    )
+    warnings.filterwarnings(
+        "ignore", ".*isinstance\\(treespec, LeafSpec\\).*"
+    )  # Lightning vs torch
 
 
 @dataclass
