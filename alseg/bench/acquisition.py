@@ -23,17 +23,14 @@ from alseg.acquisition.scores import entropy
 from alseg.acquisition.select import budgeted_topk, kcenter_greedy, kmeanspp_select
 from alseg.acquisition.strategies import get_strategy
 from alseg.bench.common import emit, in_fresh_process, timed
+from alseg.data.regions import grid_regions
 
 
-def voronoi_regions(h: int, w: int, n: int, seed: int = 0) -> torch.Tensor:
-    """(h, w) long map of n superpixel-like cells (nearest of n random seeds, on a grid)."""
-    g = torch.Generator().manual_seed(seed)
-    side = int(np.ceil(np.sqrt(n)))
-    cy, cx = (h + side - 1) // side, (w + side - 1) // side
-    ys, xs = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
-    cell = (ys // cy) * side + (xs // cx)
-    jitter = torch.randint(0, max(1, min(cy, cx) // 2), (h, w), generator=g)
-    return torch.unique((cell + (jitter == 0).long() * 0), return_inverse=True)[1]
+def square_regions(h: int, w: int, n: int) -> torch.Tensor:
+    """(h, w) long map of about n square cells (``grid_regions``): superpixels of a given
+    count, without running SLIC on a large image."""
+    cell = max(1, int(round((h * w / n) ** 0.5)))
+    return torch.from_numpy(grid_regions(h, w, cell).astype(np.int64))
 
 
 def bench_region_reduce(h: int, w: int, classes: int, regions: int, device: str) -> dict:
@@ -43,7 +40,7 @@ def bench_region_reduce(h: int, w: int, classes: int, regions: int, device: str)
     vs, per region, gathering its logits, entropy, mean)."""
     g = torch.Generator().manual_seed(0)
     logits = torch.randn(1, classes, h, w, generator=g).to(device)
-    rmap = voronoi_regions(h, w, regions).to(device)[None]
+    rmap = square_regions(h, w, regions).to(device)[None]
     n = int(rmap.max()) + 1
     ent = entropy(logits)
     flat_logits = logits[0].reshape(classes, -1)  # (C, P)
@@ -104,7 +101,7 @@ def bench_budgeted_topk(n: int, budget: int, device: str) -> dict:
 
 def _score_pool(images: int, h: int, w: int, classes: int, regions: int, batch: int) -> float:
     """Stream a pool of fake model outputs through the PoolScorer (classbal: two stats)."""
-    rmap = voronoi_regions(h, w, regions)
+    rmap = square_regions(h, w, regions)
     n = int(rmap.max()) + 1
     num = np.full(images, n)
     offsets = np.concatenate([[0], np.cumsum(num)])

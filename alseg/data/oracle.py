@@ -13,6 +13,7 @@ from typing import Protocol
 import numpy as np
 import torch
 
+from alseg.acquisition.reduce import region_class_counts
 from alseg.data.labels import LABEL_TYPES, NO_CLASS, Annotations
 from alseg.data.regions import RegionSet
 
@@ -44,7 +45,7 @@ class ClickCost:
         return np.full(len(region_ids), self.per_region)
 
 
-def region_class_counts(
+def region_label_counts(
     mask: torch.Tensor, regions: torch.Tensor, num_regions: int, num_classes: int, ignore_index: int
 ) -> torch.Tensor:
     """Histogram of ground-truth classes per region.
@@ -58,9 +59,7 @@ def region_class_counts(
     cls = torch.where(mask == ignore_index, torch.full_like(mask, num_classes), mask)
     if cls.max() > num_classes or cls.min() < 0:
         raise ValueError(f"mask has labels outside [0, {num_classes}) and not {ignore_index}")
-    flat = regions.reshape(-1) * (num_classes + 1) + cls.reshape(-1)
-    counts = torch.bincount(flat, minlength=num_regions * (num_classes + 1))
-    return counts.view(num_regions, num_classes + 1)
+    return region_class_counts(cls, regions, num_regions, num_classes + 1)  # void = class C
 
 
 def trimmed_interior(regions: torch.Tensor, kernel: int = 5) -> torch.Tensor:
@@ -100,9 +99,9 @@ def multiclass_answers(
         (R, C + 1) bool if ``void_bit`` else (R, C).
     """
     inner = trimmed_interior(regions, kernel)
-    counts_all = region_class_counts(mask, regions, num_regions, num_classes, ignore_index)
+    counts_all = region_label_counts(mask, regions, num_regions, num_classes, ignore_index)
     trimmed = torch.where(inner, regions, torch.full_like(regions, num_regions))  # band -> dummy
-    counts_in = region_class_counts(mask, trimmed, num_regions + 1, num_classes, ignore_index)[:-1]
+    counts_in = region_label_counts(mask, trimmed, num_regions + 1, num_classes, ignore_index)[:-1]
     has_inner = counts_in.sum(1) > 0
     counts = torch.where(has_inner[:, None], counts_in, counts_all)
     present = counts > 0
@@ -181,7 +180,7 @@ class SimulatedOracle:
     def dominant_classes(self, index: int) -> np.ndarray:
         """(R_i,) dominant ground-truth class of each region of image ``index`` (void
         counts as a class: a void-majority region gets NO_CLASS)."""
-        counts = region_class_counts(
+        counts = region_label_counts(
             self.mask_fn(index),
             self.regions.map_tensor(index),
             int(self.regions.num_regions[index]),

@@ -2,54 +2,15 @@
 
 from __future__ import annotations
 
-from collections import deque
-
 import numpy as np
 import pytest
 import torch
 from scipy.spatial.distance import jensenshannon
 
 from alseg.acquisition.adaptive import js_distance, knee_threshold, merge_regions
+from alseg.bench.adaptive import adjacency_loop, reference_merge
 from alseg.data.regions import region_adjacency, slic_regions
 from alseg.data.synthetic import SyntheticScenes
-
-
-def adjacency_loop(regions: np.ndarray) -> set[tuple[int, int]]:
-    out = set()
-    H, W = regions.shape
-    for y in range(H):
-        for x in range(W):
-            for dy, dx in ((0, 1), (1, 0)):
-                if y + dy < H and x + dx < W:
-                    a, b = int(regions[y, x]), int(regions[y + dy, x + dx])
-                    if a != b:
-                        out.add((min(a, b), max(a, b)))
-    return out
-
-
-def merge_reference(edges, probs, unc, eps):
-    """Straightforward breadth-first merging with scipy's jensenshannon."""
-    R = len(probs)
-    adj = [[] for _ in range(R)]
-    for a, b in edges:
-        adj[a].append(b)
-        adj[b].append(a)
-    order = sorted(range(R), key=lambda i: (-unc[i], i))
-    label = [-1] * R
-    m = 0
-    for s in order:
-        if label[s] >= 0:
-            continue
-        label[s] = m
-        queue = deque([s])
-        while queue:
-            u = queue.popleft()
-            for v in adj[u]:
-                if label[v] < 0 and jensenshannon(probs[s], probs[v]) < eps:
-                    label[v] = m
-                    queue.append(v)
-        m += 1
-    return label
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -57,8 +18,7 @@ def test_region_adjacency_equals_pixel_loop(seed):
     rng = np.random.default_rng(seed)
     regions = rng.integers(0, 12, (9, 13))
     got = region_adjacency(torch.from_numpy(regions))
-    assert {tuple(p) for p in got.tolist()} == adjacency_loop(regions)
-    assert (got[:, 0] < got[:, 1]).all() and len(got) == len(adjacency_loop(regions))
+    assert [tuple(p) for p in got.tolist()] == adjacency_loop(regions)  # unique, a < b, sorted
 
 
 def test_js_distance_matches_scipy():
@@ -82,7 +42,7 @@ def test_merge_equals_bfs_reference_on_random_graphs(seed):
     got = merge_regions(
         torch.from_numpy(edges), torch.from_numpy(probs), torch.from_numpy(unc), 0.1
     )
-    assert got.tolist() == merge_reference(edges, probs, unc, 0.1)
+    assert got.tolist() == reference_merge(edges, probs, unc, 0.1)
     assert got.max() + 1 < R  # some regions did merge
 
 
@@ -100,7 +60,7 @@ def test_merge_equals_reference_on_real_region_maps():
         probs = (hist + 0.5) / (hist + 0.5).sum(1, keepdims=True)
         unc = 1 - probs.max(1)
         got = merge_regions(edges, torch.from_numpy(probs), torch.from_numpy(unc), 0.1)
-        assert got.tolist() == merge_reference(edges.numpy(), probs, unc, 0.1)
+        assert got.tolist() == reference_merge(edges.numpy(), probs, unc, 0.1)
         seeds_first = [
             int(np.flatnonzero(got.numpy() == m).min()) for m in range(int(got.max()) + 1)
         ]

@@ -2,7 +2,7 @@ import numpy as np
 import torch
 
 from alseg.data.labels import NO_CLASS
-from alseg.data.oracle import ClickCost, SimulatedOracle, region_class_counts
+from alseg.data.oracle import ClickCost, SimulatedOracle, region_label_counts
 from alseg.data.regions import RegionSet
 
 # two images of 2x4; image 0 has regions 0 | 1 (left/right halves), image 1 one region
@@ -18,7 +18,7 @@ def oracle(label_type="dominant"):
 
 
 def test_counts():
-    c = region_class_counts(MASKS[0], torch.from_numpy(MAPS[0]), 2, 3, 255)
+    c = region_label_counts(MASKS[0], torch.from_numpy(MAPS[0]), 2, 3, 255)
     assert c.tolist() == [[0, 1, 3, 0], [1, 0, 0, 3]]
 
 
