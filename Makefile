@@ -17,6 +17,9 @@ $(BIN)/python:
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	# Reference for the test of alseg's Cityscapes label table. --no-deps: only its
+	# labels.py is used, and its declared deps include the obsolete 'typing' backport.
+	$(BIN)/python -m pip install --quiet --no-deps "cityscapesscripts==2.3.0"
 	touch $(STAMP)
 
 install: $(STAMP)

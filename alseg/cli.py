@@ -3,6 +3,7 @@
 alseg run [key=value ...]       run an experiment composed from conf/ (+ overrides)
 alseg resume RUN_DIR            continue a killed run from its last committed phase
 alseg regions [key=value ...]   precompute the region maps of the configured data set
+alseg data check [key=value ...]  read every file of the data set; class frequencies
 alseg summarize RUN_DIR...      mean ± std learning-curve table over runs
 alseg config [key=value ...]    print the composed config
 """
@@ -32,6 +33,9 @@ def _parser() -> argparse.ArgumentParser:
     res.add_argument("run_dir", type=Path)
     reg = sub.add_parser("regions", help="precompute region maps (cached on disk)")
     reg.add_argument("overrides", nargs="*", help=OVERRIDE_HELP)
+    data = sub.add_parser("data", help="data set tools")
+    data.add_argument("action", choices=["check"], help="check: read every image and mask")
+    data.add_argument("overrides", nargs="*", help=OVERRIDE_HELP)
     summ = sub.add_parser("summarize", help="mean ± std learning-curve table over run dirs")
     summ.add_argument("run_dirs", nargs="+", type=Path)
     summ.add_argument("--metric", default="mIoU", help="metrics.csv column (default mIoU)")
@@ -45,7 +49,7 @@ def _parser() -> argparse.ArgumentParser:
     sw.add_argument("--out", type=Path, default=None, help="results folder (runs/sweep-<name>)")
     sw.add_argument("overrides", nargs="*", help="extra key=value overrides for every run")
     bench = sub.add_parser("bench", help="benchmarks: print measured figures as JSON lines")
-    bench.add_argument("name", choices=["acquisition", "adaptive"])
+    bench.add_argument("name", choices=["acquisition", "adaptive", "regions"])
     bench.add_argument("args", nargs=argparse.REMAINDER, help="options of the benchmark (--quick)")
     cfg = sub.add_parser("config", help="print the composed config")
     cfg.add_argument("overrides", nargs="*", help=OVERRIDE_HELP)
@@ -58,7 +62,6 @@ def main(argv: list[str] | None = None) -> int:
     from alseg.config import (
         ConfigError,
         build_loop,
-        build_parts,
         compose,
         default_run_dir,
         load_run_config,
@@ -71,15 +74,36 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "config":
             print(OmegaConf.to_yaml(compose(args.overrides)))
         elif args.command == "regions":
+            from alseg.config import build_datasets, build_regions
+            from alseg.data.regions import RegionStats
+
             cfg = compose(args.overrides)
             t0 = time.perf_counter()
-            parts = build_parts(cfg)
+            train = build_datasets(cfg.data)[0]
+            stats = RegionStats()
+            regions = build_regions(cfg, train, stats=stats)
             dt = time.perf_counter() - t0
-            print(
-                f"{len(parts.regions)} images, {parts.regions.total} regions "
-                f"({parts.regions.num_regions.mean():.1f} per image) in {dt:.1f}s, "
-                f"cached under {cfg.regions.cache_dir}"
+            speed = (
+                f"computed {stats.computed} in {stats.seconds:.1f}s "
+                f"({stats.images_per_s:.2f} images/s, {cfg.regions.num_workers} workers)"
+                if stats.computed
+                else "all from the cache"
             )
+            print(
+                f"{len(regions)} images, {regions.total} regions "
+                f"({regions.num_regions.mean():.1f} per image); {speed}; {dt:.1f}s in all; "
+                f"cache: {cfg.regions.cache_dir}"
+            )
+        elif args.command == "data":
+            from alseg.config import build_datasets
+            from alseg.data.check import check_split, format_reports
+
+            cfg = compose(args.overrides)
+            sets = build_datasets(cfg.data)
+            reports = [check_split(n, ds) for n, ds in zip(("train", "val", "test"), sets)]
+            print(format_reports(reports, tuple(sets[0].class_names)))
+            if any(r.errors for r in reports):
+                return 2
         elif args.command == "run":
             cfg = compose(args.overrides)
             run_dir = Path(cfg.run_dir or shared_run_dir() or default_run_dir(cfg))
@@ -89,9 +113,9 @@ def main(argv: list[str] | None = None) -> int:
             if is_rank_zero():
                 print(f"run dir: {run_dir}")
         elif args.command == "bench":
-            from alseg.bench import acquisition, adaptive
+            from importlib import import_module
 
-            {"acquisition": acquisition.main, "adaptive": adaptive.main}[args.name](args.args)
+            import_module(f"alseg.bench.{args.name}").main(args.args)
         elif args.command == "summarize":
             from alseg.report import load_runs, markdown_table
 

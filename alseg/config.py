@@ -21,17 +21,18 @@ from rich.console import Console
 from alseg.acquisition.strategies import STRATEGIES, Strategy, get_strategy
 from alseg.data.datamodule import ActiveDataModule
 from alseg.data.labels import LABEL_TYPES, LabelStore
+from alseg.data.layouts import LAYOUTS, PAIRS, build_splits
 from alseg.data.oracle import ClickCost, SimulatedOracle
-from alseg.data.regions import RegionSet, compute_regions
+from alseg.data.regions import RegionSet, RegionStats, compute_regions
 from alseg.data.synthetic import SyntheticScenes
 from alseg.distributed import is_rank_zero
 from alseg.loop import ActiveLoop, check_budget
 from alseg.models.heads import use_cosine_head
-from alseg.models.segmentation import SegmentationModule, build_network
+from alseg.models.segmentation import OPTIMIZERS, SegmentationModule, build_network
 from alseg.rundir import RunDir
 from alseg.tracking import Tracker
 
-DATASETS = ("synthetic",)
+DATASETS = ("synthetic", *LAYOUTS, *PAIRS)
 
 
 class ConfigError(ValueError):
@@ -80,9 +81,10 @@ def validate(cfg: DictConfig) -> None:
     _choice(cfg.active.strategy, list(STRATEGIES), "active.strategy")
     _choice(cfg.labeling.type, LABEL_TYPES, "labeling.type")
     _choice(cfg.data.name, DATASETS, "data.name")
-    _choice(cfg.regions.method, ("slic", "grid"), "regions.method")
+    _choice(cfg.regions.method, ("slic", "seeds", "grid"), "regions.method")
     _choice(cfg.logger.mode, ("offline", "online", "disabled"), "logger.mode")
     _choice(cfg.model.head, ("linear", "cosine"), "model.head")
+    _choice(cfg.model.optimizer, OPTIMIZERS, "model.optimizer")
     if len(cfg.model.loss_weights) != 3:
         raise ConfigError(
             f"model.loss_weights={list(cfg.model.loss_weights)} needs 3 weights (CE, MP, PP)"
@@ -93,9 +95,16 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(f"active.budget={cfg.active.budget} must be > 0")
     if cfg.active.init_budget is not None and cfg.active.init_budget <= 0:
         raise ConfigError(f"active.init_budget={cfg.active.init_budget} must be > 0 or null")
-    for key in ("num_train", "num_val", "num_test", "image_size", "batch_size"):
+    sizes = (
+        ("num_train", "num_val", "num_test", "image_size") if cfg.data.name == "synthetic" else ()
+    )
+    for key in (*sizes, "batch_size", "pool_batch_size"):
         if cfg.data[key] < 1:
             raise ConfigError(f"data.{key}={cfg.data[key]} must be >= 1")
+    for key, n in (("scale_range", 2), ("crop_size", 2)):
+        value = cfg.data.get(key)
+        if value is not None and (len(value) != n or min(value) <= 0):
+            raise ConfigError(f"data.{key}={list(value)} must be null or {n} positive numbers")
     try:
         get_strategy(cfg.active.strategy, **cfg.active.strategy_params)
     except ValueError as e:
@@ -130,9 +139,9 @@ def quiet_lightning() -> None:
 class Parts:
     """Objects of an experiment that do not depend on the run dir."""
 
-    train: SyntheticScenes
-    val: SyntheticScenes
-    test: SyntheticScenes
+    train: Any  # data sets following the sample contract (SyntheticScenes, FileSegmentationDataset)
+    val: Any
+    test: Any
     regions: RegionSet
     store: LabelStore
     oracle: SimulatedOracle
@@ -140,27 +149,47 @@ class Parts:
     strategy: Strategy
 
 
-def build_parts(cfg: DictConfig, progress: bool = True) -> Parts:
-    d = cfg.data
-    train = SyntheticScenes("train", d.num_train, d.image_size, d.domain, d.seed)
-    val = SyntheticScenes("val", d.num_val, d.image_size, d.domain, d.seed)
-    test = SyntheticScenes("test", d.num_test, d.image_size, d.domain, d.seed)
+def build_datasets(d: DictConfig) -> tuple[Any, Any, Any]:
+    """(pool, val, test) data sets of ``cfg.data``."""
+    if d.name == "synthetic":
+        return tuple(  # type: ignore[return-value]
+            SyntheticScenes(split, n, d.image_size, d.domain, d.seed)  # type: ignore[arg-type]
+            for split, n in (("train", d.num_train), ("val", d.num_val), ("test", d.num_test))
+        )
+    return build_splits(d)
+
+
+def region_params(r: DictConfig) -> dict[str, Any]:
+    """Parameters of ``regions.method`` (they are part of the cache key)."""
+    if r.method == "slic":
+        return {"n_segments": r.n_segments, "compactness": r.compactness}
+    if r.method == "seeds":
+        return {"n_segments": r.n_segments, **OmegaConf.to_container(r.seeds)}  # type: ignore[dict-item]
+    return {"cell": r.cell}
+
+
+def build_regions(
+    cfg: DictConfig, train: Any, progress: bool = True, stats: RegionStats | None = None
+) -> RegionSet:
     r = cfg.regions
-    params = (
-        {"n_segments": r.n_segments, "compactness": r.compactness}
-        if r.method == "slic"
-        else {"cell": r.cell}
-    )
-    regions = compute_regions(
+    return compute_regions(
         train.image_uint8,
         len(train),
         r.method,
-        params,
+        region_params(r),
         train.fingerprint,
         r.cache_dir,
         r.num_workers,
         progress,
+        max_memory_mb=float(r.get("max_memory_mb", 1024)),
+        stats=stats,
     )
+
+
+def build_parts(cfg: DictConfig, progress: bool = True) -> Parts:
+    d = cfg.data
+    train, val, test = build_datasets(d)
+    regions = build_regions(cfg, train, progress)
     store = LabelStore(regions.total, train.num_classes)
     oracle = SimulatedOracle(
         train.mask,
@@ -184,6 +213,8 @@ def build_parts(cfg: DictConfig, progress: bool = True) -> Parts:
         num_workers=d.num_workers,
         ignore_index=train.ignore_index,
         hflip=d.hflip,
+        scale_range=tuple(d.scale_range) if d.get("scale_range") else None,
+        crop_size=tuple(d.crop_size) if d.get("crop_size") else None,
     )
     params = dict(cfg.active.strategy_params)
     if cfg.active.strategy == "pixbal" and has_void_output(cfg):
@@ -274,6 +305,8 @@ def build_loop(
             train.ignore_index,
             void_output=void,
             loss_weights=tuple(m.loss_weights),
+            optimizer=m.optimizer,
+            head_lr_mult=m.head_lr_mult,
         )
 
     def trainer_factory(callbacks: list[pl.Callback]) -> pl.Trainer:

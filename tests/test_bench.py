@@ -19,3 +19,13 @@ def test_bench_acquisition_quick(capsys):
     assert names == ["region_reduce", "budgeted_topk", "pool_scoring_memory", "kcenter", "badge"]
     assert rows[0]["reduce_ratio"] > 1  # the loop is slower on any machine
     assert rows[2]["peak_mib_4N"] > 0
+
+
+def test_bench_regions_quick(capsys):
+    assert main(["bench", "regions", "--quick", "--workers", "1"]) == 0
+    rows = [json.loads(s) for s in capsys.readouterr().out.splitlines() if s.startswith("{")]
+    done = {r["method"]: r for r in rows if "images_per_s" in r}
+    assert set(done) == {"slic", "seeds"}  # opencv-contrib is a dev dependency
+    for r in done.values():
+        assert r["size"] == "256x512" and r["images"] == 2 and r["images_per_s"] > 0
+        assert 100 < r["regions_per_image"] <= 2048 * 1.5

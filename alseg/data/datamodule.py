@@ -14,19 +14,22 @@ from typing import Any
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, default_collate
 
 from alseg.data.labels import DENSE, MULTI, NO_CLASS, LabelStore
 from alseg.data.regions import RegionSet
+from alseg.data.transforms import TrainAugment
 
 
 class LabeledView(Dataset):
     """Pool images that have at least one labeled region, with targets from the store.
 
     Items: ``image`` (3,H,W), ``target`` (H,W) long (255 = no label), ``index``; with
-    multi-class labels also ``regions`` (H,W) long and ``region_classes`` (R_max, C+1)
-    bool (the answers, padded to the largest region count of the pool). With stage-2
-    pseudo labels set (``set_pseudo_labels``) the target is the pseudo-label map.
+    multi-class labels also ``regions`` (H,W) long and ``region_classes`` (R_max + 1, C+1)
+    bool (the answers, padded to the largest region count of the pool; row R_max is the
+    all-False answer of pixels that a crop pads). With stage-2 pseudo labels set
+    (``set_pseudo_labels``) the target is the pseudo-label map. ``augment`` (random scale,
+    crop, flip) transforms image, target and regions together.
     """
 
     def __init__(
@@ -35,15 +38,17 @@ class LabeledView(Dataset):
         regions: RegionSet,
         mask_fn: Callable[[int], torch.Tensor],
         ignore_index: int = 255,
-        hflip: bool = True,
+        augment: TrainAugment | None = None,
     ) -> None:
         self.dataset, self.regions, self.mask_fn = dataset, regions, mask_fn
-        self.ignore_index, self.hflip = ignore_index, hflip
+        self.ignore_index = ignore_index
         self.indices = np.zeros(0, dtype=np.int64)
         self.region_targets = torch.full((regions.total,), ignore_index, dtype=torch.long)
         self.store: LabelStore | None = None
         self.pseudo: dict[int, torch.Tensor] | None = None
         self.max_regions = int(regions.num_regions.max(initial=1))
+        self.augment = augment or TrainAugment(hflip=False)
+        self.augment.ignore_index, self.augment.pad_region = ignore_index, self.max_regions
 
     def refresh(self, store: LabelStore) -> None:
         targets = torch.from_numpy(store.region_targets())  # class, DENSE, MULTI, NO_CLASS
@@ -60,11 +65,11 @@ class LabeledView(Dataset):
         self.pseudo = pseudo
 
     def region_classes(self, index: int) -> torch.Tensor:
-        """(R_max, C+1) bool multi-class answers of image ``index``'s regions."""
+        """(R_max + 1, C+1) bool multi-class answers of image ``index``'s regions."""
         assert self.store is not None
         start, stop = int(self.regions.offsets[index]), int(self.regions.offsets[index + 1])
         bits = self.store.answer_bits(np.arange(start, stop))
-        out = torch.zeros(self.max_regions, bits.shape[1], dtype=torch.bool)
+        out = torch.zeros(self.max_regions + 1, bits.shape[1], dtype=torch.bool)
         out[: stop - start] = torch.from_numpy(bits)
         return out
 
@@ -88,11 +93,7 @@ class LabeledView(Dataset):
         if self.pseudo is None and self.store is not None and self.store.bits is not None:
             item["regions"] = self.regions.map_tensor(index)
             item["region_classes"] = self.region_classes(index)
-        if self.hflip and torch.rand(()) < 0.5:
-            for key in ("image", "target", "regions"):
-                if key in item:
-                    item[key] = item[key].flip(-1)
-        return item
+        return self.augment(item)
 
 
 class PoolView(Dataset):
@@ -117,6 +118,19 @@ class PoolView(Dataset):
             "regions": self.regions.map_tensor(index),
             "index": index,
         }
+
+
+def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
+    """``default_collate`` with a clear error for images of different sizes in one batch."""
+    sizes = {tuple(it["image"].shape[-2:]) for it in items}
+    if len(sizes) > 1:
+        shown = ", ".join(f"{h}x{w}" for h, w in sorted(sizes)[:4])
+        raise ValueError(
+            f"images of different sizes ({shown}) in one batch: set data.pool_batch_size=1, "
+            "or give the data set a fixed size (data.image_size) or a training crop "
+            "(data.crop_size)"
+        )
+    return default_collate(items)
 
 
 class EvalShardSampler(DistributedSampler):
@@ -160,6 +174,8 @@ class ActiveDataModule(pl.LightningDataModule):
         batch_size, pool_batch_size, num_workers: loader settings.
         ignore_index: void label.
         hflip: random horizontal flips for training.
+        scale_range: (min, max) random rescale of training images (None: off).
+        crop_size: (height, width) random training crop, padded if larger (None: off).
     """
 
     def __init__(
@@ -175,6 +191,8 @@ class ActiveDataModule(pl.LightningDataModule):
         num_workers: int = 0,
         ignore_index: int = 255,
         hflip: bool = True,
+        scale_range: tuple[float, float] | None = None,
+        crop_size: tuple[int, int] | None = None,
     ) -> None:
         super().__init__()
         if len(regions) != len(train_set):  # type: ignore[arg-type]
@@ -189,7 +207,8 @@ class ActiveDataModule(pl.LightningDataModule):
         self.regions, self.store = regions, store
         self.batch_size, self.pool_batch_size = batch_size, pool_batch_size
         self.num_workers = num_workers
-        self.labeled = LabeledView(train_set, regions, mask_fn, ignore_index, hflip)
+        augment = TrainAugment(scale_range, crop_size, hflip)
+        self.labeled = LabeledView(train_set, regions, mask_fn, ignore_index, augment)
         self.pool = PoolView(train_set, regions)
         self.refresh()
 
@@ -214,6 +233,7 @@ class ActiveDataModule(pl.LightningDataModule):
             sampler=sampler,
             drop_last=drop_last,
             num_workers=self.num_workers,
+            collate_fn=collate,
             # Not persistent: workers hold a copy of the views, which refresh() changes.
             persistent_workers=False,
         )

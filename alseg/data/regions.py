@@ -12,6 +12,7 @@ import json
 import multiprocessing as mp
 import os
 import tempfile
+import time
 import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -21,8 +22,10 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-RegionMethod = Literal["slic", "grid"]
-METHODS: tuple[str, ...] = ("slic", "grid")
+RegionMethod = Literal["slic", "seeds", "grid"]
+METHODS: tuple[str, ...] = ("slic", "seeds", "grid")
+CHUNK = 64  # images per cache file: the unit of resuming
+MAX_IN_MEMORY_MB = 1024  # larger region sets are read from the cache per image
 
 
 def relabel_consecutive(regions: np.ndarray) -> np.ndarray:
@@ -41,6 +44,32 @@ def slic_regions(image: np.ndarray, n_segments: int, compactness: float) -> np.n
     return relabel_consecutive(seg)
 
 
+def seeds_regions(
+    image: np.ndarray,
+    n_segments: int,
+    num_levels: int = 4,
+    prior: int = 2,
+    histogram_bins: int = 5,
+    iterations: int = 10,
+) -> np.ndarray:
+    """SEEDS superpixels (OpenCV contrib ``ximgproc``; ``pip install alseg[seeds]``) of one
+    (H, W, 3) uint8 RGB image, on its HSV values as in OpenCV's sample -> (H, W) int32."""
+    try:
+        import cv2
+
+        create = cv2.ximgproc.createSuperpixelSEEDS
+    except (ImportError, AttributeError):
+        raise ImportError(
+            "regions.method=seeds needs OpenCV contrib: pip install 'alseg[seeds]' "
+            "(opencv-contrib-python-headless); or use regions.method=slic"
+        ) from None
+    H, W = image.shape[:2]
+    hsv = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2HSV)
+    seeds = create(W, H, 3, int(n_segments), int(num_levels), int(prior), int(histogram_bins))
+    seeds.iterate(hsv, int(iterations))
+    return relabel_consecutive(seeds.getLabels())
+
+
 def grid_regions(height: int, width: int, cell: int) -> np.ndarray:
     """Square cells of ``cell`` pixels (the last row/column may be smaller) -> (H, W) int32."""
     rows = np.arange(height) // cell
@@ -53,27 +82,55 @@ def compute_region_map(image: np.ndarray, method: str, params: dict[str, Any]) -
     """Region map of one (H, W, 3) uint8 image with the named method."""
     if method == "slic":
         return slic_regions(image, int(params["n_segments"]), float(params["compactness"]))
+    if method == "seeds":
+        return seeds_regions(image, **params)
     if method == "grid":
         return grid_regions(image.shape[0], image.shape[1], int(params["cell"]))
     raise ValueError(f"region method {method!r} is not valid; choose one of {list(METHODS)}")
 
 
-@dataclass
+class ChunkedMaps(Sequence[np.ndarray]):
+    """Region maps read from the cache files one image at a time (large data sets)."""
+
+    def __init__(self, folder: Path, num_images: int) -> None:
+        self.folder, self.num_images = folder, num_images
+
+    def __len__(self) -> int:
+        return self.num_images
+
+    def __getitem__(self, index: int) -> np.ndarray:  # type: ignore[override]
+        if not 0 <= index < self.num_images:
+            raise IndexError(index)
+        c, j = divmod(index, CHUNK)
+        with np.load(_chunk_path(self.folder, c), allow_pickle=False) as z:
+            return z[f"m{j:05d}"].astype(np.int32)
+
+
 class RegionSet:
     """Region maps of one split.
 
     Attributes:
-        maps: one (H_i, W_i) int32 array per image, ids 0..R_i-1.
-        num_regions: (N,) int64, R_i.
+        maps: one (H_i, W_i) int32 array per image, ids 0..R_i-1 (in memory, or a
+            ``ChunkedMaps`` that reads them from the cache).
+        num_regions: (N,) int64, R_i (computed from the maps if not given).
         offsets: (N + 1,) int64, prefix sums of ``num_regions``: the global id of region r
             of image i is ``offsets[i] + r``.
     """
 
-    maps: list[np.ndarray]
-
-    def __post_init__(self) -> None:
-        self.num_regions = np.array([int(m.max()) + 1 for m in self.maps], dtype=np.int64)
-        self.offsets = np.concatenate([[0], np.cumsum(self.num_regions)]).astype(np.int64)
+    def __init__(
+        self,
+        maps: Sequence[np.ndarray],
+        num_regions: np.ndarray | None = None,
+        sizes: np.ndarray | None = None,
+    ) -> None:
+        self.maps = maps
+        if num_regions is None:
+            num_regions = np.array([int(m.max()) + 1 for m in maps], dtype=np.int64)
+        self.num_regions: np.ndarray = np.asarray(num_regions, dtype=np.int64)
+        self.offsets: np.ndarray = np.concatenate([[0], np.cumsum(self.num_regions)]).astype(
+            np.int64
+        )
+        self._sizes = sizes
 
     def __len__(self) -> int:
         return len(self.maps)
@@ -98,9 +155,17 @@ class RegionSet:
 
     def region_sizes(self) -> np.ndarray:
         """(total,) int64 pixel count of every region."""
-        return np.concatenate(
-            [np.bincount(m.ravel(), minlength=r) for m, r in zip(self.maps, self.num_regions)]
-        ).astype(np.int64)
+        if self._sizes is None:
+            self._sizes = _sizes(self.maps, self.num_regions)
+        return self._sizes
+
+
+def _sizes(maps: Sequence[np.ndarray], num_regions: np.ndarray) -> np.ndarray:
+    if not len(maps):
+        return np.zeros(0, dtype=np.int64)
+    return np.concatenate(
+        [np.bincount(m.ravel(), minlength=r) for m, r in zip(maps, num_regions)]
+    ).astype(np.int64)
 
 
 def _cache_key(fingerprint: str, method: str, params: dict[str, Any]) -> str:
@@ -108,42 +173,72 @@ def _cache_key(fingerprint: str, method: str, params: dict[str, Any]) -> str:
     return f"{method}-{hashlib.sha1(blob.encode()).hexdigest()[:16]}"
 
 
-def save_region_set(path: Path, regions: RegionSet) -> None:
-    """Compressed .npz of uint16 maps (atomic: temp file + rename)."""
-    if regions.num_regions.max(initial=0) > np.iinfo(np.uint16).max + 1:
+def _chunk_path(folder: Path, chunk: int) -> Path:
+    return folder / f"chunk-{chunk:05d}.npz"
+
+
+def save_chunk(path: Path, maps: Sequence[np.ndarray]) -> None:
+    """One cache file: compressed uint16 maps + their region counts and sizes (atomic)."""
+    num_regions = np.array([int(m.max()) + 1 for m in maps], dtype=np.int64)
+    if num_regions.max(initial=0) > np.iinfo(np.uint16).max + 1:
         raise ValueError("more than 65,536 regions in one image cannot be stored as uint16")
-    shapes = np.array([m.shape for m in regions.maps], dtype=np.int64).reshape(-1, 2)
-    flat = np.concatenate([m.ravel() for m in regions.maps]).astype(np.uint16)
+    arrays: dict[str, np.ndarray] = {f"m{j:05d}": m.astype(np.uint16) for j, m in enumerate(maps)}
+    arrays["num_regions"] = num_regions
+    arrays["sizes"] = _sizes(maps, num_regions)
+    arrays["shapes"] = np.array([m.shape for m in maps], dtype=np.int64).reshape(-1, 2)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz.tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            np.savez_compressed(f, shapes=shapes, flat=flat)
+            np.savez_compressed(f, **arrays)  # type: ignore[arg-type]
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
 
 
-def load_region_set(path: Path) -> RegionSet:
-    """Inverse of ``save_region_set``; raises ValueError naming the file if it is corrupt."""
+def read_chunk(path: Path, with_maps: bool) -> dict[str, Any]:
+    """Inverse of ``save_chunk``; raises ValueError naming the file if it is corrupt."""
     try:
         with np.load(path, allow_pickle=False) as z:
-            shapes, flat = z["shapes"], z["flat"]
+            out: dict[str, Any] = {k: z[k] for k in ("num_regions", "sizes", "shapes")}
+            if with_maps:
+                out["maps"] = [z[f"m{j:05d}"].astype(np.int32) for j in range(len(out["shapes"]))]
     except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as e:
         raise ValueError(f"region cache {path} is unreadable ({e}); delete it to recompute") from e
-    maps, start = [], 0
-    for h, w in shapes:
-        maps.append(flat[start : start + h * w].reshape(h, w).astype(np.int32))
-        start += h * w
-    if start != flat.size:
-        raise ValueError(f"region cache {path} is inconsistent; delete it to recompute")
-    return RegionSet(maps)
+    return out
+
+
+def load_region_set(folder: Path, num_images: int, max_memory_mb: float) -> RegionSet:
+    """The region set of a complete cache folder: in memory, or read per image when its
+    int32 maps would take more than ``max_memory_mb``."""
+    chunks = [read_chunk(_chunk_path(folder, c), False) for c in range(-(-num_images // CHUNK))]
+    shapes = np.concatenate([c["shapes"] for c in chunks])
+    if len(shapes) != num_images:
+        raise ValueError(f"region cache {folder} holds {len(shapes)} maps, not {num_images}")
+    num_regions = np.concatenate([c["num_regions"] for c in chunks])
+    sizes = np.concatenate([c["sizes"] for c in chunks])
+    if 4 * float(np.prod(shapes, axis=1).sum()) / 2**20 > max_memory_mb:
+        return RegionSet(ChunkedMaps(folder, num_images), num_regions, sizes)
+    maps = [m for c in range(len(chunks)) for m in read_chunk(_chunk_path(folder, c), True)["maps"]]
+    return RegionSet(maps, num_regions, sizes)
 
 
 def _work(args: tuple[np.ndarray, str, dict[str, Any]]) -> np.ndarray:
     image, method, params = args
     return compute_region_map(image, method, params)
+
+
+@dataclass
+class RegionStats:
+    """What ``compute_regions`` did: images computed now (not read from the cache), seconds."""
+
+    computed: int = 0
+    seconds: float = 0.0
+
+    @property
+    def images_per_s(self) -> float:
+        return self.computed / self.seconds if self.seconds > 0 else float("nan")
 
 
 def compute_regions(
@@ -155,52 +250,74 @@ def compute_regions(
     cache_dir: str | Path | None,
     num_workers: int = 2,
     progress: bool = True,
+    max_memory_mb: float = MAX_IN_MEMORY_MB,
+    stats: RegionStats | None = None,
 ) -> RegionSet:
     """Region maps of a data set, from the cache when present.
+
+    The cache is a folder of files of ``CHUNK`` images each, written as they complete: a
+    killed computation resumes at the first missing file.
 
     Args:
         images: (H, W, 3) uint8 arrays, or a function ``index -> array``.
         num_images: number of images.
-        method: "slic" | "grid".
-        params: method parameters (slic: n_segments, compactness; grid: cell).
+        method: "slic" | "seeds" | "grid".
+        params: method parameters (slic: n_segments, compactness; seeds: n_segments,
+            num_levels, prior, histogram_bins, iterations; grid: cell).
         fingerprint: identifies the pixels of the data set (part of the cache key).
         cache_dir: folder of the cache; None disables caching.
         num_workers: worker processes (<= 1: in-process).
         progress: show a progress bar.
+        max_memory_mb: above this, maps stay on disk and are read per image.
+        stats: filled with the number of images computed and the time it took.
     """
     if method not in METHODS:
         raise ValueError(f"region method {method!r} is not valid; choose one of {list(METHODS)}")
-    path = None
+    if method == "seeds":
+        seeds_regions(np.zeros((8, 8, 3), np.uint8), 4)  # fail now if OpenCV contrib is missing
+    stats = stats if stats is not None else RegionStats()
+    folder = None
     if cache_dir is not None:
-        path = (
-            Path(cache_dir)
-            / "regions"
-            / f"{fingerprint}-{_cache_key(fingerprint, method, params)}.npz"
+        folder = (
+            Path(cache_dir) / "regions" / f"{fingerprint}-{_cache_key(fingerprint, method, params)}"
         )
-        if path.exists():
-            return load_region_set(path)
-
     get = images if callable(images) else images.__getitem__
-    jobs = ((get(i), method, params) for i in range(num_images))
-    maps: list[np.ndarray] = []
+    n_chunks = -(-num_images // CHUNK)
+    todo = [c for c in range(n_chunks) if folder is None or not _chunk_path(folder, c).exists()]
+    done_images = num_images - sum(min(CHUNK, num_images - c * CHUNK) for c in todo)
+    maps: dict[int, list[np.ndarray]] = {}
+    t0 = time.perf_counter()
     from rich.progress import Progress
 
-    with Progress(transient=True, disable=not progress) as bar:
-        task = bar.add_task(f"regions ({method}, {num_images} images)", total=num_images)
-        if num_workers > 1 and num_images >= 4 * num_workers:
+    with Progress(transient=True, disable=not progress or not todo) as bar:
+        task = bar.add_task(
+            f"regions ({method}, {num_images} images)", total=num_images, completed=done_images
+        )
+        pool = None
+        if num_workers > 1 and num_images - done_images >= 4 * num_workers:
             ctx = mp.get_context("fork") if hasattr(os, "fork") else mp.get_context()
-            with ctx.Pool(num_workers) as pool:
-                for m in pool.imap(_work, jobs, chunksize=8):
-                    maps.append(m)
+            pool = ctx.Pool(num_workers)
+        try:
+            for c in todo:
+                idx = range(c * CHUNK, min((c + 1) * CHUNK, num_images))
+                jobs = ((get(i), method, params) for i in idx)
+                it = pool.imap(_work, jobs, chunksize=4) if pool else map(_work, jobs)
+                chunk = []
+                for m in it:
+                    chunk.append(m)
                     bar.advance(task)
-        else:
-            for job in jobs:
-                maps.append(_work(job))
-                bar.advance(task)
-    regions = RegionSet(maps)
-    if path is not None:
-        save_region_set(path, regions)
-    return regions
+                if folder is not None:
+                    save_chunk(_chunk_path(folder, c), chunk)
+                else:
+                    maps[c] = chunk
+        finally:
+            if pool is not None:
+                pool.terminate()
+    stats.computed += num_images - done_images
+    stats.seconds += time.perf_counter() - t0
+    if folder is None:
+        return RegionSet([m for c in range(n_chunks) for m in maps[c]])
+    return load_region_set(folder, num_images, max_memory_mb)
 
 
 def region_adjacency(regions: torch.Tensor) -> torch.Tensor:

@@ -50,6 +50,9 @@ def build_network(
     )
 
 
+OPTIMIZERS = ("adamw", "sgd")
+
+
 class SegmentationModule(pl.LightningModule):
     """Cross-entropy on labeled pixels only, AdamW + poly schedule, mIoU over whole splits.
 
@@ -58,7 +61,9 @@ class SegmentationModule(pl.LightningModule):
             (B, C + 1, H, W) with a void output (``void_output``).
         num_classes: C, the classes evaluated.
         class_names: names for per-class IoU keys.
-        lr, weight_decay: AdamW settings.
+        lr, weight_decay: optimizer settings.
+        optimizer: "adamw" | "sgd" (momentum 0.9, as DeepLab training).
+        head_lr_mult: lr factor of the classifier (``segmentation_head``) (MulActSeg: 10).
         poly_power: lr = lr0 * (1 - step / total_steps) ** poly_power.
         ignore_index: unlabeled / void target value.
         void_output: the network has a (C+1)-th output for void (multi-class labels with a
@@ -78,8 +83,13 @@ class SegmentationModule(pl.LightningModule):
         ignore_index: int = 255,
         void_output: bool = False,
         loss_weights: tuple[float, float, float] = (16.0, 8.0, 1.0),
+        optimizer: str = "adamw",
+        head_lr_mult: float = 1.0,
     ) -> None:
         super().__init__()
+        if optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer={optimizer!r} is not valid; choose one of {OPTIMIZERS}")
+        self.optimizer, self.head_lr_mult = optimizer, float(head_lr_mult)
         self.network = network
         self.num_classes = num_classes
         self.class_names = (
@@ -108,9 +118,31 @@ class SegmentationModule(pl.LightningModule):
         self.predict_features = False
         self.channels_last = False  # NHWC inputs at scoring time (faster convs on GPUs)
 
+    # smp encoders need sides divisible by their output stride (at most 32): inputs of other
+    # sizes (VOC, resized folders) are padded at the bottom/right and outputs cropped back.
+    size_multiple = 32
+
+    def _input(self, image: torch.Tensor) -> torch.Tensor:
+        """Normalised image, zero-padded (= the mean colour) to a multiple of 32."""
+        x = (image - self.mean) / self.std
+        H, W = x.shape[-2:]
+        ph, pw = -H % self.size_multiple, -W % self.size_multiple
+        return F.pad(x, (0, pw, 0, ph)) if ph or pw else x
+
+    @staticmethod
+    def _crop(out: torch.Tensor, image: torch.Tensor, padded: torch.Tensor) -> torch.Tensor:
+        """Crop an output of the padded input back to the image's extent (any stride)."""
+        H, W = image.shape[-2:]
+        Hp, Wp = padded.shape[-2:]
+        if (Hp, Wp) == (H, W):
+            return out
+        h, w = out.shape[-2:]
+        return out[..., : -(-H * h // Hp), : -(-W * w // Wp)]
+
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) image in [0, 1] -> (B, C, H, W) logits."""
-        return self.network((image - self.mean) / self.std)
+        x = self._input(image)
+        return self._crop(self.network(x), image, x)
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         logits = self(batch["image"])
@@ -165,9 +197,9 @@ class SegmentationModule(pl.LightningModule):
         net: Any = self.network
         if not all(hasattr(net, a) for a in ("encoder", "decoder", "segmentation_head")):
             raise TypeError(f"{type(net).__name__} is not an smp model: no encoder/decoder/head")
-        feats = net.encoder((image - self.mean) / self.std)
-        dec = net.decoder(feats)
-        return dec, net.segmentation_head(dec)
+        x = self._input(image)
+        dec = net.decoder(net.encoder(x))
+        return self._crop(dec, image, x), self._crop(net.segmentation_head(dec), image, x)
 
     def _mc_logits(self, image: torch.Tensor, samples: int) -> torch.Tensor:
         """(B, C, H, W, T) logits of T passes with dropout layers on (batch norm stays in
@@ -176,7 +208,8 @@ class SegmentationModule(pl.LightningModule):
         dropouts = [m for m in net.modules() if isinstance(m, torch.nn.modules.dropout._DropoutNd)]
         if not dropouts:
             raise ValueError("MC dropout needs dropout layers; this network has none")
-        feats = net.encoder((image - self.mean) / self.std)
+        x = self._input(image)
+        feats = net.encoder(x)
         enc_has_dropout = any(
             isinstance(m, torch.nn.modules.dropout._DropoutNd) for m in net.encoder.modules()
         )
@@ -186,8 +219,8 @@ class SegmentationModule(pl.LightningModule):
             out = []
             for _ in range(samples):
                 if enc_has_dropout:
-                    feats = net.encoder((image - self.mean) / self.std)
-                out.append(net.segmentation_head(net.decoder(feats)))
+                    feats = net.encoder(x)
+                out.append(self._crop(net.segmentation_head(net.decoder(feats)), image, x))
         finally:
             for m in dropouts:
                 m.eval()
@@ -209,7 +242,22 @@ class SegmentationModule(pl.LightningModule):
         return out
 
     def configure_optimizers(self) -> Any:
-        opt = torch.optim.AdamW(self.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        head = getattr(self.network, "segmentation_head", None)
+        head_ids = {id(p) for p in head.parameters()} if head is not None else set()
+        groups: list[dict[str, Any]] = [
+            {"params": [p for p in self.parameters() if id(p) not in head_ids], "lr": self.lr},
+            {
+                "params": [p for p in self.parameters() if id(p) in head_ids],
+                "lr": self.lr * self.head_lr_mult,
+            },
+        ]
+        groups = [g for g in groups if g["params"]]
+        if self.optimizer == "sgd":
+            opt: torch.optim.Optimizer = torch.optim.SGD(
+                groups, lr=self.lr, momentum=0.9, weight_decay=self.weight_decay
+            )
+        else:
+            opt = torch.optim.AdamW(groups, lr=self.lr, weight_decay=self.weight_decay)
         total = max(1, int(self.trainer.estimated_stepping_batches))
         power = self.poly_power
         sched = torch.optim.lr_scheduler.LambdaLR(

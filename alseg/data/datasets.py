@@ -1,0 +1,263 @@
+"""Data sets on disk: image files + label-id mask files, in any layout.
+
+``FileSegmentationDataset`` reads one split given as (image, mask) path pairs and follows
+the alseg sample contract (DESIGN.md §4). The layouts (Cityscapes, GTA5, VOC, plain
+folders) only differ in how they list the pairs and map raw mask values to class ids;
+they live in ``alseg.data.layouts``. Checks that are cheap run when a split is opened
+(empty split, missing mask, image/mask size mismatch, read from the file headers); each
+mask is checked for values outside the classes when it is read, and ``alseg data check``
+reads everything. Every error names the offending file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm")
+
+
+class DataError(ValueError):
+    """A data set file or layout is wrong; the message names the file and what is valid."""
+
+
+@dataclass(frozen=True)
+class ClassInfo:
+    """Classes of a data set.
+
+    Attributes:
+        names: one name per class id 0..C-1.
+        palette: one RGB colour per class (for overlays).
+        ignore_index: the void label of ``mask``.
+        lut: raw mask value -> class id (or ``ignore_index``); -1 marks a value that is not
+            valid in this data set. None: raw values are class ids already.
+    """
+
+    names: tuple[str, ...]
+    palette: tuple[tuple[int, int, int], ...]
+    ignore_index: int = 255
+    lut: np.ndarray | None = None
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.names)
+
+
+def default_palette(n: int) -> tuple[tuple[int, int, int], ...]:
+    """The PASCAL VOC colour map (bit-interleaved), one RGB colour per class id."""
+    out = []
+    for i in range(n):
+        r = g = b = 0
+        c = i
+        for j in range(8):
+            r |= ((c >> 0) & 1) << (7 - j)
+            g |= ((c >> 1) & 1) << (7 - j)
+            b |= ((c >> 2) & 1) << (7 - j)
+            c >>= 3
+        out.append((r, g, b))
+    return tuple(out)
+
+
+def parse_size(size: int | Sequence[int] | None) -> tuple[str, tuple[int, int]] | None:
+    """``image_size``: None (native), an int (shorter side, aspect kept) or [height, width]."""
+    if size is None:
+        return None
+    if isinstance(size, int):
+        if size < 8:
+            raise DataError(f"data.image_size={size} must be >= 8")
+        return ("short", (size, size))
+    hw = tuple(int(v) for v in size)
+    if len(hw) != 2 or min(hw) < 8:
+        raise DataError(f"data.image_size={list(size)} must be an int or [height, width] >= 8")
+    return ("exact", (hw[0], hw[1]))
+
+
+def _target_size(
+    native: tuple[int, int], size: tuple[str, tuple[int, int]] | None
+) -> tuple[int, int]:
+    """(height, width) after resizing an image of (height, width) ``native``."""
+    if size is None:
+        return native
+    kind, (h, w) = size
+    if kind == "exact":
+        return (h, w)
+    H, W = native
+    s = h / min(H, W)
+    return (max(1, round(H * s)), max(1, round(W * s)))
+
+
+def _open(path: Path) -> Image.Image:
+    try:
+        im = Image.open(path)
+        im.load()
+        return im
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found") from None
+    except Exception as e:  # PIL raises several types for broken files
+        raise DataError(f"{path}: unreadable image file ({type(e).__name__}: {e})") from None
+
+
+def _header_size(path: Path) -> tuple[int, int]:
+    """(height, width) from the file header, without decoding the pixels."""
+    try:
+        with Image.open(path) as im:
+            return im.size[1], im.size[0]
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found") from None
+    except Exception as e:
+        raise DataError(f"{path}: unreadable image file ({type(e).__name__}: {e})") from None
+
+
+class FileSegmentationDataset(Dataset):
+    """One split of a segmentation data set stored as image + mask files.
+
+    Args:
+        pairs: (image path, mask path) per sample, in a fixed order.
+        classes: names, palette, ignore index and raw-value mapping.
+        name: data set name (fingerprints, messages).
+        split: split name (messages).
+        image_size: None, shorter side (int), or [height, width]: resize on load (CPU runs).
+        domain: sample ``domain`` field.
+        check_sizes: compare image and mask sizes from the file headers now.
+
+    Items: ``{"image": (3,H,W) float in [0,1], "mask": (H,W) long, "index", "domain"}``.
+    """
+
+    def __init__(
+        self,
+        pairs: Sequence[tuple[Path, Path]],
+        classes: ClassInfo,
+        name: str,
+        split: str,
+        image_size: int | Sequence[int] | None = None,
+        domain: str = "target",
+        check_sizes: bool = True,
+    ) -> None:
+        if not pairs:
+            raise DataError(f"{name}: split {split!r} is empty (no image/mask pairs found)")
+        self.pairs = [(Path(a), Path(b)) for a, b in pairs]
+        self.classes, self.name, self.split, self.domain = classes, name, split, domain
+        self._size = parse_size(image_size)
+        for image, mask in self.pairs:
+            if not mask.is_file():
+                raise DataError(f"{image}: its mask {mask} is missing")
+        if check_sizes:
+            for image, mask in self.pairs:
+                a, b = _header_size(image), _header_size(mask)
+                if a != b:
+                    raise DataError(
+                        f"{mask}: mask size {b[1]}x{b[0]} differs from image {image} "
+                        f"size {a[1]}x{a[0]} (width x height)"
+                    )
+
+    # --- the sample contract -------------------------------------------------------------
+    @property
+    def num_classes(self) -> int:
+        return self.classes.num_classes
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return self.classes.names
+
+    @property
+    def palette(self) -> tuple[tuple[int, int, int], ...]:
+        return self.classes.palette
+
+    @property
+    def ignore_index(self) -> int:
+        return self.classes.ignore_index
+
+    @property
+    def fingerprint(self) -> str:
+        """Identifies the files (names and byte sizes) and the resize of this split."""
+        h = hashlib.sha1()
+        for a, b in self.pairs:
+            h.update(f"{a.name}:{a.stat().st_size}:{b.name}:{b.stat().st_size};".encode())
+        size = "native" if self._size is None else f"{self._size[0]}{self._size[1]}"
+        return f"{self.name}-{self.split}-n{len(self)}-{size}-{h.hexdigest()[:12]}"
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def image_uint8(self, index: int) -> np.ndarray:
+        """(H, W, 3) uint8 image (resized if configured)."""
+        path = self.pairs[index][0]
+        im = _open(path).convert("RGB")
+        size = _target_size((im.height, im.width), self._size)
+        if size != (im.height, im.width):
+            im = im.resize((size[1], size[0]), Image.Resampling.BILINEAR)
+        return np.array(im, dtype=np.uint8)
+
+    def raw_mask(self, index: int) -> np.ndarray:
+        """(H, W) raw mask values as stored (resized with nearest neighbour if configured)."""
+        path = self.pairs[index][1]
+        im = _open(path)
+        if im.mode in ("RGB", "RGBA"):
+            raise DataError(
+                f"{path}: mask is a colour ({im.mode}) image; masks must hold one class id "
+                "per pixel (8/16-bit grey or palette PNG)"
+            )
+        size = _target_size((im.height, im.width), self._size)
+        if size != (im.height, im.width):
+            im = im.resize((size[1], size[0]), Image.Resampling.NEAREST)
+        return np.array(im)
+
+    def mask(self, index: int) -> torch.Tensor:
+        """(H, W) long class ids, ``ignore_index`` for void; raises on invalid values."""
+        raw = self.raw_mask(index).astype(np.int64)
+        lut, ignore, C = self.classes.lut, self.ignore_index, self.num_classes
+        if lut is not None:
+            bad = (raw < 0) | (raw >= len(lut))
+            mapped = np.where(bad, -1, lut[np.clip(raw, 0, len(lut) - 1)])
+        else:
+            mapped = raw
+        invalid = (mapped < 0) | ((mapped >= C) & (mapped != ignore))
+        if invalid.any():
+            values = np.unique(raw[invalid])[:8].tolist()
+            raise DataError(
+                f"{self.pairs[index][1]}: label values {values} are not valid for {self.name} "
+                f"(valid: class ids 0..{C - 1} after mapping, and ignore {ignore})"
+            )
+        return torch.from_numpy(mapped)
+
+    def __getitem__(self, index: int) -> dict:
+        image = torch.from_numpy(self.image_uint8(index)).permute(2, 0, 1).float() / 255.0
+        mask = self.mask(index)
+        if tuple(mask.shape) != tuple(image.shape[-2:]):
+            raise DataError(
+                f"{self.pairs[index][1]}: mask size {tuple(mask.shape)} differs from image "
+                f"{self.pairs[index][0]} size {tuple(image.shape[-2:])} (height, width)"
+            )
+        return {"image": image, "mask": mask, "index": index, "domain": self.domain}
+
+
+def find_images(folder: Path) -> list[Path]:
+    """Image files directly in ``folder``, sorted by name."""
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def read_list(path: Path, root: Path, columns: int) -> list[list[Path]]:
+    """Rows of a list file (whitespace-separated paths relative to ``root``; # comments)."""
+    if not path.is_file():
+        raise DataError(f"list file {path} not found")
+    rows = []
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        parts = line.split()
+        if len(parts) != columns:
+            raise DataError(
+                f"{path}, line {n}: expected {columns} path(s) per line, got {len(parts)}: {line!r}"
+            )
+        rows.append([root / p.lstrip("/") for p in parts])
+    return rows
