@@ -1,0 +1,65 @@
+"""The published-protocol experiment configs compose with the published values and run
+end to end on fixture trees of their data sets (CPU, tiny overrides)."""
+
+from __future__ import annotations
+
+import csv
+
+import pytest
+from layout_fixtures import cityscapes_tree, voc_tree
+
+from alseg.cli import main
+from alseg.config import compose
+
+CPU = [
+    "model.encoder=resnet18",
+    "model.encoder_weights=null",
+    "trainer.accelerator=cpu",
+    "trainer.max_steps=2",
+    "trainer.enable_progress_bar=false",
+    "regions.n_segments=16",
+    "regions.num_workers=1",
+    "data.num_workers=0",
+    "data.val_holdout=1",
+    "data.crop_size=[32,32]",
+    "active.rounds=2",
+    "logger=none",
+]
+
+
+def test_mulactseg_protocol_values():
+    cs = compose(["experiment=mulactseg_cityscapes"])
+    assert cs.data.name == "cityscapes" and cs.labeling.type == "multiclass"
+    assert cs.labeling.void_bit and cs.regions.method == "seeds" and cs.regions.n_segments == 2048
+    assert cs.active.budget == 100000 and cs.active.strategy_params.delta == 6.0
+    assert (cs.model.lr, cs.stage2.lr, cs.model.head_lr_mult) == (2e-5, 4e-5, 10.0)
+    assert cs.trainer.max_steps == 80000 and list(cs.data.crop_size) == [768, 768]
+    voc = compose(["experiment=mulactseg_voc"])
+    assert voc.data.name == "voc" and not voc.labeling.void_bit
+    assert voc.regions.n_segments == 150 and voc.active.strategy_params.delta == 12.0
+    assert voc.active.budget == 10000 and voc.trainer.max_steps == 30000
+    assert list(voc.data.crop_size) == [513, 513] and voc.data.pool_batch_size == 1
+
+
+@pytest.mark.parametrize(
+    "name,tree,budget",
+    [("mulactseg_voc", voc_tree, 6), ("mulactseg_cityscapes", cityscapes_tree, 12)],
+)
+def test_mulactseg_configs_run_on_fixture_trees(tmp_path, name, tree, budget):
+    pytest.importorskip("cv2")  # SEEDS
+    root = tree(tmp_path / "data")
+    run_dir = tmp_path / "run"
+    args = [
+        "run",
+        f"experiment={name}",
+        f"data.root={root}",
+        f"active.budget={budget}",
+        f"regions.cache_dir={tmp_path / 'cache'}",
+        f"run_dir={run_dir}",
+        *CPU,
+    ]
+    assert main(args) == 0
+    rows = list(csv.DictReader((run_dir / "metrics.csv").open()))
+    assert len(rows) == 2 and "pseudo_acc" in rows[1]
+    sel = list(csv.DictReader((run_dir / "selections" / "round_01.csv").open()))
+    assert sum(float(r["cost"]) for r in sel) <= budget
