@@ -18,6 +18,7 @@ import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 
+from alseg.acquisition.sieve import SieveConfig
 from alseg.acquisition.strategies import STRATEGIES, Strategy, get_strategy
 from alseg.data.datamodule import ActiveDataModule
 from alseg.data.labels import LABEL_TYPES, LabelStore
@@ -85,6 +86,19 @@ def validate(cfg: DictConfig) -> None:
     _choice(cfg.logger.mode, ("offline", "online", "disabled"), "logger.mode")
     _choice(cfg.model.head, ("linear", "cosine"), "model.head")
     _choice(cfg.model.optimizer, OPTIMIZERS, "model.optimizer")
+    dominant_only = [
+        k
+        for k, on in (
+            ("active.strategy=adaptive_sizebal", cfg.active.strategy == "adaptive_sizebal"),
+            ("sieve.enabled=true", bool(cfg.sieve.enabled)),
+        )
+        if on
+    ]
+    if dominant_only and cfg.labeling.type != "dominant":
+        raise ConfigError(
+            f"{' and '.join(dominant_only)} need dominant labels, not "
+            f"labeling={cfg.labeling.type} (use labeling=dominant)"
+        )
     if len(cfg.model.loss_weights) != 3:
         raise ConfigError(
             f"model.loss_weights={list(cfg.model.loss_weights)} needs 3 weights (CE, MP, PP)"
@@ -351,6 +365,16 @@ def build_loop(
         rank_zero=rank_zero,
         stage2=bool(cfg.stage2.enabled),
         channels_last=bool(cfg.active.channels_last),
+        sieve=(
+            SieveConfig(
+                int(cfg.sieve.min_size),
+                int(cfg.sieve.reference_area),
+                int(cfg.sieve.min_pixels),
+                int(cfg.sieve.step),
+            )
+            if cfg.sieve.enabled
+            else None
+        ),
     )
 
 

@@ -18,6 +18,7 @@ import pytorch_lightning as pl
 import torch
 
 from alseg.acquisition.scorer import PoolScorer
+from alseg.acquisition.sieve import SieveConfig, sieve_labels
 from alseg.acquisition.strategies import RandomStrategy, Stats, Strategy
 from alseg.callbacks.acquisition import AcquisitionCallback
 from alseg.data.datamodule import ActiveDataModule
@@ -45,9 +46,16 @@ def acquire(
     scores = strategy.scores(stats, labeled, generator).float().cpu()
     costs = torch.from_numpy(oracle.query_costs(np.arange(store.num_regions)))
     ids = strategy.select(scores, costs, labeled, budget, stats, generator).cpu()
-    ann = oracle.annotate(ids.numpy(), scores[ids].double().numpy())
+    if "root" in stats:  # merged regions: one query labels all base regions of its root
+        ann = oracle.annotate_merged(
+            ids.numpy(), stats["root"].cpu().numpy(), scores[ids].double().numpy()
+        )
+        rows = torch.from_numpy(ann.region_ids)
+    else:
+        ann = oracle.annotate(ids.numpy(), scores[ids].double().numpy())
+        rows = ids
     if "pred" in stats:
-        ann.predicted = stats["pred"].cpu()[ids].numpy()
+        ann.predicted = stats["pred"].cpu()[rows].numpy()
     return ann
 
 
@@ -106,6 +114,7 @@ class ActiveLoop:
         rank_zero: bool = True,
         stage2: bool = False,
         channels_last: bool = False,
+        sieve: SieveConfig | None = None,
     ) -> None:
         if rounds < 1:
             raise ValueError(f"active.rounds={rounds} must be >= 1")
@@ -126,6 +135,8 @@ class ActiveLoop:
         self.model: SegmentationModule | None = None  # stage 1 (acquisition)
         self.eval_model: SegmentationModule | None = None  # evaluated (stage 2 if enabled)
         self.pseudo_stats: dict[str, float] = {}
+        self.sieve_cfg = sieve
+        self.sieve_stats: dict[str, float] = {}
 
     # -- state ---------------------------------------------------------------------------
     def _state(self, round: int, phase: str) -> None:
@@ -158,6 +169,9 @@ class ActiveLoop:
             }
             for i, r, s, c, a, p in zip(images, local, ann.scores, ann.costs, answers, pred)
         ]
+        if ann.query is not None:  # merged regions: the root (local id) of each row's query
+            for row, q in zip(rows, self.dm.regions.split_ids(ann.query)[1]):
+                row["query"] = int(q)
         if self.rank_zero:
             self.rundir.write_selections(round, rows)
             self.store.save(self.rundir.labels_path(round))
@@ -273,6 +287,7 @@ class ActiveLoop:
             "val_mIoU": round_float(m["val/mIoU"]),
             "mIoU": round_float(m["test/mIoU"]),
             **(self.pseudo_stats if self.stage2 else {}),
+            **(self._sieve_row(round) if self.sieve_cfg is not None else {}),
         }
         row.update(
             {
@@ -303,16 +318,52 @@ class ActiveLoop:
         scorer = PoolScorer(
             self.strategy, regions.num_regions, regions.offsets, self.store.labeled_mask()
         )
-        callback = AcquisitionCallback(
-            scorer,
-            lambda stats: acquire(self.strategy, stats, self.store, self.oracle, self.budget, gen),
-            channels_last=self.channels_last,
-        )
+
+        def choose(stats: Stats) -> Annotations:
+            if "root" in stats and self.rank_zero:  # adaptive superpixels of this round
+                self.rundir.save_merged(round, stats["root"].cpu().numpy(), regions.offsets)
+            return acquire(self.strategy, stats, self.store, self.oracle, self.budget, gen)
+
+        callback = AcquisitionCallback(scorer, choose, channels_last=self.channels_last)
         trainer = self.trainer_factory([callback])
         for _ in range(self.strategy.passes):
             trainer.predict(model, dataloaders=self.dm.pool_dataloader(), return_predictions=False)
         assert callback.result is not None
         return callback.result
+
+    # -- sieving (adaptive superpixels) ------------------------------------------------------
+    def sieve(self, round: int, ann: Annotations) -> None:
+        """Drop masks of the new labels, from the model that selected them; written before
+        the labels are committed, so a resumed run finds them."""
+        if self.sieve_cfg is None or round == 0:
+            return
+        view = self.dm.labeled
+        drops, self.sieve_stats = sieve_labels(
+            self._model_of(round - 1),
+            view.dataset,
+            self.dm.regions,
+            view.mask_fn,
+            ann,
+            self.sieve_cfg,
+            view.ignore_index,
+        )
+        if self.rank_zero:
+            self.rundir.save_sieve(round, drops, self.sieve_stats)
+        view.set_sieve(_or_masks(view.drops, drops))
+
+    def _load_sieves(self, round: int) -> None:
+        if self.sieve_cfg is None:
+            return
+        drops: dict[int, torch.Tensor] = {}
+        for r in range(1, round + 1):
+            more, self.sieve_stats = self.rundir.load_sieve(r)
+            drops = _or_masks(drops, more)
+        self.dm.labeled.set_sieve(drops)
+
+    def _sieve_row(self, round: int) -> dict[str, float]:
+        keys = ("sieve_kept_acc", "sieve_dropped_acc", "sieve_dropped_pct", "sieve_regions")
+        stats = self.sieve_stats if round > 0 else {}
+        return {k: stats.get(k, float("nan")) for k in keys}
 
     # -- driver --------------------------------------------------------------------------
     def run(self) -> list[dict[str, Any]]:
@@ -322,6 +373,7 @@ class ActiveLoop:
             round, phase = int(state["round"]), str(state["phase"])
             self.store.load(self.rundir.labels_path(round))
             self.dm.refresh()
+            self._load_sieves(round)
             self.tracker.resumed(round, phase)
         else:
             init = acquire(
@@ -343,6 +395,7 @@ class ActiveLoop:
                     phase = "done"
                 else:
                     ann = self.select(round + 1)
+                    self.sieve(round + 1, ann)
                     self.commit(round + 1, ann)
                     self.model = self.eval_model = None
                     round, phase = round + 1, "labeled"
@@ -361,6 +414,13 @@ def describe_answers(ann: Annotations, names: list[str] | tuple[str, ...]) -> li
         labels = [*names, "void"]
         return ["|".join(labels[c] for c in np.flatnonzero(b)) or "none" for b in ann.bits]
     return [names[k] if k != NO_CLASS else "void" for k in ann.classes]
+
+
+def _or_masks(a: dict[int, torch.Tensor], b: dict[int, torch.Tensor]) -> dict[int, torch.Tensor]:
+    out = dict(a)
+    for i, m in b.items():
+        out[i] = out[i] | m if i in out else m
+    return out
 
 
 def round_float(x: float, digits: int = 4) -> float:

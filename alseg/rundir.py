@@ -142,6 +142,8 @@ class RunDir:
     # -- tables ------------------------------------------------------------------------------
     def write_selections(self, round: int, rows: Sequence[dict[str, Any]]) -> None:
         fields = ["image", "region", "score", "cost", "answer", "predicted"]
+        if rows and "query" in rows[0]:  # merged regions: the root region of each row's query
+            fields.insert(2, "query")
         atomic_write_text(self.selections_path(round), csv_text(rows, fields))
 
     def read_metrics(self) -> list[dict[str, str]]:
@@ -181,6 +183,48 @@ class RunDir:
         arrays.update(index=index, stats=np.array(json.dumps(stats)))
         np.savez_compressed(buf, **arrays)  # type: ignore[arg-type]
         atomic_write_bytes(self.pseudo_labels_path(round), buf.getvalue())
+
+    def merged_path(self, round: int) -> Path:
+        return self.path / "merged" / f"round_{round:02d}.npz"
+
+    def sieve_path(self, round: int) -> Path:
+        return self.path / "sieve" / f"round_{round:02d}.npz"
+
+    def save_merged(self, round: int, root: np.ndarray, offsets: np.ndarray) -> None:
+        """Adaptive superpixels of a round: the local id of each base region's root
+        (uint16, concatenated over images in global-id order)."""
+        images = np.searchsorted(offsets, np.arange(len(root)), side="right") - 1
+        local = (root - offsets[images]).astype(np.uint16)
+        buf = io.BytesIO()
+        np.savez_compressed(buf, root=local, offsets=offsets)
+        atomic_write_bytes(self.merged_path(round), buf.getvalue())
+
+    def save_sieve(
+        self, round: int, drops: dict[int, torch.Tensor], stats: dict[str, float]
+    ) -> None:
+        """Pixels sieved out of the labels of a round (bit-packed per image) and stats."""
+        index = np.array(sorted(drops), dtype=np.int64)
+        arrays: dict[str, np.ndarray] = {"index": index, "stats": np.array(json.dumps(stats))}
+        for i in index:
+            d = drops[int(i)].numpy()
+            arrays[f"image_{i}"] = np.packbits(d.ravel())
+            arrays[f"shape_{i}"] = np.array(d.shape, dtype=np.int64)
+        buf = io.BytesIO()
+        np.savez_compressed(buf, **arrays)  # type: ignore[arg-type]
+        atomic_write_bytes(self.sieve_path(round), buf.getvalue())
+
+    def load_sieve(self, round: int) -> tuple[dict[int, torch.Tensor], dict[str, float]]:
+        path = self.sieve_path(round)
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                drops = {}
+                for i in z["index"].tolist():
+                    shape = tuple(z[f"shape_{i}"].tolist())
+                    bits = np.unpackbits(z[f"image_{i}"])[: shape[0] * shape[1]]
+                    drops[i] = torch.from_numpy(bits.reshape(shape).astype(bool))
+                return drops, dict(json.loads(str(z["stats"])))
+        except (OSError, ValueError, KeyError) as e:
+            raise RunDirError(f"sieve file {path} is missing or corrupt ({e})") from e
 
     def read_pseudo_stats(self, round: int) -> dict[str, float]:
         path = self.pseudo_labels_path(round)

@@ -63,3 +63,36 @@ def test_mulactseg_configs_run_on_fixture_trees(tmp_path, name, tree, budget):
     assert len(rows) == 2 and "pseudo_acc" in rows[1]
     sel = list(csv.DictReader((run_dir / "selections" / "round_01.csv").open()))
     assert sum(float(r["cost"]) for r in sel) <= budget
+
+
+def test_adaptive_superpixel_protocol_values():
+    cs = compose(["experiment=adaptive_superpixel_cityscapes"])
+    assert cs.active.strategy == "adaptive_sizebal" and cs.active.strategy_params.eps == 0.1
+    assert cs.regions.method == "seeds" and cs.regions.n_segments == 8192
+    assert cs.labeling.type == "dominant" and cs.sieve.enabled and cs.sieve.min_size == 512
+    assert (cs.model.optimizer, cs.model.lr, cs.model.weight_decay) == ("sgd", 0.007, 4e-5)
+    assert cs.active.budget == 50000 and cs.trainer.max_steps == 60000
+    assert list(cs.data.crop_size) == [769, 769]
+    syn = compose(["experiment=adaptive_superpixel_synthetic"])
+    assert syn.data.name == "synthetic" and syn.active.strategy == "adaptive_sizebal"
+    with pytest.raises(ValueError, match="need dominant labels"):
+        compose(["experiment=adaptive_superpixel_synthetic", "labeling=multiclass"])
+
+
+def test_adaptive_cityscapes_config_runs_on_a_fixture_tree(tmp_path):
+    pytest.importorskip("cv2")
+    root = cityscapes_tree(tmp_path / "data")
+    run_dir = tmp_path / "run"
+    args = [
+        "run",
+        "experiment=adaptive_superpixel_cityscapes",
+        f"data.root={root}",
+        "active.budget=6",
+        f"regions.cache_dir={tmp_path / 'cache'}",
+        f"run_dir={run_dir}",
+        *CPU,
+    ]
+    assert main(args) == 0
+    rows = list(csv.DictReader((run_dir / "metrics.csv").open()))
+    assert len(rows) == 2 and "sieve_kept_acc" in rows[1]
+    assert (run_dir / "merged" / "round_01.npz").is_file()

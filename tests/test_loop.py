@@ -232,3 +232,36 @@ def test_multiclass_click_accounting_and_stage2(tmp_path):
     assert float(rows[-1]["clicks"]) == pytest.approx(float(labels["cost"].sum()))
     assert (out / "pseudo_labels" / "round_02.npz").is_file()
     assert (out / "checkpoints" / "round_02_stage2.pt").is_file()
+
+
+ADAPTIVE = ("active.strategy=adaptive_sizebal", "sieve.enabled=true", "sieve.min_pixels=8")
+
+
+def test_adaptive_superpixels_accounting_and_files(tmp_path):
+    out = tmp_path / "adaptive"
+    rows = run(tiny_overrides(tmp_path, *ADAPTIVE), out)
+    assert len(rows) == 3 and "sieve_kept_acc" in rows[0]
+    labels = np.load(out / "labels" / "round_02.npz")
+    for r in (1, 2):
+        sel = read_csv(out / "selections" / f"round_{r:02d}.csv")
+        by_query: dict[tuple[str, str], list[dict[str, str]]] = {}
+        for x in sel:
+            by_query.setdefault((x["image"], x["query"]), []).append(x)
+        # one click per merged query, on its root row; all its base regions get its answer
+        assert sum(float(x["cost"]) for x in sel) == len(by_query) <= 8
+        for (image, q), members in by_query.items():
+            assert [x["region"] for x in members if float(x["cost"]) == 1] == [q]
+            assert len({x["answer"] for x in members}) == 1
+        assert (out / "merged" / f"round_{r:02d}.npz").is_file()
+        assert (out / "sieve" / f"round_{r:02d}.npz").is_file()
+    assert float(rows[-1]["clicks"]) == pytest.approx(float(labels["cost"].sum()))
+
+
+def test_adaptive_run_killed_in_training_resumes_to_the_same_result(tmp_path):
+    ref, out = tmp_path / "ref", tmp_path / "killed"
+    overrides = tiny_overrides(tmp_path, *ADAPTIVE)
+    run(overrides, ref)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        run(overrides, out, patch=crash_in("fit", 2))
+    run(overrides, out, resume=True)  # the round-1 and round-2 sieves come from the run dir
+    assert read_csv(out / "metrics.csv") == read_csv(ref / "metrics.csv")

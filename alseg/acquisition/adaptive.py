@@ -1,14 +1,22 @@
 """Adaptive superpixels (Kim et al., ICCV 2023; METHODS.md B): merging base regions whose
 predictions agree, and sieving labels by the knee of the model's confidences.
 
-Status: the algorithms below are complete and tested; running them inside the round loop
-(merged maps per round, merged-region queries, sieved targets) is not built yet.
+In the round loop: ``AdaptiveSizeBalancedBvSB`` (``active.strategy=adaptive_sizebal``)
+merges the base regions of every pool batch in the scoring pass with the previous round's
+model and scores the merged regions; the oracle answers one dominant label per merged
+region (``SimulatedOracle.annotate_merged``); ``alseg.acquisition.sieve`` drops the labeled
+pixels whose confidence is below the knee of their merged region (``sieve.enabled``).
 """
 
 from __future__ import annotations
 
 import numpy as np
 import torch
+
+from alseg.acquisition import scores as S
+from alseg.acquisition.reduce import region_majority, region_reduce
+from alseg.acquisition.strategies import BatchOutputs, SizeBalancedBvSB, Stats
+from alseg.data.regions import region_adjacency
 
 
 def _entropy_rows(p: np.ndarray) -> np.ndarray:
@@ -110,3 +118,65 @@ def knee_threshold(confidences: torch.Tensor | np.ndarray, step: int = 20) -> fl
     if diff[k] <= 1.0 / sub.size:  # within the sampling resolution of the diagonal
         return float("-inf")
     return float(sub[k])
+
+
+def merge_roots(label: torch.Tensor, region_uncertainty: torch.Tensor) -> torch.Tensor:
+    """(M,) index of the seed of each merged region: its member visited first (largest
+    uncertainty, then lowest id). A member visited before the seed would have been unmerged
+    then and become a seed itself, so the seed is that member."""
+    R = label.numel()
+    order = np.lexsort((np.arange(R), -region_uncertainty.double().cpu().numpy()))
+    lab = label.cpu().numpy()[order]
+    first = np.unique(lab, return_index=True)[1]  # first position of each merged id
+    return torch.from_numpy(order[first]).to(label.device)
+
+
+class AdaptiveSizeBalancedBvSB(SizeBalancedBvSB):
+    """Adaptive superpixels (Kim et al., ICCV 2023; METHODS.md B): in the scoring pass,
+    the base regions of each image are merged (mean softmax and mean BvSB per base region,
+    ``merge_regions`` with ``eps``; labeled base regions are never merged) and the merged
+    regions are scored by ``sizebal`` (mean BvSB over the merged region's pixels x
+    exp(-P_c) of its majority predicted class).
+
+    Statistics per base region: ``root`` (global id of its merged region's seed; a merged
+    region is a query, represented by its root), ``is_root``, and the merged region's
+    ``bvsb``, ``pred``, ``size``.
+    """
+
+    name = "adaptive_sizebal"
+
+    def __init__(
+        self, eps: float = 0.1, temperature: float = 1.0, power: float | None = None
+    ) -> None:
+        super().__init__(temperature, power)
+        if not eps > 0:
+            raise ValueError(f"eps={eps} must be > 0 (JS distance threshold of merging)")
+        self.eps = eps
+
+    def region_stats(self, batch: BatchOutputs) -> Stats:
+        logits, regions, n = batch.logits, batch.regions, batch.num_regions
+        C = logits.shape[1]
+        pixel_bvsb = S.bvsb(logits, temperature=self.temperature)
+        probs = region_reduce(torch.softmax(logits.float(), 1).movedim(1, -1), regions, n)
+        base_bvsb = region_reduce(pixel_bvsb, regions, n, "mean")
+        edges = region_adjacency(regions)  # batch-compact ids: images never touch
+        free = ~batch.labeled.to(edges.device)
+        edges = edges[free[edges[:, 0]] & free[edges[:, 1]]]
+        label = merge_regions(edges, probs, base_bvsb, self.eps).to(regions.device)
+        roots = merge_roots(label, base_bvsb)
+        merged = label[regions]  # (B, H, W) merged ids
+        M = roots.numel()
+        m_bvsb = region_reduce(pixel_bvsb, merged, M, "mean")
+        m_pred = region_majority(logits.argmax(1), merged, M, C)
+        m_size = torch.bincount(merged.reshape(-1), minlength=M)
+        root_of = roots[label]  # batch-compact id of each base region's root
+        return {
+            "root": batch.ids[root_of],
+            "is_root": root_of == torch.arange(n, device=root_of.device),
+            "bvsb": m_bvsb[label],
+            "pred": m_pred[label],
+            "size": m_size[label],
+        }
+
+    def candidates(self, stats: Stats, labeled: torch.Tensor) -> torch.Tensor:
+        return super().candidates(stats, labeled) & stats["is_root"].to(labeled.device)

@@ -184,11 +184,15 @@ class ClassBalancedBvSB(Strategy):
     ) -> torch.Tensor:
         return classbal_weights(pred, num_classes)
 
+    def candidates(self, stats: Stats, labeled: torch.Tensor) -> torch.Tensor:
+        """(R,) bool regions that may be selected (scored, not labeled)."""
+        return ~labeled & stats["scored"].to(labeled.device)
+
     def scores(
         self, stats: Stats, labeled: torch.Tensor, generator: torch.Generator
     ) -> torch.Tensor:
         bvsb, pred = stats["bvsb"], stats["pred"].long()
-        cand = ~labeled.to(bvsb.device) & stats["scored"].to(bvsb.device)
+        cand = self.candidates(stats, labeled.to(bvsb.device))
         out = torch.full_like(bvsb, float("nan"))
         if cand.any():
             w = self.class_weights(pred[cand], stats["size"][cand], int(pred.max()) + 1)
@@ -402,6 +406,12 @@ def _pixel(score: str) -> Callable[..., Strategy]:
     return lambda **kw: PixelScoreStrategy(score, **kw)
 
 
+def _adaptive_sizebal(**params: object) -> Strategy:
+    from alseg.acquisition.adaptive import AdaptiveSizeBalancedBvSB  # it imports this module
+
+    return AdaptiveSizeBalancedBvSB(**params)  # type: ignore[arg-type]
+
+
 def _powerbald(mc_samples: int = 8, power: float = 1.0) -> Strategy:
     s = BALDStrategy(mc_samples, power)
     s.name = "powerbald"
@@ -419,6 +429,7 @@ STRATEGIES: dict[str, Callable[..., Strategy]] = {
     "classbal": ClassBalancedBvSB,
     "pixbal": PixelBalancedBvSB,
     "sizebal": SizeBalancedBvSB,
+    "adaptive_sizebal": _adaptive_sizebal,
     "ripu": RIPUStrategy,
     "coreset": CoresetStrategy,
     "badge": BADGEStrategy,

@@ -46,6 +46,7 @@ class LabeledView(Dataset):
         self.region_targets = torch.full((regions.total,), ignore_index, dtype=torch.long)
         self.store: LabelStore | None = None
         self.pseudo: dict[int, torch.Tensor] | None = None
+        self.drops: dict[int, torch.Tensor] = {}
         self.max_regions = int(regions.num_regions.max(initial=1))
         self.augment = augment or TrainAugment(hflip=False)
         self.augment.ignore_index, self.augment.pad_region = ignore_index, self.max_regions
@@ -59,6 +60,11 @@ class LabeledView(Dataset):
             store.labeled_mask().astype(np.int64), self.regions.offsets[:-1]
         )
         self.indices = np.flatnonzero(per_image > 0).astype(np.int64)
+
+    def set_sieve(self, drops: dict[int, torch.Tensor]) -> None:
+        """(H, W) bool masks of labeled pixels sieved out (adaptive superpixels): they
+        become ``ignore_index`` in the targets."""
+        self.drops = drops
 
     def set_pseudo_labels(self, pseudo: dict[int, torch.Tensor] | None) -> None:
         """Train on these (H, W) maps instead of the store's labels (stage 2); None: off."""
@@ -82,6 +88,8 @@ class LabeledView(Dataset):
         dense = target == DENSE
         if dense.any():  # pixel labels: the region's own pixels are the answer
             target = torch.where(dense, self.mask_fn(index), target)
+        if index in self.drops:
+            target = target.masked_fill(self.drops[index], self.ignore_index)
         return target
 
     def __len__(self) -> int:

@@ -42,6 +42,9 @@ class Annotations:
             holds the class of one-hot answers and NO_CLASS otherwise.
         predicted: (K,) the scoring model's majority predicted class of each region
             (for the record; None when the strategy used no model).
+        query: (K,) global id of the query each region was labeled by (merged regions:
+            the root base region; one query labels all its base regions and its cost sits on
+            the root's row); None when every region is its own query.
     """
 
     region_ids: np.ndarray
@@ -51,6 +54,7 @@ class Annotations:
     scores: np.ndarray = field(default_factory=lambda: np.zeros(0))
     bits: np.ndarray | None = None
     predicted: np.ndarray | None = None  # (K,) model's majority class of each region, if scored
+    query: np.ndarray | None = None  # (K,) global id of the query that labeled each region
 
     def __post_init__(self) -> None:
         self.region_ids = np.asarray(self.region_ids, dtype=np.int64)

@@ -191,6 +191,55 @@ class SimulatedOracle:
         dom[dom == self.num_classes] = NO_CLASS
         return dom.astype(np.int64)
 
+    def annotate_merged(
+        self, queries: np.ndarray, root: np.ndarray, scores: np.ndarray | None = None
+    ) -> Annotations:
+        """Dominant-label answers for merged regions, recorded against their base regions.
+
+        Args:
+            queries: (Q,) global ids of the queried merged regions' roots.
+            root: (R_total,) root of every base region (``AdaptiveSizeBalancedBvSB``).
+            scores: (Q,) scores of the queries (for the record).
+        Returns:
+            one row per base region of the queried merged regions: the merged region's
+            dominant class over all its pixels (void majority: NO_CLASS), ``query`` = the
+            root, the query's cost on the root's row and 0 on the others.
+        """
+        if self.label_type != "dominant":
+            raise ValueError(
+                f"merged-region queries are answered with dominant labels, not {self.label_type!r}"
+            )
+        queries = np.asarray(queries, dtype=np.int64)
+        q_scores = np.zeros(queries.size) if scores is None else np.asarray(scores, np.float64)
+        members = np.flatnonzero(np.isin(root, queries))
+        group = np.searchsorted(np.sort(queries), root[members])
+        order = np.argsort(queries)  # sorted position -> query index
+        group = order[group]
+        images, local = self.regions.split_ids(members)
+        counts = np.zeros((queries.size, self.num_classes + 1), dtype=np.int64)
+        for img in np.unique(images):
+            sel = images == img
+            per_region = region_label_counts(
+                self.mask_fn(int(img)),
+                self.regions.map_tensor(int(img)),
+                int(self.regions.num_regions[img]),
+                self.num_classes,
+                self.ignore_index,
+            ).numpy()
+            np.add.at(counts, group[sel], per_region[local[sel]])
+        dom = counts.argmax(1)  # ties: lowest class id
+        dom[dom == self.num_classes] = NO_CLASS
+        is_root = members == queries[group]
+        q_costs = self.cost_model.answer_costs(queries, dom)
+        return Annotations(
+            region_ids=members,
+            label_type="dominant",
+            classes=dom[group],
+            costs=np.where(is_root, q_costs[group], 0.0),
+            scores=q_scores[group],
+            query=queries[group],
+        )
+
     def annotate(self, region_ids: np.ndarray, scores: np.ndarray | None = None) -> Annotations:
         """Answer queries for the given global region ids (unique)."""
         ids = np.asarray(region_ids, dtype=np.int64)

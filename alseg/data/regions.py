@@ -324,16 +324,17 @@ def region_adjacency(regions: torch.Tensor) -> torch.Tensor:
     """Unique undirected pairs of 4-neighbouring regions.
 
     Args:
-        regions: (H, W) long region ids.
+        regions: (H, W) long region ids, or (B, H, W) with ids unique across the batch
+            (pixels of different images are never neighbours).
     Returns:
         (E, 2) long pairs (a, b) with a < b, sorted; vectorised (no loop over pixels).
     """
     r = regions.long()
     n = int(r.max()) + 1 if r.numel() else 1
     # Only pixels at a region boundary make pairs: filter before building anything big.
-    right = r[:, :-1] != r[:, 1:]
-    down = r[:-1, :] != r[1:, :]
-    a = torch.cat([r[:, :-1][right], r[:-1, :][down]])
-    b = torch.cat([r[:, 1:][right], r[1:, :][down]])
+    right = r[..., :, :-1] != r[..., :, 1:]
+    down = r[..., :-1, :] != r[..., 1:, :]
+    a = torch.cat([r[..., :, :-1][right], r[..., :-1, :][down]])
+    b = torch.cat([r[..., :, 1:][right], r[..., 1:, :][down]])
     key = torch.unique(torch.minimum(a, b) * n + torch.maximum(a, b))
     return torch.stack([key // n, key % n], 1)

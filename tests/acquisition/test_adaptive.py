@@ -79,3 +79,100 @@ def test_knee_on_constructed_curves():
     assert knee_threshold(np.linspace(0, 1, 500)) == float("-inf")
     assert knee_threshold(np.linspace(0, 1, 500) ** 3) == float("-inf")
     assert knee_threshold(np.full(100, 0.7)) == float("-inf")
+
+
+def test_batched_adjacency_never_joins_images():
+    a = torch.tensor([[0, 1], [0, 1]])
+    batch = torch.stack([a, a + 2])  # image 2 holds ids 2, 3
+    assert region_adjacency(batch).tolist() == [[0, 1], [2, 3]]
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_merge_roots_is_the_first_visited_member(seed):
+    from alseg.acquisition.adaptive import merge_roots
+
+    rng = np.random.default_rng(seed)
+    unc = torch.from_numpy(rng.integers(0, 4, 30).astype(np.float64))  # many ties
+    label = torch.from_numpy(rng.integers(0, 6, 30))
+    label = torch.unique(label, return_inverse=True)[1]
+    roots = merge_roots(label, unc)
+    for m, r in enumerate(roots.tolist()):
+        members = [i for i in range(30) if label[i] == m]
+        best = min(members, key=lambda i: (-float(unc[i]), i))
+        assert r == best
+
+
+def _batch(logits, regions, labeled=None):
+    from alseg.acquisition.strategies import BatchOutputs
+
+    n = int(regions.max()) + 1
+    lab = torch.zeros(n, dtype=torch.bool) if labeled is None else labeled
+    return BatchOutputs(logits, regions, n, lab, torch.arange(n) + 100)
+
+
+def test_adaptive_stats_merge_within_images_and_reduce_over_merged_pixels():
+    from alseg.acquisition import scores as S
+    from alseg.acquisition.adaptive import AdaptiveSizeBalancedBvSB
+
+    torch.manual_seed(0)
+    # two 4x8 images; left half of each is confidently class 0, right half class 1
+    base = torch.arange(8).reshape(1, 8).expand(4, 8) // 2  # 4 column stripes per image
+    regions = torch.stack([base, base + 4])  # batch-compact ids 0..7
+    logits = torch.zeros(2, 3, 4, 8)
+    logits[:, 0, :, :4] = 6.0
+    logits[:, 1, :, 4:] = 6.0
+    logits += 0.01 * torch.randn_like(logits)
+    labeled = torch.zeros(8, dtype=torch.bool)
+    labeled[1] = True  # a labeled base region is never merged
+    stats = AdaptiveSizeBalancedBvSB(eps=0.1).region_stats(_batch(logits, regions, labeled))
+    root = stats["root"] - 100
+    # image 0: {0}, {1} (labeled), {2, 3}; image 1: {4, 5}, {6, 7}
+    groups = {tuple(i for i in range(8) if root[i] == r) for r in root.tolist()}
+    assert groups == {(0,), (1,), (2, 3), (4, 5), (6, 7)}
+    assert stats["is_root"].sum() == 5 and all(
+        root[stats["is_root"]] == torch.nonzero(stats["is_root"])[:, 0]
+    )
+    # merged statistics = reductions over the merged region's pixels
+    pix = S.bvsb(logits)
+    for g in groups:
+        px = torch.isin(regions, torch.tensor(g))
+        for i in g:
+            assert stats["bvsb"][i] == pytest.approx(float(pix[px].mean()), rel=1e-5)
+            assert stats["size"][i] == int(px.sum())
+            assert stats["pred"][i] == (0 if i % 4 < 2 else 1)
+
+
+def test_merged_queries_are_answered_once_over_the_union():
+    from alseg.data.labels import NO_CLASS
+    from alseg.data.oracle import ClickCost, SimulatedOracle
+    from alseg.data.regions import RegionSet
+
+    regions = torch.tensor([[0, 0, 1, 1, 2, 2]]).numpy()
+    mask = torch.tensor([[1, 1, 0, 255, 255, 255]])
+    oracle = SimulatedOracle(lambda i: mask, RegionSet([regions]), 2, "dominant", ClickCost(1.0))
+    root = np.array([1, 1, 2])  # regions 0, 1 merged (root 1); region 2 alone
+    ann = oracle.annotate_merged(np.array([1, 2]), root, np.array([0.9, 0.5]))
+    assert ann.region_ids.tolist() == [0, 1, 2]
+    # union of regions 0 and 1: class 1 x2, class 0 x1, void x1 -> 1 (region 1 alone: tie)
+    assert ann.classes.tolist() == [1, 1, NO_CLASS]
+    assert ann.costs.tolist() == [0.0, 1.0, 1.0]  # the query's click sits on the root
+    assert ann.query.tolist() == [1, 1, 2] and ann.scores.tolist() == [0.9, 0.9, 0.5]
+
+
+def test_sieve_drops_below_the_knee_in_large_regions_only():
+    from alseg.acquisition.sieve import SieveConfig, sieve_pixels
+
+    conf = torch.ones(10, 20)
+    conf[:, :10] = torch.linspace(0.0, 1.0, 100).reshape(10, 10)  # group 0: a straight line
+    knee = torch.cat([torch.linspace(0.0, 0.9, 10), torch.full((90,), 0.95)])
+    conf[:, 10:] = knee[torch.randperm(100, generator=torch.Generator().manual_seed(0))].reshape(
+        10, 10
+    )
+    groups = torch.zeros(10, 20, dtype=torch.long)
+    groups[:, 10:] = 1
+    drop = sieve_pixels(conf, groups, min_pixels=50)
+    assert not drop[:, :10].any()  # no knee: keep all
+    assert drop[:, 10:].sum() == 10 and (conf[:, 10:][drop[:, 10:]] < 0.95).all()
+    assert not sieve_pixels(conf, groups, min_pixels=101).any()  # both groups too small
+    cfg = SieveConfig(min_size=512, reference_area=1024 * 2048, min_pixels=20)
+    assert cfg.threshold(1024 * 2048) == 512 and cfg.threshold(64 * 64) == 20
