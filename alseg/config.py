@@ -23,17 +23,20 @@ from alseg.acquisition.strategies import STRATEGIES, Strategy, get_strategy
 from alseg.data.datamodule import ActiveDataModule
 from alseg.data.labels import LABEL_TYPES, LabelStore
 from alseg.data.layouts import LAYOUTS, PAIRS, build_splits
+from alseg.data.layouts import build_source as build_source_split
 from alseg.data.oracle import ClickCost, SimulatedOracle
 from alseg.data.regions import RegionSet, RegionStats, compute_regions
+from alseg.data.shapes import SyntheticShapes
 from alseg.data.synthetic import SyntheticScenes
 from alseg.distributed import is_rank_zero
 from alseg.loop import ActiveLoop, check_budget
+from alseg.models.adaptation import ALIGNMENTS, DomainAdaptationModule
 from alseg.models.heads import use_cosine_head
 from alseg.models.segmentation import OPTIMIZERS, SegmentationModule, build_network
 from alseg.rundir import RunDir
 from alseg.tracking import Tracker
 
-DATASETS = ("synthetic", *LAYOUTS, *PAIRS)
+DATASETS = ("synthetic", "shapes", *LAYOUTS, *PAIRS)
 
 
 class ConfigError(ValueError):
@@ -107,11 +110,20 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(f"active.rounds={cfg.active.rounds} must be >= 1")
     if cfg.active.budget <= 0:
         raise ConfigError(f"active.budget={cfg.active.budget} must be > 0")
-    if cfg.active.init_budget is not None and cfg.active.init_budget <= 0:
-        raise ConfigError(f"active.init_budget={cfg.active.init_budget} must be > 0 or null")
-    sizes = (
-        ("num_train", "num_val", "num_test", "image_size") if cfg.data.name == "synthetic" else ()
-    )
+    adapt = bool(cfg.adaptation.enabled)
+    if cfg.active.init_budget is not None and (
+        cfg.active.init_budget < 0 or (cfg.active.init_budget == 0 and not adapt)
+    ):
+        raise ConfigError(
+            f"active.init_budget={cfg.active.init_budget} must be > 0 or null "
+            "(0 only with adaptation.enabled=true: a source-only round 0)"
+        )
+    _choice(cfg.adaptation.alignment, ALIGNMENTS, "adaptation.alignment")
+    _choice(cfg.adaptation.source_sampling, ("balanced", "uniform"), "adaptation.source_sampling")
+    if adapt and cfg.labeling.type == "multiclass":
+        raise ConfigError("adaptation.enabled=true trains with dominant or pixel labels only")
+    synthetic = cfg.data.name in ("synthetic", "shapes")
+    sizes = ("num_train", "num_val", "num_test", "image_size") if synthetic else ()
     for key in (*sizes, "batch_size", "pool_batch_size"):
         if cfg.data[key] < 1:
             raise ConfigError(f"data.{key}={cfg.data[key]} must be >= 1")
@@ -163,14 +175,38 @@ class Parts:
     strategy: Strategy
 
 
+def _synthetic(d: DictConfig, split: str, n: int, domain: str) -> Any:
+    if d.name == "shapes":
+        imbalance = float(d.imbalance)
+        return SyntheticShapes(split, n, d.image_size, domain, d.seed, imbalance)
+    shift = float(d.label_shift) if domain == d.domain else 0.0
+    return SyntheticScenes(split, n, d.image_size, domain, d.seed, shift)  # type: ignore[arg-type]
+
+
 def build_datasets(d: DictConfig) -> tuple[Any, Any, Any]:
     """(pool, val, test) data sets of ``cfg.data``."""
-    if d.name == "synthetic":
-        return tuple(  # type: ignore[return-value]
-            SyntheticScenes(split, n, d.image_size, d.domain, d.seed)  # type: ignore[arg-type]
+    if d.name in ("synthetic", "shapes"):
+        return tuple(
+            _synthetic(d, split, n, d.domain)
             for split, n in (("train", d.num_train), ("val", d.num_val), ("test", d.num_test))
         )
     return build_splits(d)
+
+
+def build_source(d: DictConfig) -> Any:
+    """The labeled source domain of ``cfg.data`` (active domain adaptation)."""
+    if d.name in ("synthetic", "shapes"):
+        if d.domain == "source":
+            raise ConfigError(
+                "adaptation.enabled=true needs the target domain as the pool: data.domain=target"
+            )
+        return _synthetic(d, "train", int(d.num_source), "source")
+    if d.name in PAIRS:
+        return build_source_split(d)
+    raise ConfigError(
+        f"data={d.name} has no source domain; use data=synthetic, shapes or "
+        f"{', '.join(PAIRS)} with adaptation.enabled=true"
+    )
 
 
 def region_params(r: DictConfig) -> dict[str, Any]:
@@ -229,7 +265,11 @@ def build_parts(cfg: DictConfig, progress: bool = True) -> Parts:
         hflip=d.hflip,
         scale_range=tuple(d.scale_range) if d.get("scale_range") else None,
         crop_size=tuple(d.crop_size) if d.get("crop_size") else None,
+        source_set=build_source(d) if cfg.adaptation.enabled else None,
+        unlabeled_target=cfg.adaptation.enabled and cfg.adaptation.alignment != "none",
     )
+    if cfg.adaptation.enabled and cfg.adaptation.source_sampling == "balanced":
+        dm.set_source_prior(None, balanced=True)
     params = dict(cfg.active.strategy_params)
     if cfg.active.strategy == "pixbal" and has_void_output(cfg):
         params.setdefault("void_class", train.num_classes)  # void-majority regions score 0
@@ -305,11 +345,25 @@ def build_loop(
     void = has_void_output(cfg)
 
     def model_factory(stage: int = 1) -> SegmentationModule:
-        network = build_network(m.arch, m.encoder, m.encoder_weights, train.num_classes + int(void))
-        if m.head == "cosine":
+        cosine = m.head == "cosine"
+        C = train.num_classes + int(void)
+        network = build_network(m.arch, m.encoder, m.encoder_weights, C, cosine)
+        if cosine and m.arch != "Classifier":  # the classifier builds its own cosine head
             use_cosine_head(network, m.head_temperature)
         lr = cfg.stage2.lr if stage == 2 and cfg.stage2.lr is not None else m.lr
-        return SegmentationModule(
+        a = cfg.adaptation
+        module: Any = SegmentationModule
+        extra: dict[str, Any] = {}
+        if a.enabled:
+            module = DomainAdaptationModule
+            extra = dict(
+                alignment=a.alignment,
+                discriminate=a.discriminate,
+                disc_hidden=tuple(a.disc_hidden),
+                align_weight=a.align_weight,
+                grl_scale=a.grl_scale,
+            )
+        return module(
             network,
             train.num_classes,
             train.class_names,
@@ -321,6 +375,7 @@ def build_loop(
             loss_weights=tuple(m.loss_weights),
             optimizer=m.optimizer,
             head_lr_mult=m.head_lr_mult,
+            **extra,
         )
 
     def trainer_factory(callbacks: list[pl.Callback]) -> pl.Trainer:

@@ -61,9 +61,10 @@ def acquire(
 
 def check_budget(pool_cost: float, init_budget: float, budget: float, rounds: int) -> None:
     """Fail before anything runs when the planned clicks cannot be spent on the pool."""
-    for name, value in (("active.budget", budget), ("active.init_budget", init_budget)):
-        if value <= 0:
-            raise ValueError(f"{name}={value:g} must be > 0")
+    if budget <= 0:
+        raise ValueError(f"active.budget={budget:g} must be > 0")
+    if init_budget < 0:
+        raise ValueError(f"active.init_budget={init_budget:g} must be >= 0")
     if pool_cost <= 0:
         raise ValueError("the pool is empty: there is no region to label")
     planned = init_budget + budget * (rounds - 1)
@@ -137,6 +138,8 @@ class ActiveLoop:
         self.pseudo_stats: dict[str, float] = {}
         self.sieve_cfg = sieve
         self.sieve_stats: dict[str, float] = {}
+        self.label_dist: dict[str, Any] = {}  # LAMDA: estimated vs true target distribution
+        self._true_dist: np.ndarray | None = None
 
     # -- state ---------------------------------------------------------------------------
     def _state(self, round: int, phase: str) -> None:
@@ -286,8 +289,10 @@ class ActiveLoop:
             ),
             "val_mIoU": round_float(m["val/mIoU"]),
             "mIoU": round_float(m["test/mIoU"]),
+            "acc": round_float(m["test/acc"]),
             **(self.pseudo_stats if self.stage2 else {}),
             **(self._sieve_row(round) if self.sieve_cfg is not None else {}),
+            **self._label_dist_row(round),
         }
         row.update(
             {
@@ -311,6 +316,8 @@ class ActiveLoop:
         if len(self.dm.pool) == 0:
             raise ValueError("the pool is empty: every region is already labeled")
         model = self._model_of(round - 1)
+        if hasattr(self.strategy, "round"):  # LAMDA's free-pick cap grows with the round
+            self.strategy.round = round
         # MC dropout draws from the global RNG: seed it so that a resumed run scores alike.
         pl.seed_everything(self.seed * 1000 + round + 500, workers=True, verbose=False)
         self.tracker.phase(round - 1, "score", len(self.dm.pool))
@@ -365,6 +372,58 @@ class ActiveLoop:
         stats = self.sieve_stats if round > 0 else {}
         return {k: stats.get(k, float("nan")) for k in keys}
 
+    # -- label-distribution matching (LAMDA) --------------------------------------------------
+    def match_source(self, round: int, ann: Annotations) -> None:
+        """Estimate the target label distribution from the labels so far (with ``ann``) and
+        this round's free picks, re-sample the source to follow it, and record the estimate
+        against the true distribution of the pool (dominant classes of all regions; for the
+        record only). Written before the labels are committed, so a resumed run finds it."""
+        estimate = getattr(self.strategy, "target_distribution", None)
+        if estimate is None or self.dm.source is None:
+            return
+        C = int(self.oracle.num_classes)
+        targets = self.store.region_targets()
+        old = self.store.labeled_mask() & (targets >= 0) & (targets < C)
+        new = ann.classes[(ann.classes >= 0) & (ann.classes < C)]
+        counts = np.bincount(targets[old], minlength=C)[:C] + np.bincount(new, minlength=C)[:C]
+        p_t = np.asarray(estimate(counts), dtype=np.float64)
+        true = self._true_distribution()
+        self.label_dist = {
+            "round": round,
+            "estimate": p_t.tolist(),
+            "true": true.tolist(),
+            "l1": float(np.abs(p_t - true).sum()),
+        }
+        if self.rank_zero:
+            self.rundir.write_json(f"label_dist/round_{round:02d}.json", self.label_dist)
+        self.dm.set_source_prior(p_t)
+
+    def _true_distribution(self) -> np.ndarray:
+        if self._true_dist is None:
+            C = int(self.oracle.num_classes)
+            dom = np.concatenate(
+                [self.oracle.dominant_classes(i) for i in range(len(self.dm.regions))]
+            )
+            counts = np.bincount(dom[dom < C], minlength=C)[:C].astype(np.float64)
+            self._true_dist = counts / max(counts.sum(), 1.0)
+        return self._true_dist
+
+    def _load_label_dist(self, round: int) -> None:
+        if getattr(self.strategy, "target_distribution", None) is None or self.dm.source is None:
+            return
+        for r in range(round, 0, -1):
+            data = self.rundir.read_json(f"label_dist/round_{r:02d}.json")
+            if data is not None:
+                self.label_dist = data
+                self.dm.set_source_prior(np.asarray(data["estimate"]))
+                return
+
+    def _label_dist_row(self, round: int) -> dict[str, float]:
+        if getattr(self.strategy, "target_distribution", None) is None or self.dm.source is None:
+            return {}
+        ok = self.label_dist.get("round") == round
+        return {"label_dist_l1": round_float(self.label_dist["l1"]) if ok else float("nan")}
+
     # -- driver --------------------------------------------------------------------------
     def run(self) -> list[dict[str, Any]]:
         """Run from the state in the run dir (fresh or resumed) to the end."""
@@ -374,10 +433,20 @@ class ActiveLoop:
             self.store.load(self.rundir.labels_path(round))
             self.dm.refresh()
             self._load_sieves(round)
+            self._load_label_dist(round)
             self.tracker.resumed(round, phase)
         else:
-            init = acquire(
-                RandomStrategy(), {}, self.store, self.oracle, self.init_budget, self._generator(0)
+            init = (
+                acquire(
+                    RandomStrategy(),
+                    {},
+                    self.store,
+                    self.oracle,
+                    self.init_budget,
+                    self._generator(0),
+                )
+                if self.init_budget > 0
+                else self.oracle.annotate(np.zeros(0, dtype=np.int64))  # source-only round 0
             )
             self.commit(0, init)
             round, phase = 0, "labeled"
@@ -396,6 +465,7 @@ class ActiveLoop:
                 else:
                     ann = self.select(round + 1)
                     self.sieve(round + 1, ann)
+                    self.match_source(round + 1, ann)
                     self.commit(round + 1, ann)
                     self.model = self.eval_model = None
                     round, phase = round + 1, "labeled"

@@ -184,6 +184,20 @@ class RunDir:
         np.savez_compressed(buf, **arrays)  # type: ignore[arg-type]
         atomic_write_bytes(self.pseudo_labels_path(round), buf.getvalue())
 
+    def write_json(self, relative: str, data: dict[str, Any]) -> None:
+        """A small JSON record in the run dir (atomic)."""
+        atomic_write_text(self.path / relative, json.dumps(data, indent=1))
+
+    def read_json(self, relative: str) -> dict[str, Any] | None:
+        """The record written by ``write_json``; None if there is none."""
+        path = self.path / relative
+        if not path.exists():
+            return None
+        try:
+            return dict(json.loads(path.read_text()))
+        except (OSError, ValueError) as e:
+            raise RunDirError(f"{path} is corrupt ({e})") from e
+
     def merged_path(self, round: int) -> Path:
         return self.path / "merged" / f"round_{round:02d}.npz"
 

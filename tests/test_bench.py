@@ -16,7 +16,14 @@ def test_bench_acquisition_quick(capsys):
         json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")
     ]
     names = [r["bench"] for r in rows]
-    assert names == ["region_reduce", "budgeted_topk", "pool_scoring_memory", "kcenter", "badge"]
+    assert names == [
+        "region_reduce",
+        "budgeted_topk",
+        "pool_scoring_memory",
+        "kcenter",
+        "badge",
+        "lamda",
+    ]
     assert rows[0]["reduce_ratio"] > 1  # the loop is slower on any machine
     assert rows[2]["peak_mib_4N"] > 0
 

@@ -249,7 +249,7 @@ def test_adaptive_superpixels_accounting_and_files(tmp_path):
             by_query.setdefault((x["image"], x["query"]), []).append(x)
         # one click per merged query, on its root row; all its base regions get its answer
         assert sum(float(x["cost"]) for x in sel) == len(by_query) <= 8
-        for (image, q), members in by_query.items():
+        for (_image, q), members in by_query.items():
             assert [x["region"] for x in members if float(x["cost"]) == 1] == [q]
             assert len({x["answer"] for x in members}) == 1
         assert (out / "merged" / f"round_{r:02d}.npz").is_file()

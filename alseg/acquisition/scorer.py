@@ -98,7 +98,13 @@ class PoolScorer:
         gids_cpu = torch.repeat_interleave(self.offsets[idx], counts) + local
         gids = gids_cpu.to(device)
         batch = BatchOutputs(
-            logits, compact, n, self.labeled[gids_cpu].to(device), gids, out.get("features")
+            logits,
+            compact,
+            n,
+            self.labeled[gids_cpu].to(device),
+            gids,
+            out.get("features"),
+            out.get("domain"),
         )
         stats = self.strategy.region_stats(batch)
         if "pred" not in stats:  # the model's majority class, for the selection record

@@ -203,3 +203,162 @@ def kmeanspp_select(
         taken[i] = True
         min_d = torch.minimum(min_d, _sq_dist_to(embeddings, embeddings[i], sq_norms))
     return torch.tensor(picks, dtype=torch.long, device=embeddings.device)
+
+
+def _rbf_row_means(
+    x: torch.Tensor, sq_norms: torch.Tensor, gamma: float, block: int
+) -> torch.Tensor:
+    """(N,) mean over j of exp(-gamma ||x_i - x_j||^2), in (block x block) kernel tiles."""
+    N = x.shape[0]
+    out = torch.zeros(N, device=x.device)
+    for s in range(0, N, block):
+        xs, ns = x[s : s + block].float(), sq_norms[s : s + block]
+        for t in range(0, N, block):
+            d = ns[:, None] + sq_norms[None, t : t + block] - 2 * xs @ x[t : t + block].float().T
+            out[s : s + block] += torch.exp(-gamma * d.clamp_min_(0)).sum(1)
+    return out / N
+
+
+def lamda_select(
+    features: torch.Tensor,
+    free: torch.Tensor,
+    labeled: torch.Tensor,
+    budget: int,
+    max_free: int,
+    gamma: float | None = None,
+    block: int = 2048,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """LAMDA's greedy MMD-critic selection (Hwang et al., ECCV 2022; METHODS.md E).
+
+    With A the samples picked so far this round, pick
+    c* = argmax_{c not in A} (2/N) sum_j K_cj - (2 sum_{s in A} K_sc + K_cc) / (|A| + 1)
+    (RBF kernel K = exp(-gamma ||f_i - f_j||^2); ties: lowest index). A pick outside the
+    free set is a query (costs budget); a pick in the free set (confident samples and every
+    labeled one) is a free pick while there are at most ``max_free``; past that, the oldest
+    free pick that is not labeled becomes a query (a labeled sample is never queried
+    again: the fix vs the public code). Stops at ``budget`` queries.
+
+    Memory: the kernel's row means in tiles and one running (N,) vector
+    sum_{s in A} K[s, :] updated per pick (O(N D) each); never an N x N matrix.
+
+    Args:
+        features: (N, D) embeddings (any device).
+        free: (N,) bool confident samples (p1 - p2 > 0.8).
+        labeled: (N,) bool labeled in earlier rounds (free, never queried).
+        budget: queries to return.
+        max_free: cap on free picks (2 x round x budget in the paper).
+        gamma: kernel width; default 1 / D.
+        block: tile side of the kernel-mean computation.
+    Returns:
+        (queries (budget,) long, in pick order; free picks (F,) long, in pick order).
+    """
+    N, D = features.shape
+    dev = features.device
+    free, labeled = free.to(dev).bool(), labeled.to(dev).bool()
+    if free.shape != (N,) or labeled.shape != (N,):
+        raise ValueError(f"free and labeled must have shape ({N},)")
+    if budget > int((~labeled).sum()):
+        raise ValueError(f"budget={budget} exceeds the {int((~labeled).sum())} unlabeled samples")
+    gamma = 1.0 / D if gamma is None else float(gamma)
+    free = free | labeled
+    norms = _sq_norms(features, block)
+    attract = 2 * _rbf_row_means(features, norms, gamma, block)  # (2/N) sum_j K_cj
+    running = torch.zeros(N, device=dev)  # sum_{s in A} K[s, c]
+    picked = torch.zeros(N, dtype=torch.bool, device=dev)
+    queries: list[int] = []
+    free_picks: list[int] = []
+    free_cpu, labeled_cpu = free.cpu(), labeled.cpu()
+    a = 0
+    while len(queries) < budget and a < N:
+        obj = attract - (2 * running + 1.0) / (a + 1)  # K_cc = 1
+        obj = obj.masked_fill(picked, float("-inf"))
+        c = int(torch.argmax(obj))  # first maximum: lowest index
+        picked[c] = True
+        a += 1
+        running += torch.exp(-gamma * _sq_dist_to(features, features[c], norms))
+        if not free_cpu[c]:
+            queries.append(c)
+            continue
+        free_picks.append(c)
+        if len(free_picks) > max_free:
+            _free_to_query(free_picks, queries, labeled_cpu)
+    while len(queries) < budget:  # every sample picked: the oldest unlabeled free picks
+        _free_to_query(free_picks, queries, labeled_cpu)
+    return (
+        torch.tensor(queries, dtype=torch.long, device=dev),
+        torch.tensor(free_picks, dtype=torch.long, device=dev),
+    )
+
+
+def _free_to_query(free_picks: list[int], queries: list[int], labeled: torch.Tensor) -> None:
+    """Turn the oldest free pick that is not labeled into a query (if there is one)."""
+    for k, j in enumerate(free_picks):
+        if not labeled[j]:
+            queries.append(free_picks.pop(k))
+            return
+
+
+def _nearest_center(x: torch.Tensor, centers: torch.Tensor, block: int) -> torch.Tensor:
+    """(N,) index of the nearest center of each row, in row blocks."""
+    out = torch.empty(x.shape[0], dtype=torch.long, device=x.device)
+    for s in range(0, x.shape[0], block):
+        out[s : s + block] = torch.cdist(x[s : s + block].float(), centers.float()).argmin(1)
+    return out
+
+
+def weighted_kmeans_select(
+    embeddings: torch.Tensor,
+    weights: torch.Tensor,
+    costs: torch.Tensor,
+    budget: float,
+    labeled: torch.Tensor,
+    generator: torch.Generator,
+    iters: int = 10,
+    block: int = 4096,
+) -> torch.Tensor:
+    """CLUE (Prabhu et al., 2021): weighted k-means of the unlabeled embeddings (weights =
+    uncertainty), K = the queries the budget affords at the cheapest cost; k-means++
+    seeding (weighted), ``iters`` Lloyd steps; then the unlabeled sample nearest to each
+    centroid (unique; centroids of larger weight mass first) while the budget allows.
+
+    Returns:
+        (K,) long ids.
+    """
+    free = ~labeled
+    if not free.any():
+        return torch.zeros(0, dtype=torch.long, device=embeddings.device)
+    idx = free.nonzero().squeeze(1)
+    x, w = embeddings[idx].float(), weights[idx].float().clamp_min(1e-12)
+    k = min(int(budget // float(costs[idx].min())), idx.numel())
+    if k < 1:
+        return torch.zeros(0, dtype=torch.long, device=embeddings.device)
+    sq = _sq_norms(x, block)
+    first = int(torch.multinomial(w.double().cpu(), 1, generator=generator))
+    centers = [first]
+    min_d = _sq_dist_to(x, x[first], sq)
+    for _ in range(k - 1):  # weighted k-means++ seeding
+        p = (w * min_d).double().cpu()
+        i = int(torch.multinomial(p, 1, generator=generator)) if p.sum() > 0 else int(p.argmin())
+        centers.append(i)
+        min_d = torch.minimum(min_d, _sq_dist_to(x, x[i], sq))
+    c = x[centers].clone()
+    for _ in range(iters):
+        assign = _nearest_center(x, c, block)
+        mass = torch.zeros(k, device=x.device).index_add_(0, assign, w)
+        sums = torch.zeros_like(c).index_add_(0, assign, x * w[:, None])
+        filled = mass > 0
+        c[filled] = sums[filled] / mass[filled, None]
+    assign = _nearest_center(x, c, block)
+    mass = torch.zeros(k, device=x.device).index_add_(0, assign, w)
+    picks: list[int] = []
+    taken = torch.zeros(idx.numel(), dtype=torch.bool, device=x.device)
+    spent = 0.0
+    for j in torch.argsort(mass, descending=True, stable=True).tolist():
+        d = _sq_dist_to(x, c[j], sq).masked_fill(taken, float("inf"))
+        i = int(d.argmin())
+        if taken[i] or spent + float(costs[idx[i]]) > budget + 1e-9:
+            continue
+        taken[i] = True
+        picks.append(int(idx[i]))
+        spent += float(costs[idx[i]])
+    return torch.tensor(picks, dtype=torch.long, device=embeddings.device)

@@ -53,6 +53,8 @@ class BatchOutputs:
         labeled: (n,) bool, regions already labeled.
         ids: (n,) long global ids of the batch's regions.
         features: (B, D, h, w) decoder features, when the strategy asked for them.
+        domain: (B, H, W) probability that each pixel is from the source domain (the
+            discriminator of a DomainAdaptationModule), when the strategy asked for it.
     """
 
     logits: torch.Tensor
@@ -61,6 +63,7 @@ class BatchOutputs:
     labeled: torch.Tensor
     ids: torch.Tensor
     features: torch.Tensor | None = None
+    domain: torch.Tensor | None = None
 
 
 class Strategy:
@@ -76,6 +79,7 @@ class Strategy:
     passes = 1  # pool passes per selection
     mc_samples = 1  # forward passes with dropout on (BALD)
     needs_features = False  # decoder features in BatchOutputs
+    needs_domain = False  # domain-discriminator probabilities in BatchOutputs
     max_candidates = 0  # rows of cand/ buffers kept (diversity strategies)
 
     def __init__(self, power: float | None = None) -> None:
@@ -406,6 +410,17 @@ def _pixel(score: str) -> Callable[..., Strategy]:
     return lambda **kw: PixelScoreStrategy(score, **kw)
 
 
+def _domain(name: str) -> Callable[..., Strategy]:
+    def build(**params: object) -> Strategy:
+        from alseg.acquisition import domain  # it imports this module
+
+        cls = {"aada": domain.AADAStrategy, "clue": domain.CLUEStrategy}
+        cls.update(eada=domain.EADAStrategy, lamda=domain.LAMDAStrategy)
+        return cls[name](**params)
+
+    return build
+
+
 def _adaptive_sizebal(**params: object) -> Strategy:
     from alseg.acquisition.adaptive import AdaptiveSizeBalancedBvSB  # it imports this module
 
@@ -433,6 +448,10 @@ STRATEGIES: dict[str, Callable[..., Strategy]] = {
     "ripu": RIPUStrategy,
     "coreset": CoresetStrategy,
     "badge": BADGEStrategy,
+    "aada": _domain("aada"),
+    "clue": _domain("clue"),
+    "eada": _domain("eada"),
+    "lamda": _domain("lamda"),
 }
 
 

@@ -7,7 +7,8 @@ Figures (one JSON line each):
 * ``budgeted_topk``: seconds to select under a budget from 6M regions;
 * ``pool_scoring_memory``: peak memory growth of streaming a pool of N and 4N images
   through the PoolScorer (ratio: memory must not grow with the pool);
-* ``kcenter`` / ``badge``: seconds and peak memory for N = 50,000 x 512 features.
+* ``kcenter`` / ``badge`` / ``lamda``: seconds and peak memory for N = 50,000 x 512
+  features (LAMDA: budget = picks, 30% confident samples, free-pick cap 2 x budget).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import torch
 from alseg.acquisition.reduce import region_reduce
 from alseg.acquisition.scorer import PoolScorer
 from alseg.acquisition.scores import entropy
-from alseg.acquisition.select import budgeted_topk, kcenter_greedy, kmeanspp_select
+from alseg.acquisition.select import budgeted_topk, kcenter_greedy, kmeanspp_select, lamda_select
 from alseg.acquisition.strategies import get_strategy
 from alseg.bench.common import emit, in_fresh_process, timed
 from alseg.data.regions import grid_regions
@@ -166,10 +167,16 @@ def _badge(n: int, d: int, picks: int) -> int:
     return int(kmeanspp_select(x, c, picks, lab, torch.Generator().manual_seed(0)).numel())
 
 
+def _lamda(n: int, d: int, picks: int) -> int:
+    x, _, lab = _features(n, d)
+    free = torch.rand(n, generator=torch.Generator().manual_seed(1)) < 0.3
+    return int(lamda_select(x, free, lab, picks, 2 * picks)[0].numel())
+
+
 def bench_diversity(n: int, d: int, picks: int) -> list[dict]:
     rows = []
     inputs_mib = n * d * 4 / 2**20
-    for name, fn in (("kcenter", _kcenter), ("badge", _badge)):
+    for name, fn in (("kcenter", _kcenter), ("badge", _badge), ("lamda", _lamda)):
         seconds, mib, k = in_fresh_process(fn, n, d, picks)
         rows.append(
             emit(

@@ -45,6 +45,12 @@ class AcquisitionCallback(pl.Callback):
         strategy = self.scorer.strategy
         pl_module.mc_samples = strategy.mc_samples  # type: ignore[assignment]
         pl_module.predict_features = strategy.needs_features  # type: ignore[assignment]
+        if strategy.needs_domain:
+            if not hasattr(pl_module, "predict_domain"):
+                raise ValueError(
+                    f"{strategy.name} needs a domain discriminator: set adaptation.alignment=dann"
+                )
+            pl_module.predict_domain = True  # type: ignore[assignment]
         if self.channels_last:
             pl_module.channels_last = True  # type: ignore[assignment]
             pl_module.to(memory_format=torch.channels_last)
@@ -64,6 +70,8 @@ class AcquisitionCallback(pl.Callback):
 
     def on_predict_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         pl_module.mc_samples, pl_module.predict_features = 1, False  # type: ignore[assignment]
+        if hasattr(pl_module, "predict_domain"):
+            pl_module.predict_domain = False  # type: ignore[assignment]
         if self.channels_last:
             pl_module.channels_last = False  # type: ignore[assignment]
             pl_module.to(memory_format=torch.contiguous_format)

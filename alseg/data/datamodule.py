@@ -141,6 +141,44 @@ def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
     return default_collate(items)
 
 
+class SourceView(Dataset):
+    """The labeled source domain (active domain adaptation): full masks, augmented."""
+
+    def __init__(self, dataset: Dataset, augment: TrainAugment) -> None:
+        self.dataset, self.augment = dataset, augment
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, k: int) -> dict[str, Any]:
+        item = self.dataset[k]
+        return self.augment({"image": item["image"], "mask": item["mask"], "index": k})
+
+
+def source_image_weights(class_pixels: np.ndarray, prior: np.ndarray | None) -> np.ndarray:
+    """Sampling weight of each source image so that source batches follow ``prior``.
+
+    w_i = sum_c share_i(c) prior(c) / P_s(c), with share_i the class shares of image i's
+    labeled pixels and P_s(c) the mean of share_i(c) over the source images; for one-class
+    images (classification) this is LAMDA's p_t(y_i) / n_s(y_i) up to a constant, and the
+    sampled images' labels follow ``prior`` exactly. ``prior=None``: class-balanced
+    (uniform over the classes present in the source).
+
+    Args:
+        class_pixels: (N_s, C) labeled pixels of each class per source image.
+    """
+    counts = class_pixels.astype(np.float64)
+    share = counts / counts.sum(1, keepdims=True).clip(min=1)
+    mean_share = share.mean(0)
+    present = mean_share > 0
+    if prior is None:
+        prior = present / present.sum()
+    prior = np.asarray(prior, dtype=np.float64)
+    ratio = np.where(present, prior / np.where(present, mean_share, 1.0), 0.0)
+    w = share @ ratio
+    return w if w.sum() > 0 else np.ones(len(w))
+
+
 class EvalShardSampler(DistributedSampler):
     """Evaluation sampler for DDP: rank r takes items r, r + world, ... with no padding
     (Lightning's default DistributedSampler repeats items to even out the shards, which
@@ -201,6 +239,8 @@ class ActiveDataModule(pl.LightningDataModule):
         hflip: bool = True,
         scale_range: tuple[float, float] | None = None,
         crop_size: tuple[int, int] | None = None,
+        source_set: Dataset | None = None,
+        unlabeled_target: bool = False,
     ) -> None:
         super().__init__()
         if len(regions) != len(train_set):  # type: ignore[arg-type]
@@ -218,6 +258,10 @@ class ActiveDataModule(pl.LightningDataModule):
         augment = TrainAugment(scale_range, crop_size, hflip)
         self.labeled = LabeledView(train_set, regions, mask_fn, ignore_index, augment)
         self.pool = PoolView(train_set, regions)
+        self.source = SourceView(source_set, augment) if source_set is not None else None
+        self.unlabeled_target = unlabeled_target
+        self.source_weights: np.ndarray | None = None
+        self._source_pixels: np.ndarray | None = None
         self.refresh()
 
     def refresh(self) -> None:
@@ -246,7 +290,63 @@ class ActiveDataModule(pl.LightningDataModule):
             persistent_workers=False,
         )
 
-    def train_dataloader(self) -> DataLoader:
+    def source_class_pixels(self) -> np.ndarray:
+        """(N_s, C) labeled pixels of each class in each source image (read once)."""
+        if self._source_pixels is None:
+            assert self.source is not None
+            ds: Any = self.source.dataset
+            C, ignore = int(ds.num_classes), int(ds.ignore_index)
+            rows = []
+            for i in range(len(ds)):
+                m = ds.mask(i).reshape(-1)
+                rows.append(np.bincount(m[m != ignore].numpy(), minlength=C)[:C])
+            self._source_pixels = np.stack(rows)
+        return self._source_pixels
+
+    def set_source_prior(self, prior: np.ndarray | None, balanced: bool = False) -> None:
+        """Sample source images so that their classes follow ``prior`` (LAMDA), or
+        class-balanced (``balanced``), or uniformly (neither)."""
+        if prior is None and not balanced:
+            self.source_weights = None
+        else:
+            self.source_weights = source_image_weights(self.source_class_pixels(), prior)
+
+    def _source_loader(self) -> DataLoader:
+        assert self.source is not None
+        n = len(self.source)
+        sampler = None
+        if self.source_weights is not None:
+            from torch.utils.data import WeightedRandomSampler
+
+            sampler = WeightedRandomSampler(self.source_weights.tolist(), n, replacement=True)
+        return DataLoader(
+            self.source,
+            batch_size=self.batch_size,
+            shuffle=sampler is None,
+            sampler=sampler,
+            drop_last=n > self.batch_size,
+            num_workers=self.num_workers,
+            collate_fn=collate,
+        )
+
+    def _adaptation_loader(self) -> Any:
+        """Source batches + labeled target (when any) + unlabeled target (alignment)."""
+        from pytorch_lightning.utilities import CombinedLoader
+
+        loaders: dict[str, DataLoader] = {"source": self._source_loader()}
+        if len(self.labeled):
+            loaders["target"] = self._loader(
+                self.labeled, self.batch_size, True, drop_last=len(self.labeled) > self.batch_size
+            )
+        if self.unlabeled_target and len(self.pool):
+            loaders["unlabeled"] = self._loader(
+                self.pool, self.batch_size, True, drop_last=len(self.pool) > self.batch_size
+            )
+        return CombinedLoader(loaders, mode="max_size_cycle")
+
+    def train_dataloader(self) -> Any:
+        if self.source is not None:
+            return self._adaptation_loader()
         if len(self.labeled) == 0:
             raise RuntimeError("no labeled image to train on: the LabelStore is empty")
         # drop_last avoids a final batch of one image (BatchNorm cannot train on it).

@@ -136,9 +136,10 @@ def _gaussian_blur(image: torch.Tensor, sigma: float) -> torch.Tensor:
 
 
 def render_scene(
-    seed: int, split: Split, domain: Domain, index: int, size: int
+    seed: int, split: Split, domain: Domain, index: int, size: int, label_shift: float = 0.0
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Render one scene.
+    """Render one scene. ``label_shift`` in [0, 1] shifts the class frequencies (more trees
+    than buildings in the skyline, more people): 0 = the default scenes, unchanged.
 
     Returns:
         image: (3, size, size) float32 in [0, 1].
@@ -172,7 +173,7 @@ def render_scene(
         width = int(rng.integers(S // 8, S // 3))
         top = int(horizon - rng.uniform(0.15, 0.45) * S)
         cols = (xx >= x) & (xx < x + width)
-        if rng.random() < 0.75:
+        if rng.random() < 0.75 - 0.6 * label_shift:
             period = int(rng.integers(3, 6))
             windows = ((yy.long() % period) < period // 2) & (
                 (xx.long() - x) % period < period // 2
@@ -223,7 +224,7 @@ def render_scene(
             paint((xx >= sx) & (xx < sx + sw) & (yy >= sy) & (yy < sy + sw), SIGN, None)
 
     # People: torso ellipse + head, on the sidewalks or crossing the road.
-    for _ in range(int(rng.integers(0, 4))):
+    for _ in range(int(rng.integers(0, 4 + round(6 * label_shift)))):
         feet = rng.uniform(horizon + 0.2 * (S - horizon), S - 1)
         tf = (feet - horizon) / max(S - horizon, 1)
         h = (0.08 + 0.12 * tf) * S
@@ -259,6 +260,8 @@ class SyntheticScenes(Dataset):
         image_size: side length in pixels (square images).
         domain: "source" | "target" visual domain.
         seed: data set seed; the scene at ``index`` depends on (seed, split, domain, index).
+        label_shift: in [0, 1], shifts the class frequencies (for label-distribution shift
+            between domains in active domain adaptation); 0 = default scenes.
 
     Items are dicts ``{"image": (3,H,W) float, "mask": (H,W) long, "index": int,
     "domain": str}``. All scenes are rendered once at construction (fast) and kept in
@@ -277,6 +280,7 @@ class SyntheticScenes(Dataset):
         image_size: int = 64,
         domain: Domain = "source",
         seed: int = 0,
+        label_shift: float = 0.0,
     ) -> None:
         if split not in _SPLIT_ID:
             raise ValueError(f"split={split!r} is not valid; choose one of {list(_SPLIT_ID)}")
@@ -286,11 +290,14 @@ class SyntheticScenes(Dataset):
             raise ValueError(f"num_images={num_images} must be >= 1")
         if image_size < 16:
             raise ValueError(f"image_size={image_size} must be >= 16")
+        if not 0.0 <= label_shift <= 1.0:
+            raise ValueError(f"label_shift={label_shift} must be in [0, 1]")
         self.split, self.domain, self.seed = split, domain, seed
+        self.label_shift = float(label_shift)
         self.image_size = image_size
         images, masks = [], []
         for i in range(num_images):
-            img, m = render_scene(seed, split, domain, i, image_size)
+            img, m = render_scene(seed, split, domain, i, image_size, label_shift)
             images.append((img * 255).round().to(torch.uint8))
             masks.append(m.to(torch.uint8))
         self.images = torch.stack(images)  # (N, 3, H, W) uint8
@@ -301,6 +308,7 @@ class SyntheticScenes(Dataset):
         """Identifies the pixels of this data set (for region caches)."""
         return (
             f"synthetic-v1-{self.split}-{self.domain}-s{self.seed}-n{len(self)}-{self.image_size}px"
+            + (f"-shift{self.label_shift:g}" if self.label_shift else "")
         )
 
     def __len__(self) -> int:

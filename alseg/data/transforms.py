@@ -14,7 +14,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-LABEL_KEYS = ("target", "regions")
+LABEL_KEYS = ("target", "mask", "regions")
 
 
 @dataclass
@@ -70,7 +70,12 @@ class TrainAugment:
     def _crop(self, item: dict[str, Any], ch: int, cw: int) -> None:
         H, W = item["image"].shape[-2:]
         ph, pw = max(ch - H, 0), max(cw - W, 0)
-        fill = {"image": 0.0, "target": self.ignore_index, "regions": self.pad_region}
+        fill = {
+            "image": 0.0,
+            "target": self.ignore_index,
+            "mask": self.ignore_index,
+            "regions": self.pad_region,
+        }
         if ph or pw:  # pad bottom/right so the crop fits
             for key, value in fill.items():
                 if key in item:

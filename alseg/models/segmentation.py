@@ -10,7 +10,7 @@ import segmentation_models_pytorch as smp
 import torch
 import torch.nn.functional as F
 from torchmetrics import Metric
-from torchmetrics.classification import MulticlassJaccardIndex
+from torchmetrics.classification import MulticlassAccuracy, MulticlassJaccardIndex
 
 from alseg.models.losses import multiclass_loss
 
@@ -33,18 +33,25 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def build_network(
-    arch: str, encoder: str, encoder_weights: str | None, num_classes: int
+    arch: str, encoder: str, encoder_weights: str | None, num_classes: int, cosine: bool = False
 ) -> torch.nn.Module:
-    """An smp model by architecture and encoder name. ``encoder_weights=None`` (default in
-    alseg) never downloads; "imagenet" needs internet access."""
-    if arch not in ARCHITECTURES:
-        raise ValueError(f"model.arch={arch!r} is not valid; choose one of {list(ARCHITECTURES)}")
+    """An smp model by architecture and encoder name, or ``arch="Classifier"``: an image
+    classifier on a torchvision backbone (``encoder``, e.g. resnet18; cosine head if
+    ``cosine``). ``encoder_weights=None`` (default in alseg) never downloads; "imagenet"
+    needs internet access."""
+    if arch not in (*ARCHITECTURES, "Classifier"):
+        valid = [*ARCHITECTURES, "Classifier"]
+        raise ValueError(f"model.arch={arch!r} is not valid; choose one of {valid}")
     encoders = smp.encoders.get_encoder_names()
-    if encoder not in encoders:
+    if arch != "Classifier" and encoder not in encoders:
         raise ValueError(
             f"model.encoder={encoder!r} is not an smp encoder "
             "(e.g. resnet18, resnet50, efficientnet-b0)"
         )
+    if arch == "Classifier":  # image classification: one region per image
+        from alseg.models.classification import ClassificationNet
+
+        return ClassificationNet(num_classes, encoder, encoder_weights, cosine=cosine)
     return ARCHITECTURES[arch](
         encoder_name=encoder, encoder_weights=encoder_weights, classes=num_classes
     )
@@ -112,6 +119,9 @@ class SegmentationModule(pl.LightningModule):
             num_classes, average="none", ignore_index=ignore_index, zero_division=float("nan")
         )
         self.test_iou = self.val_iou.clone()
+        # pixel accuracy over labeled pixels (= image accuracy for ClassificationNet)
+        self.val_acc = MulticlassAccuracy(num_classes, average="micro", ignore_index=ignore_index)
+        self.test_acc = self.val_acc.clone()
         self.last_metrics: dict[str, float] = {}
         # What predict_step returns; set by the AcquisitionCallback for its strategy.
         self.mc_samples = 1
@@ -126,7 +136,8 @@ class SegmentationModule(pl.LightningModule):
         """Normalised image, zero-padded (= the mean colour) to a multiple of 32."""
         x = (image - self.mean) / self.std
         H, W = x.shape[-2:]
-        ph, pw = -H % self.size_multiple, -W % self.size_multiple
+        m = getattr(self.network, "size_multiple", self.size_multiple)
+        ph, pw = -H % m, -W % m
         return F.pad(x, (0, pw, 0, ph)) if ph or pw else x
 
     @staticmethod
@@ -167,30 +178,35 @@ class SegmentationModule(pl.LightningModule):
         self.log("train/loss", loss, prog_bar=True, batch_size=target.shape[0])
         return loss
 
-    def _eval_step(self, metric: Metric, batch: dict[str, Any]) -> None:
+    def _eval_step(self, metrics: tuple[Metric, Metric], batch: dict[str, Any]) -> None:
         logits = self(batch["image"])[:, : self.num_classes]  # a void output is not evaluated
-        metric.update(logits.argmax(dim=1), batch["mask"])
+        pred = logits.argmax(dim=1)
+        for metric in metrics:
+            metric.update(pred, batch["mask"])
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        self._eval_step(self.val_iou, batch)
+        self._eval_step((self.val_iou, self.val_acc), batch)
 
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        self._eval_step(self.test_iou, batch)
+        self._eval_step((self.test_iou, self.test_acc), batch)
 
-    def _eval_end(self, metric: Metric, prefix: str) -> None:
+    def _eval_end(self, metrics: tuple[Metric, Metric], prefix: str) -> None:
+        metric, acc = metrics
         iou = metric.compute()  # (C,), NaN for classes absent from target and prediction
         metric.reset()
         values = {f"{prefix}/mIoU": float(torch.nanmean(iou)) * 100}
+        values[f"{prefix}/acc"] = float(acc.compute()) * 100
+        acc.reset()
         for name, v in zip(self.class_names, iou.tolist()):
             values[f"{prefix}/IoU_{name}"] = v * 100
         self.last_metrics.update(values)
         self.log(f"{prefix}/mIoU", values[f"{prefix}/mIoU"], sync_dist=False)
 
     def on_validation_epoch_end(self) -> None:
-        self._eval_end(self.val_iou, "val")
+        self._eval_end((self.val_iou, self.val_acc), "val")
 
     def on_test_epoch_end(self) -> None:
-        self._eval_end(self.test_iou, "test")
+        self._eval_end((self.test_iou, self.test_acc), "test")
 
     def forward_features(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, 3, H, W) -> (decoder features (B, D, h, w), logits (B, C, H, W)) of an smp model."""
