@@ -21,6 +21,7 @@ from rich.console import Console
 from alseg.acquisition.sieve import SieveConfig
 from alseg.acquisition.strategies import STRATEGIES, Strategy, get_strategy
 from alseg.data.datamodule import ActiveDataModule
+from alseg.data.imagefolder import build_imagefolder
 from alseg.data.labels import LABEL_TYPES, LabelStore
 from alseg.data.layouts import LAYOUTS, PAIRS, build_splits
 from alseg.data.layouts import build_source as build_source_split
@@ -32,11 +33,16 @@ from alseg.distributed import is_rank_zero
 from alseg.loop import ActiveLoop, check_budget
 from alseg.models.adaptation import ALIGNMENTS, DomainAdaptationModule
 from alseg.models.heads import use_cosine_head
-from alseg.models.segmentation import OPTIMIZERS, SegmentationModule, build_network
+from alseg.models.segmentation import (
+    LR_SCHEDULES,
+    OPTIMIZERS,
+    SegmentationModule,
+    build_network,
+)
 from alseg.rundir import RunDir
 from alseg.tracking import Tracker
 
-DATASETS = ("synthetic", "shapes", *LAYOUTS, *PAIRS)
+DATASETS = ("synthetic", "shapes", "imagefolder_da", *LAYOUTS, *PAIRS)
 
 
 class ConfigError(ValueError):
@@ -119,6 +125,16 @@ def validate(cfg: DictConfig) -> None:
             "(0 only with adaptation.enabled=true: a source-only round 0)"
         )
     _choice(cfg.adaptation.alignment, ALIGNMENTS, "adaptation.alignment")
+    _choice(cfg.model.lr_schedule, LR_SCHEDULES, "model.lr_schedule")
+    _choice(cfg.active.schedule, ("rounds", "continuous"), "active.schedule")
+    if cfg.active.schedule == "continuous":
+        if cfg.trainer.max_steps is None or cfg.trainer.max_steps <= 0:
+            raise ConfigError(
+                "active.schedule=continuous selects every trainer.max_steps iterations: "
+                "set trainer.max_steps > 0"
+            )
+        if cfg.stage2.enabled:
+            raise ConfigError("active.schedule=continuous cannot be combined with stage2")
     _choice(cfg.adaptation.source_sampling, ("balanced", "uniform"), "adaptation.source_sampling")
     if adapt and cfg.labeling.type == "multiclass":
         raise ConfigError("adaptation.enabled=true trains with dominant or pixel labels only")
@@ -190,6 +206,8 @@ def build_datasets(d: DictConfig) -> tuple[Any, Any, Any]:
             _synthetic(d, split, n, d.domain)
             for split, n in (("train", d.num_train), ("val", d.num_val), ("test", d.num_test))
         )
+    if d.name == "imagefolder_da":
+        return build_imagefolder(d)[:3]  # type: ignore[return-value]
     return build_splits(d)
 
 
@@ -203,6 +221,8 @@ def build_source(d: DictConfig) -> Any:
         return _synthetic(d, "train", int(d.num_source), "source")
     if d.name in PAIRS:
         return build_source_split(d)
+    if d.name == "imagefolder_da":
+        return build_imagefolder(d)[3]
     raise ConfigError(
         f"data={d.name} has no source domain; use data=synthetic, shapes or "
         f"{', '.join(PAIRS)} with adaptation.enabled=true"
@@ -375,6 +395,8 @@ def build_loop(
             loss_weights=tuple(m.loss_weights),
             optimizer=m.optimizer,
             head_lr_mult=m.head_lr_mult,
+            lr_schedule=m.lr_schedule,
+            nesterov=bool(m.nesterov),
             **extra,
         )
 
@@ -390,7 +412,8 @@ def build_loop(
             strategy=t.strategy,
             num_nodes=t.num_nodes,
             precision=t.precision,
-            max_epochs=t.max_epochs,
+            # continuous: every round runs exactly max_steps iterations
+            max_epochs=-1 if cfg.active.schedule == "continuous" else t.max_epochs,
             max_steps=t.max_steps,
             deterministic=t.deterministic,
             log_every_n_steps=t.log_every_n_steps,
@@ -420,6 +443,7 @@ def build_loop(
         rank_zero=rank_zero,
         stage2=bool(cfg.stage2.enabled),
         channels_last=bool(cfg.active.channels_last),
+        steps_per_round=int(t.max_steps) if cfg.active.schedule == "continuous" else 0,
         sieve=(
             SieveConfig(
                 int(cfg.sieve.min_size),

@@ -116,6 +116,7 @@ class ActiveLoop:
         stage2: bool = False,
         channels_last: bool = False,
         sieve: SieveConfig | None = None,
+        steps_per_round: int = 0,
     ) -> None:
         if rounds < 1:
             raise ValueError(f"active.rounds={rounds} must be >= 1")
@@ -138,6 +139,10 @@ class ActiveLoop:
         self.pseudo_stats: dict[str, float] = {}
         self.sieve_cfg = sieve
         self.sieve_stats: dict[str, float] = {}
+        # Continuous schedule (steps_per_round > 0): one training run with a selection every
+        # steps_per_round iterations (RIPU, LAMDA): weights, optimizer state and the lr
+        # schedule carry on from round to round.
+        self.steps_per_round = steps_per_round
         self.label_dist: dict[str, Any] = {}  # LAMDA: estimated vs true target distribution
         self._true_dist: np.ndarray | None = None
 
@@ -183,7 +188,11 @@ class ActiveLoop:
         self.tracker.log_selection(round, ann, rows, self.dm)
 
     def _train(
-        self, round: int, stage: int, init: dict[str, torch.Tensor] | None
+        self,
+        round: int,
+        stage: int,
+        init: dict[str, torch.Tensor] | None,
+        optimizer: dict[str, Any] | None = None,
     ) -> SegmentationModule:
         """Fit a freshly built model (stage 1 or 2) on the labeled view; all ranks end with
         rank 0's weights."""
@@ -193,6 +202,10 @@ class ActiveLoop:
         model = self.model_factory(stage)
         if init is not None:
             model.load_state_dict(init, strict=False)
+        if self.steps_per_round and stage == 1:
+            model.step_offset = round * self.steps_per_round
+            model.total_steps = self.rounds * self.steps_per_round
+            model.init_optimizer_state = optimizer
         self.tracker.phase(round, "fit" if stage == 1 else "fit stage 2", len(self.dm.labeled))
         trainer = self.trainer_factory([])
         trainer.fit(model, train_dataloaders=self.dm.train_dataloader())
@@ -210,10 +223,19 @@ class ActiveLoop:
         """Stage 1 on the store's labels; with ``stage2``, pseudo labels from the stage-1
         model and a re-initialised stage-2 model trained on them (MulActSeg). Acquisition
         always uses the stage-1 model; evaluation the last stage."""
-        warm = None if self.reinit or round == 0 else self.rundir.load_checkpoint(round - 1)
-        model = self._train(round, 1, warm)
+        continuous = self.steps_per_round > 0
+        warm = (
+            None
+            if round == 0 or (self.reinit and not continuous)
+            else self.rundir.load_checkpoint(round - 1)
+        )
+        optim = self.rundir.load_optimizer(round - 1) if continuous and round > 0 else None
+        model = self._train(round, 1, warm, optim)
         if self.rank_zero:
             self.rundir.save_checkpoint(round, model.state_dict(), keep=self.keep_checkpoints)
+            if continuous:
+                state = model.trainer.optimizers[0].state_dict()
+                self.rundir.save_optimizer(round, state, keep=self.keep_checkpoints)
         self.model, self.eval_model = model, model
         if self.stage2:
             pseudo = self.pseudo_labels(round, model)

@@ -171,6 +171,26 @@ class RunDir:
         for old in range(round - keep, -1, -1):  # keep the last ``keep`` rounds
             self.checkpoint_path(old, stage).unlink(missing_ok=True)
 
+    def optimizer_path(self, round: int) -> Path:
+        return self.path / "checkpoints" / f"round_{round:02d}_optimizer.pt"
+
+    def save_optimizer(self, round: int, state: dict[str, Any], keep: int = 2) -> None:
+        """Optimizer state of a round (continuous schedule); older rounds are pruned."""
+        buf = io.BytesIO()
+        torch.save(state, buf)
+        atomic_write_bytes(self.optimizer_path(round), buf.getvalue())
+        for old in range(round - keep, -1, -1):
+            self.optimizer_path(old).unlink(missing_ok=True)
+
+    def load_optimizer(self, round: int) -> dict[str, Any]:
+        path = self.optimizer_path(round)
+        if not path.exists():
+            raise RunDirError(f"optimizer state {path} is missing")
+        try:
+            return dict(torch.load(path, map_location="cpu", weights_only=True))
+        except Exception as e:
+            raise RunDirError(f"optimizer state {path} is corrupt ({e})") from e
+
     def save_pseudo_labels(
         self, round: int, labels: dict[int, torch.Tensor], stats: dict[str, float]
     ) -> None:

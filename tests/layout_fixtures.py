@@ -121,3 +121,16 @@ def photo_folder_tree(root: Path, n: dict[str, int] | None = None) -> Path:
             save(root / "images" / split / f"photo{k:03d}.jpg", rgb)
             save(root / "masks" / split / f"photo{k:03d}.png", mask)
     return root
+
+
+def imagefolder_tree(root: Path, per_class: int = 4) -> Path:
+    """<root>/<domain>/<class>/*.jpg: domains Art and Clipart, classes Bike, Cup, Fan (Clipart
+    has no Fan images folder content beyond the class folder: classes are the union)."""
+    k = 0
+    for domain in ("Art", "Clipart"):
+        for cls in ("Bike", "Cup", "Fan"):
+            for i in range(per_class):
+                h, w = (30, 40) if i % 2 else (24, 24)
+                save(root / domain / cls / f"{cls.lower()}_{i}.jpg", _image(h, w, k))
+                k += 1
+    return root

@@ -96,3 +96,47 @@ def test_adaptive_cityscapes_config_runs_on_a_fixture_tree(tmp_path):
     rows = list(csv.DictReader((run_dir / "metrics.csv").open()))
     assert len(rows) == 2 and "sieve_kept_acc" in rows[1]
     assert (run_dir / "merged" / "round_01.npz").is_file()
+
+
+def test_domain_adaptation_protocol_values():
+    lam = compose(["experiment=lamda_officehome"])
+    assert lam.data.name == "imagefolder_da" and lam.active.strategy == "lamda"
+    assert (lam.model.arch, lam.model.encoder, lam.model.head) == (
+        "Classifier",
+        "resnet50",
+        "cosine",
+    )
+    assert (lam.model.optimizer, lam.model.nesterov, lam.model.lr_schedule) == ("sgd", True, "inv")
+    assert (
+        lam.model.lr == 0.001 and lam.model.head_lr_mult == 10.0 and lam.model.weight_decay == 5e-4
+    )
+    assert lam.adaptation.alignment == "dann" and list(lam.adaptation.disc_hidden) == [1024, 1024]
+    assert lam.active.schedule == "continuous" and lam.active.init_budget == 0
+    syn = compose(["experiment=lamda_synthetic"])
+    assert syn.data.name == "shapes" and syn.regions.cell == syn.data.image_size
+    ripu = compose(["experiment=ripu_gta5_cityscapes"])
+    assert ripu.data.name == "gta5_cityscapes" and ripu.labeling.type == "pixel"
+    assert ripu.active.strategy == "ripu" and ripu.active.schedule == "continuous"
+    rs = compose(["experiment=ripu_synthetic"])
+    assert rs.regions.cell == 3 and rs.data.domain == "target" and rs.data.label_shift == 0.5
+
+
+def test_ripu_gta5_cityscapes_config_runs_on_fixture_trees(tmp_path):
+    from layout_fixtures import gta5_tree
+
+    cs, gta = cityscapes_tree(tmp_path / "cs"), gta5_tree(tmp_path / "gta")
+    run_dir = tmp_path / "run"
+    args = [
+        "run",
+        "experiment=ripu_gta5_cityscapes",
+        f"data.root={cs}",
+        f"data.source_root={gta}",
+        "data.image_size=[32,64]",
+        "active.budget=20",
+        f"regions.cache_dir={tmp_path / 'cache'}",
+        f"run_dir={run_dir}",
+        *[o for o in CPU if not o.startswith("regions.n_segments")],
+    ]
+    assert main(args) == 0
+    rows = list(csv.DictReader((run_dir / "metrics.csv").open()))
+    assert [float(r["clicks"]) for r in rows] == [0.0, 20.0]

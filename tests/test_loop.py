@@ -265,3 +265,22 @@ def test_adaptive_run_killed_in_training_resumes_to_the_same_result(tmp_path):
         run(overrides, out, patch=crash_in("fit", 2))
     run(overrides, out, resume=True)  # the round-1 and round-2 sieves come from the run dir
     assert read_csv(out / "metrics.csv") == read_csv(ref / "metrics.csv")
+
+
+def test_continuous_schedule_carries_weights_optimizer_and_lr(tmp_path):
+    out = tmp_path / "cont"
+    extra = ("active.schedule=continuous", "trainer.max_steps=3", "model.lr=0.01")
+    run(tiny_overrides(tmp_path, *extra), out)
+    import torch
+
+    for r, steps in ((1, 6), (2, 9)):  # one run: the optimizer's step count keeps growing
+        opt = torch.load(out / "checkpoints" / f"round_{r:02d}_optimizer.pt", weights_only=True)
+        assert {int(s["step"]) for s in opt["state"].values()} == {steps}
+    opt = torch.load(out / "checkpoints" / "round_01_optimizer.pt", weights_only=True)
+    # one poly schedule over 3 rounds x 3 steps: lr after step 6 = 0.01 (1 - 6/9)^0.9
+    assert opt["param_groups"][0]["lr"] == pytest.approx(0.01 * (1 - 6 / 9) ** 0.9)
+    killed = tmp_path / "killed"
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        run(tiny_overrides(tmp_path, *extra), killed, patch=crash_in("fit", 2))
+    run(tiny_overrides(tmp_path, *extra), killed, resume=True)
+    assert read_csv(killed / "metrics.csv") == read_csv(out / "metrics.csv")

@@ -58,6 +58,7 @@ def build_network(
 
 
 OPTIMIZERS = ("adamw", "sgd")
+LR_SCHEDULES = ("poly", "inv")
 
 
 class SegmentationModule(pl.LightningModule):
@@ -71,6 +72,8 @@ class SegmentationModule(pl.LightningModule):
         lr, weight_decay: optimizer settings.
         optimizer: "adamw" | "sgd" (momentum 0.9, as DeepLab training).
         head_lr_mult: lr factor of the classifier (``segmentation_head``) (MulActSeg: 10).
+        lr_schedule: "poly" ((1 - t / T) ** poly_power) | "inv" ((1 + 1e-4 t) ** -0.75).
+        nesterov: Nesterov momentum (sgd).
         poly_power: lr = lr0 * (1 - step / total_steps) ** poly_power.
         ignore_index: unlabeled / void target value.
         void_output: the network has a (C+1)-th output for void (multi-class labels with a
@@ -92,11 +95,20 @@ class SegmentationModule(pl.LightningModule):
         loss_weights: tuple[float, float, float] = (16.0, 8.0, 1.0),
         optimizer: str = "adamw",
         head_lr_mult: float = 1.0,
+        lr_schedule: str = "poly",
+        nesterov: bool = False,
     ) -> None:
         super().__init__()
         if optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer={optimizer!r} is not valid; choose one of {OPTIMIZERS}")
         self.optimizer, self.head_lr_mult = optimizer, float(head_lr_mult)
+        if lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule={lr_schedule!r}: choose one of {LR_SCHEDULES}")
+        self.lr_schedule, self.nesterov = lr_schedule, nesterov
+        # Continuous schedule over rounds (active.schedule=continuous): the lr follows one
+        # schedule over ``total_steps`` from ``step_offset``, the optimizer state carries on.
+        self.step_offset, self.total_steps = 0, 0
+        self.init_optimizer_state: dict[str, Any] | None = None
         self.network = network
         self.num_classes = num_classes
         self.class_names = (
@@ -270,13 +282,29 @@ class SegmentationModule(pl.LightningModule):
         groups = [g for g in groups if g["params"]]
         if self.optimizer == "sgd":
             opt: torch.optim.Optimizer = torch.optim.SGD(
-                groups, lr=self.lr, momentum=0.9, weight_decay=self.weight_decay
+                groups,
+                lr=self.lr,
+                momentum=0.9,
+                weight_decay=self.weight_decay,
+                nesterov=self.nesterov,
             )
         else:
             opt = torch.optim.AdamW(groups, lr=self.lr, weight_decay=self.weight_decay)
-        total = max(1, int(self.trainer.estimated_stepping_batches))
-        power = self.poly_power
-        sched = torch.optim.lr_scheduler.LambdaLR(
-            opt, lambda step: max(0.0, 1.0 - step / total) ** power
-        )
+        total = self.total_steps or max(1, int(self.trainer.estimated_stepping_batches))
+        power, offset = self.poly_power, self.step_offset
+        if self.lr_schedule == "inv":  # (1 + 1e-4 t) ** -0.75 (DANN / LAMDA)
+
+            def factor(step: int) -> float:
+                return float((1.0 + 1e-4 * (step + offset)) ** -0.75)
+        else:
+
+            def factor(step: int) -> float:
+                return float(max(0.0, 1.0 - (step + offset) / total) ** power)
+
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    def on_train_start(self) -> None:
+        # continuous schedule: the optimizer continues from the previous round's state
+        if self.init_optimizer_state is not None:
+            self.trainer.optimizers[0].load_state_dict(self.init_optimizer_state)
