@@ -66,7 +66,7 @@ def compose(overrides: list[str] | tuple[str, ...] = ()) -> DictConfig:
     from omegaconf.errors import OmegaConfBaseException
 
     for o in overrides:
-        if "=" not in o:
+        if "=" not in o and not o.startswith("~"):  # ~key deletes a key (Hydra)
             raise ConfigError(f"override {o!r} must look like key=value (e.g. active.budget=200)")
     try:
         with initialize_config_dir(config_dir=str(conf_dir()), version_base=None):

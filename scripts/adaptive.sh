@@ -10,8 +10,8 @@ threads=${THREADS:-$(( $(nproc) / par ))}; [ "$threads" -ge 1 ] || threads=1
 declare -A settings=(
   [adaptive-sieve]=""
   [adaptive]="sieve.enabled=false"
-  [base-sieve]="active.strategy=sizebal"
-  [base]="active.strategy=sizebal sieve.enabled=false"
+  [base-sieve]="active.strategy=sizebal ~active.strategy_params.eps"
+  [base]="active.strategy=sizebal ~active.strategy_params.eps sieve.enabled=false"
 )
 mkdir -p "$out"
 for seed in $seeds; do
