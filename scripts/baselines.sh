@@ -6,20 +6,15 @@
 # PARALLEL runs share the cores (each gets OMP_NUM_THREADS=cores/PARALLEL). Finished runs
 # are skipped and killed ones resumed, so the script can be started again after a stop.
 set -euo pipefail
+source "$(dirname "$0")/lib.sh"
 out=${1:-runs/baselines}
 par=${2:-1}
 strategies=${STRATEGIES:-random entropy bvsb classbal}
 seeds=${SEEDS:-0 1 2}
-threads=$(( $(nproc) / par )); [ "$threads" -ge 1 ] || threads=1
-mkdir -p "$out"
+threads=${THREADS:-$(( $(nproc) / par ))}; [ "$threads" -ge 1 ] || threads=1
 for seed in $seeds; do
   for s in $strategies; do
-    d="$out/$s-seed$seed"
-    if [ -f "$d/state.json" ]; then
-      grep -q '"done"' "$d/state.json" || echo "resume $d"   # finish a killed run
-    else
-      echo "run active.strategy=$s seed=$seed run_dir=$d logger=none trainer.enable_progress_bar=false"
-    fi
+    plan_run "$out/$s-seed$seed" active.strategy=$s seed=$seed
   done
-done | xargs -P "$par" -L 1 env OMP_NUM_THREADS="$threads" alseg >> "$out/log.txt" 2>&1
+done | run_plans "$out" "$par" "$threads"
 alseg summarize "$out"/*/ | tee "$out/table.md"
