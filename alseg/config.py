@@ -45,6 +45,9 @@ from alseg.tracking import Tracker
 DATASETS = ("synthetic", "shapes", "imagefolder_da", *LAYOUTS, *PAIRS)
 
 
+FREE_FORM = ("active.strategy_params.",)  # keys without a fixed schema
+
+
 class ConfigError(ValueError):
     """A config key or value is invalid; the message names it and the valid choices."""
 
@@ -65,6 +68,8 @@ def compose(overrides: list[str] | tuple[str, ...] = ()) -> DictConfig:
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
+    # Strategy parameters are free-form keyword arguments: add-or-override them (Hydra's ++).
+    overrides = ["++" + o if o.startswith(FREE_FORM) and "=" in o else o for o in overrides]
     for o in overrides:
         if "=" not in o and not o.startswith("~"):  # ~key deletes a key (Hydra)
             raise ConfigError(f"override {o!r} must look like key=value (e.g. active.budget=200)")

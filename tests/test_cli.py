@@ -64,3 +64,12 @@ def test_cli_run_and_summarize(tmp_path, capsys):
     assert main(["summarize", str(out)]) == 0
     table = capsys.readouterr().out
     assert "| entropy / dominant | 1 |" in table and "round 1 (16 clicks)" in table  # folder "run"
+
+
+def test_strategy_params_are_added_or_overridden_from_the_command_line():
+    cfg = compose(["active.strategy=bvsb", "active.strategy_params.power=2.0"])
+    assert cfg.active.strategy_params.power == 2.0
+    cfg = compose(["experiment=mulactseg_synthetic", "active.strategy_params.delta=12"])
+    assert cfg.active.strategy_params.delta == 12 and cfg.active.strategy_params.temperature == 0.1
+    with pytest.raises(ConfigError, match="bad parameters"):
+        compose(["active.strategy_params.nonsense=1"])
