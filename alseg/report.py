@@ -53,8 +53,8 @@ def load_runs(run_dirs: Sequence[Path | str]) -> tuple[pd.DataFrame, list[str]]:
             )
         cfg = OmegaConf.load(rd.config_path)
         df = pd.DataFrame(rows)
-        for col in df.columns:  # metrics.csv holds numbers only
-            df[col] = pd.to_numeric(df[col])
+        for col in df.columns:  # metrics.csv holds numbers only ("nan" where undefined)
+            df[col] = pd.to_numeric(df[col].replace({"nan": float("nan"), "": float("nan")}))
         df.insert(0, "run", d.name)
         df.insert(1, "setting", setting_of(d))
         df.insert(2, "strategy", str(cfg.active.strategy))

@@ -67,6 +67,18 @@ def test_report_names_bad_input_and_keeps_complete_rounds(runs, tmp_path, capsys
     assert "no run dir with complete rounds" in capsys.readouterr().err
 
 
+def test_metrics_with_nan_cells_load_as_nan(runs, tmp_path):
+    # a column that is NaN in some rounds (sieve or label-distribution stats in round 0)
+    run = tmp_path / "random-seed5"
+    shutil.copytree(runs / "random-seed0", run)
+    df = pd.read_csv(run / "metrics.csv")
+    df["sieve_kept_acc"] = ["nan", "91.5"]
+    df.to_csv(run / "metrics.csv", index=False)
+    table, _ = load_runs([run])
+    assert table["sieve_kept_acc"].isna().tolist() == [True, False]
+    assert table["sieve_kept_acc"].iloc[1] == 91.5
+
+
 def test_sweep_grid_and_local_run(tmp_path, capsys):
     spec = {
         "program": "alseg",
