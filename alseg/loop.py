@@ -400,9 +400,9 @@ class ActiveLoop:
         this round's free picks, re-sample the source to follow it, and record the estimate
         against the true distribution of the pool (dominant classes of all regions; for the
         record only). Written before the labels are committed, so a resumed run finds it."""
-        estimate = getattr(self.strategy, "target_distribution", None)
-        if estimate is None or self.dm.source is None:
+        if not self._matches_labels:
             return
+        estimate = self.strategy.target_distribution  # type: ignore[attr-defined]
         C = int(self.oracle.num_classes)
         targets = self.store.region_targets()
         old = self.store.labeled_mask() & (targets >= 0) & (targets < C)
@@ -420,6 +420,12 @@ class ActiveLoop:
             self.rundir.write_json(f"label_dist/round_{round:02d}.json", self.label_dist)
         self.dm.set_source_prior(p_t)
 
+    @property
+    def _matches_labels(self) -> bool:
+        """LAMDA-style label matching: a strategy that estimates the target label
+        distribution, and a source domain to re-sample."""
+        return hasattr(self.strategy, "target_distribution") and self.dm.source is not None
+
     def _true_distribution(self) -> np.ndarray:
         if self._true_dist is None:
             C = int(self.oracle.num_classes)
@@ -431,7 +437,7 @@ class ActiveLoop:
         return self._true_dist
 
     def _load_label_dist(self, round: int) -> None:
-        if getattr(self.strategy, "target_distribution", None) is None or self.dm.source is None:
+        if not self._matches_labels:
             return
         for r in range(round, 0, -1):
             data = self.rundir.read_json(f"label_dist/round_{r:02d}.json")
@@ -441,7 +447,7 @@ class ActiveLoop:
                 return
 
     def _label_dist_row(self, round: int) -> dict[str, float]:
-        if getattr(self.strategy, "target_distribution", None) is None or self.dm.source is None:
+        if not self._matches_labels:
             return {}
         ok = self.label_dist.get("round") == round
         return {"label_dist_l1": round_float(self.label_dist["l1"]) if ok else float("nan")}

@@ -16,7 +16,13 @@ import torch
 from alseg.acquisition import scores as S
 from alseg.acquisition.reduce import region_feature_mean, region_reduce
 from alseg.acquisition.select import budgeted_topk, lamda_select, weighted_kmeans_select
-from alseg.acquisition.strategies import BatchOutputs, Stats, Strategy, _DiversityStrategy
+from alseg.acquisition.strategies import (
+    BatchOutputs,
+    Stats,
+    Strategy,
+    _DiversityStrategy,
+    hash_key,
+)
 
 
 class AADAStrategy(Strategy):
@@ -79,11 +85,6 @@ class EADAStrategy(Strategy):
         return budgeted_topk(shortlist, costs, budget, labeled)
 
 
-def _hash_key(ids: torch.Tensor) -> torch.Tensor:
-    """A fixed pseudo-random key per region (Knuth's multiplicative hash)."""
-    return ((ids * 2654435761) % 2**32).float()
-
-
 class CLUEStrategy(_DiversityStrategy):
     """CLUE (Prabhu et al., 2021): k-means of region embeddings weighted by the entropy of
     softmax(logits / T), K = the budget's queries, the sample nearest to each centroid.
@@ -102,7 +103,7 @@ class CLUEStrategy(_DiversityStrategy):
         n = batch.num_regions
         ent = region_reduce(S.entropy(batch.logits, temperature=self.temperature), batch.regions, n)
         emb = region_feature_mean(batch.features, batch.regions, n)
-        key = torch.where(batch.labeled, torch.full_like(ent, -math.inf), _hash_key(batch.ids))
+        key = torch.where(batch.labeled, torch.full_like(ent, -math.inf), hash_key(batch.ids))
         return {"score": ent, "cand/key": key, "cand/feat": torch.cat([emb, ent[:, None]], 1)}
 
     def pick(
@@ -150,7 +151,7 @@ class LAMDAStrategy(_DiversityStrategy):
         mean_prob = region_reduce(prob, batch.regions, n)
         emb = region_feature_mean(batch.features, batch.regions, n)
         feat = torch.cat([emb, mean_prob, margin[:, None]], 1)
-        h = _hash_key(batch.ids)
+        h = hash_key(batch.ids)
         inf = torch.full_like(h, -math.inf)
         return {
             "score": -margin,

@@ -294,6 +294,11 @@ class RIPUStrategy(Strategy):
         return {"score": impurity * uncertainty, "impurity": impurity, "uncertainty": uncertainty}
 
 
+def hash_key(ids: torch.Tensor) -> torch.Tensor:
+    """A fixed pseudo-random key per global region id (Knuth's multiplicative hash)."""
+    return ((ids * 2654435761) % 2**32).float()
+
+
 class _DiversityStrategy(Strategy):
     """Shared parts of coreset and BADGE. Features are kept for at most ``max_candidates``
     unlabeled regions (the most uncertain: largest mean entropy) and, for coreset, as many
@@ -320,8 +325,8 @@ class _DiversityStrategy(Strategy):
             "cand/key": torch.where(batch.labeled, torch.full_like(ent, -math.inf), ent),
             "cand/feat": feat,
         }
-        if self.uses_centers:  # Knuth multiplicative hash: a fixed pseudo-random order
-            h = ((batch.ids * 2654435761) % 2**32).float()
+        if self.uses_centers:  # a fixed pseudo-random subset of the labeled regions
+            h = hash_key(batch.ids)
             out["center/key"] = torch.where(batch.labeled, h, torch.full_like(h, -math.inf))
             out["center/feat"] = feat
         return out

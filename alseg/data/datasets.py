@@ -93,10 +93,13 @@ def _target_size(
     return (max(1, round(H * s)), max(1, round(W * s)))
 
 
-def _open(path: Path) -> Image.Image:
+def _open(path: Path, decode: bool = True) -> Image.Image:
+    """The image at ``path`` (pixels decoded unless ``decode=False``: header only); a
+    missing or broken file raises DataError naming it."""
     try:
         im = Image.open(path)
-        im.load()
+        if decode:
+            im.load()
         return im
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None
@@ -106,13 +109,8 @@ def _open(path: Path) -> Image.Image:
 
 def _header_size(path: Path) -> tuple[int, int]:
     """(height, width) from the file header, without decoding the pixels."""
-    try:
-        with Image.open(path) as im:
-            return im.size[1], im.size[0]
-    except FileNotFoundError:
-        raise DataError(f"{path}: file not found") from None
-    except Exception as e:
-        raise DataError(f"{path}: unreadable image file ({type(e).__name__}: {e})") from None
+    with _open(path, decode=False) as im:
+        return im.size[1], im.size[0]
 
 
 class FileSegmentationDataset(Dataset):

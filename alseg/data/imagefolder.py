@@ -22,7 +22,7 @@ from torch.utils.data import Dataset
 from alseg.data.datasets import IMAGE_SUFFIXES, DataError, _open, default_palette
 
 
-def folder_classes(root: Path, domains: list[str]) -> tuple[str, ...]:
+def domain_classes(root: Path, domains: list[str]) -> tuple[str, ...]:
     """Class names: the sorted union of the class folders of the given domains."""
     names: set[str] = set()
     for d in domains:
@@ -118,7 +118,7 @@ def build_imagefolder(d: Any) -> tuple[FolderClassification, ...]:
     size = tuple(int(v) for v in d.image_size)
     if len(size) != 2:
         raise DataError(f"data.image_size={list(d.image_size)} must be [height, width]")
-    classes = folder_classes(root, [d.source_domain, d.target_domain])
+    classes = domain_classes(root, [d.source_domain, d.target_domain])
     lists = d.get("lists") or {}
     C = len(classes)
 
