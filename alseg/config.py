@@ -198,8 +198,8 @@ class Parts:
 
 def _synthetic(d: DictConfig, split: str, n: int, domain: str) -> Any:
     if d.name == "shapes":
-        imbalance = float(d.imbalance)
-        return SyntheticShapes(split, n, d.image_size, domain, d.seed, imbalance)
+        imbalance, gap = float(d.imbalance), float(d.get("gap", 1.0))
+        return SyntheticShapes(split, n, d.image_size, domain, d.seed, imbalance, gap)
     shift = float(d.label_shift) if domain == d.domain else 0.0
     return SyntheticScenes(split, n, d.image_size, domain, d.seed, shift)  # type: ignore[arg-type]
 

@@ -5,7 +5,10 @@ sizes and colours on a background. The ``source`` domain is clean (light plain
 background, saturated colours); the ``target`` domain is dark, textured, noisy and
 blurred, with another palette. ``imbalance`` sets a label-distribution shift in the
 style of Office-Home RS-UT: source class frequencies fall as r^k, target ones as
-r^(C-1-k) (reversed), with r = 1 - imbalance.
+r^(C-1-k) (reversed), with r = 1 - imbalance. ``gap`` in [0, 1] scales the appearance
+shift of the target domain: 1 is the dark, noisy, blurred look above, 0 renders target
+images like source ones (the label shift stays), values between blend background,
+palette, blur and noise linearly.
 
 Classification is segmentation with one region per image and an image-level label: the
 ``mask`` of a sample is its class at every pixel, so the same oracle, LabelStore, loop
@@ -70,6 +73,7 @@ class SyntheticShapes(Dataset):
     domain: "source" | "target".
     seed: data set seed.
     imbalance: label-distribution shift in [0, 1) (0 = uniform classes in both domains).
+    gap: appearance shift of the target domain in [0, 1] (1 = full, 0 = none).
     """
 
     class_names = SHAPE_CLASSES
@@ -85,6 +89,7 @@ class SyntheticShapes(Dataset):
         domain: str = "source",
         seed: int = 0,
         imbalance: float = 0.0,
+        gap: float = 1.0,
     ) -> None:
         if split not in _SPLITS or domain not in _DOMAINS:
             raise ValueError(
@@ -92,6 +97,9 @@ class SyntheticShapes(Dataset):
             )
         if not 0.0 <= imbalance < 1.0:
             raise ValueError(f"imbalance={imbalance} must be in [0, 1)")
+        if not 0.0 <= gap <= 1.0:
+            raise ValueError(f"gap={gap} must be in [0, 1] (1 = full target look, 0 = source look)")
+        self.gap = gap
         self.split, self.domain, self.seed, self.imbalance = split, domain, seed, imbalance
         self.image_size = image_size
         rng = np.random.default_rng([seed, _SPLITS[split], _DOMAINS[domain], 7])
@@ -105,23 +113,31 @@ class SyntheticShapes(Dataset):
         S = self.image_size
         rng = np.random.default_rng([self.seed, _SPLITS[self.split], _DOMAINS[self.domain], index])
         target = self.domain == "target"
+        # g blends the target look with the source look; at g = 1 (and for the source
+        # domain) the draws and values are those of the full-gap data set.
+        g = self.gap if target else 0.0
         if target:
             base = rng.uniform(0.1, 0.3, 3)
             coarse = torch.from_numpy(rng.random((1, 3, S // 4, S // 4)).astype(np.float32))
             noise = F.interpolate(coarse, size=(S, S), mode="bilinear")[0]
             img = torch.tensor(base, dtype=torch.float32)[:, None, None] + 0.25 * noise
+            if g < 1.0:  # a source background from a separate stream: the draws above stay
+                light = np.random.default_rng([self.seed, _SPLITS[self.split], 1, index, 3])
+                plain = torch.tensor(light.uniform(0.75, 0.95, 3), dtype=torch.float32)
+                img = g * img + (1.0 - g) * plain[:, None, None]
         else:
             img = torch.tensor(rng.uniform(0.75, 0.95, 3), dtype=torch.float32)[:, None, None]
             img = img.expand(3, S, S).clone()
         color = np.array(SHAPE_PALETTE[int(rng.integers(len(SHAPE_PALETTE)))]) / 255.0
-        if target:
-            color = 0.35 + 0.5 * color[::-1]  # another palette, lower contrast
+        if target:  # another palette, lower contrast
+            color = g * (0.35 + 0.5 * color[::-1]) + (1.0 - g) * color
         color = np.clip(color + rng.normal(0, 0.08, 3), 0, 1)
         m = shape_mask(cls, S, rng)
         img[:, m] = torch.tensor(color, dtype=torch.float32)[:, None]
         if target:
-            img = F.avg_pool2d(img[None], 3, stride=1, padding=1, count_include_pad=False)[0]
-            img = img + torch.from_numpy(rng.normal(0, 0.06, (3, S, S)).astype(np.float32))
+            blur = F.avg_pool2d(img[None], 3, stride=1, padding=1, count_include_pad=False)[0]
+            img = blur if g == 1.0 else g * blur + (1.0 - g) * img
+            img = img + g * torch.from_numpy(rng.normal(0, 0.06, (3, S, S)).astype(np.float32))
         return (img.clamp(0, 1) * 255).round().to(torch.uint8)
 
     @property
@@ -129,6 +145,7 @@ class SyntheticShapes(Dataset):
         return (
             f"shapes-v1-{self.split}-{self.domain}-s{self.seed}-n{len(self)}-"
             f"{self.image_size}px-imb{self.imbalance:g}"
+            + ("" if self.gap == 1.0 else f"-gap{self.gap:g}")
         )
 
     def __len__(self) -> int:

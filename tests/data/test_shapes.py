@@ -1,0 +1,36 @@
+import numpy as np
+import pytest
+import torch
+
+from alseg.data.shapes import SyntheticShapes, class_frequencies
+
+
+def test_label_shift_reverses_class_frequencies():
+    src, tgt = class_frequencies(6, "source", 0.5), class_frequencies(6, "target", 0.5)
+    assert np.allclose(src, tgt[::-1]) and np.isclose(src.sum(), 1.0)
+    assert np.allclose(src[1:] / src[:-1], 0.5)  # r = 1 - imbalance
+    assert np.allclose(class_frequencies(6, "target", 0.0), 1 / 6)
+
+
+def test_gap_blends_the_target_look_towards_the_source_look():
+    def brightness(ds):
+        return ds.images.float().mean().item() / 255
+
+    source = SyntheticShapes("train", 120, 16, "source", seed=3, imbalance=0.5)
+    looks = {g: SyntheticShapes("train", 120, 16, "target", 3, 0.5, gap=g) for g in (0, 0.5, 1)}
+    full = SyntheticShapes("train", 120, 16, "target", 3, 0.5)
+    # gap=1 is the default data set, draw for draw; the labels never depend on the gap
+    assert torch.equal(looks[1].images, full.images)
+    assert all(np.array_equal(d.labels, full.labels) for d in looks.values())
+    # the dark target look brightens monotonically towards the light source look
+    b = [brightness(looks[g]) for g in (1, 0.5, 0)]
+    assert b[0] < b[1] < b[2] and abs(b[2] - brightness(source)) < 0.06
+    # no blur and no pixel noise at gap=0: the shape is one flat colour on a flat background
+    img = looks[0].images[0].reshape(3, -1)
+    assert len(torch.unique(img, dim=1)[0]) <= 2
+    assert "gap0.5" in looks[0.5].fingerprint and "gap" not in full.fingerprint
+
+
+def test_gap_outside_unit_interval_is_refused():
+    with pytest.raises(ValueError, match="gap=1.5 must be in"):
+        SyntheticShapes("train", 4, 16, "target", gap=1.5)
