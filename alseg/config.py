@@ -140,6 +140,14 @@ def validate(cfg: DictConfig) -> None:
             )
         if cfg.stage2.enabled:
             raise ConfigError("active.schedule=continuous cannot be combined with stage2")
+    init_steps = cfg.active.get("init_steps")
+    if init_steps is not None and (
+        cfg.active.schedule != "continuous" or not isinstance(init_steps, int) or init_steps < 1
+    ):
+        raise ConfigError(
+            f"active.init_steps={init_steps}: the iterations of round 0 of "
+            "active.schedule=continuous, an integer >= 1, or null (= trainer.max_steps)"
+        )
     _choice(cfg.adaptation.source_sampling, ("balanced", "uniform"), "adaptation.source_sampling")
     if adapt and cfg.labeling.type == "multiclass":
         raise ConfigError("adaptation.enabled=true trains with dominant or pixel labels only")
@@ -405,7 +413,7 @@ def build_loop(
             **extra,
         )
 
-    def trainer_factory(callbacks: list[pl.Callback]) -> pl.Trainer:
+    def trainer_factory(callbacks: list[pl.Callback], max_steps: int | None = None) -> pl.Trainer:
         extra: list[pl.Callback] = []
         if t.enable_progress_bar:
             from pytorch_lightning.callbacks import RichProgressBar
@@ -419,7 +427,7 @@ def build_loop(
             precision=t.precision,
             # continuous: every round runs exactly max_steps iterations
             max_epochs=-1 if cfg.active.schedule == "continuous" else t.max_epochs,
-            max_steps=t.max_steps,
+            max_steps=t.max_steps if max_steps is None else max_steps,
             deterministic=t.deterministic,
             log_every_n_steps=t.log_every_n_steps,
             enable_progress_bar=t.enable_progress_bar,
@@ -449,6 +457,7 @@ def build_loop(
         stage2=bool(cfg.stage2.enabled),
         channels_last=bool(cfg.active.channels_last),
         steps_per_round=int(t.max_steps) if cfg.active.schedule == "continuous" else 0,
+        init_steps=int(cfg.active.get("init_steps") or 0),
         sieve=(
             SieveConfig(
                 int(cfg.sieve.min_size),

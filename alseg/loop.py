@@ -11,7 +11,7 @@ killed run resumes at the next phase with nothing lost and nothing paid twice:
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import pytorch_lightning as pl
@@ -30,7 +30,13 @@ from alseg.plots import plot_curve
 from alseg.rundir import RunDir
 from alseg.tracking import Tracker
 
-TrainerFactory = Callable[[list[pl.Callback]], pl.Trainer]
+
+class TrainerFactory(Protocol):
+    """Builds a Trainer with extra callbacks (``max_steps``: None = the configured one)."""
+
+    def __call__(
+        self, callbacks: list[pl.Callback], max_steps: int | None = None
+    ) -> pl.Trainer: ...
 
 
 def acquire(
@@ -95,6 +101,10 @@ class ActiveLoop:
         rank_zero: whether this process writes the run dir (DDP rank 0).
         stage2: MulActSeg's stage 2 (pseudo labels, then retraining) each round.
         channels_last: score the pool with NHWC tensors.
+        sieve: drop labeled pixels below the knee of the model's confidence (adaptive).
+        steps_per_round: > 0: the continuous schedule, a selection every so many iterations.
+        init_steps: iterations of round 0 in the continuous schedule (LAMDA's source-only
+            stage 0 trained to convergence); 0 = ``steps_per_round``.
     """
 
     def __init__(
@@ -117,6 +127,7 @@ class ActiveLoop:
         channels_last: bool = False,
         sieve: SieveConfig | None = None,
         steps_per_round: int = 0,
+        init_steps: int = 0,
     ) -> None:
         if rounds < 1:
             raise ValueError(f"active.rounds={rounds} must be >= 1")
@@ -143,6 +154,7 @@ class ActiveLoop:
         # steps_per_round iterations (RIPU, LAMDA): weights, optimizer state and the lr
         # schedule carry on from round to round.
         self.steps_per_round = steps_per_round
+        self.init_steps = init_steps or steps_per_round
         self.label_dist: dict[str, Any] = {}  # LAMDA: estimated vs true target distribution
         self._true_dist: np.ndarray | None = None
 
@@ -202,12 +214,15 @@ class ActiveLoop:
         model = self.model_factory(stage)
         if init is not None:
             model.load_state_dict(init, strict=False)
-        if self.steps_per_round and stage == 1:
-            model.step_offset = round * self.steps_per_round
-            model.total_steps = self.rounds * self.steps_per_round
+        continuous = self.steps_per_round > 0 and stage == 1
+        if continuous:
+            model.step_offset = self.step_offset(round)
+            model.total_steps = self.step_offset(self.rounds)
             model.init_optimizer_state = optimizer
         self.tracker.phase(round, "fit" if stage == 1 else "fit stage 2", len(self.dm.labeled))
-        trainer = self.trainer_factory([])
+        # continuous: this round's share of the one training run
+        steps = self.step_offset(round + 1) - self.step_offset(round) if continuous else None
+        trainer = self.trainer_factory([], steps)
         trainer.fit(model, train_dataloaders=self.dm.train_dataloader())
         if trainer.world_size > 1:
             # DDP syncs parameters, not batch-norm statistics: every rank continues with
@@ -218,6 +233,11 @@ class ActiveLoop:
             )
             model.load_state_dict(state)
         return model
+
+    def step_offset(self, round: int) -> int:
+        """Continuous schedule: iterations done before ``round`` (round 0 runs
+        ``init_steps``, every later round ``steps_per_round``)."""
+        return 0 if round == 0 else self.init_steps + (round - 1) * self.steps_per_round
 
     def fit(self, round: int) -> None:
         """Stage 1 on the store's labels; with ``stage2``, pseudo labels from the stage-1

@@ -96,3 +96,8 @@ def test_adaptation_config_errors():
         compose(["active.init_budget=0"])
     with pytest.raises(ConfigError, match="adaptation.alignment='gan' is not valid"):
         compose(["adaptation.alignment=gan"])
+    with pytest.raises(ConfigError, match="set trainer.max_steps > 0"):
+        compose(["active.schedule=continuous", "trainer.max_steps=-1"])
+    for bad in ("active.init_steps=100", "active.schedule=continuous active.init_steps=0"):
+        with pytest.raises(ConfigError, match="iterations of round 0"):
+            compose([*bad.split(), "trainer.max_steps=10"])

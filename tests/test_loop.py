@@ -47,7 +47,7 @@ def crash_in(phase: str, at_round: int):
 
         def wrapped(round):
             if round == at_round:
-                loop.trainer_factory = lambda cbs: factory(cbs + [Crash()])
+                loop.trainer_factory = lambda cbs, steps=None: factory(cbs + [Crash()], steps)
             try:
                 return method(round)
             finally:
@@ -269,16 +269,21 @@ def test_adaptive_run_killed_in_training_resumes_to_the_same_result(tmp_path):
 
 def test_continuous_schedule_carries_weights_optimizer_and_lr(tmp_path):
     out = tmp_path / "cont"
-    extra = ("active.schedule=continuous", "trainer.max_steps=3", "model.lr=0.01")
+    extra = (
+        "active.schedule=continuous",
+        "active.init_steps=5",  # round 0 runs 5 iterations, rounds 1 and 2 three each
+        "trainer.max_steps=3",
+        "model.lr=0.01",
+    )
     run(tiny_overrides(tmp_path, *extra), out)
     import torch
 
-    for r, steps in ((1, 6), (2, 9)):  # one run: the optimizer's step count keeps growing
+    for r, steps in ((1, 8), (2, 11)):  # one run: the optimizer's step count keeps growing
         opt = torch.load(out / "checkpoints" / f"round_{r:02d}_optimizer.pt", weights_only=True)
         assert {int(s["step"]) for s in opt["state"].values()} == {steps}
     opt = torch.load(out / "checkpoints" / "round_01_optimizer.pt", weights_only=True)
-    # one poly schedule over 3 rounds x 3 steps: lr after step 6 = 0.01 (1 - 6/9)^0.9
-    assert opt["param_groups"][0]["lr"] == pytest.approx(0.01 * (1 - 6 / 9) ** 0.9)
+    # one poly schedule over 5 + 3 + 3 steps: lr after step 8 = 0.01 (1 - 8/11)^0.9
+    assert opt["param_groups"][0]["lr"] == pytest.approx(0.01 * (1 - 8 / 11) ** 0.9)
     killed = tmp_path / "killed"
     with pytest.raises(RuntimeError, match="simulated crash"):
         run(tiny_overrides(tmp_path, *extra), killed, patch=crash_in("fit", 2))
