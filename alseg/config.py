@@ -425,7 +425,7 @@ def build_loop(
             strategy=t.strategy,
             num_nodes=t.num_nodes,
             precision=t.precision,
-            # continuous: every round runs exactly max_steps iterations
+            # continuous: the loop passes each round's iterations (init_steps for round 0)
             max_epochs=-1 if cfg.active.schedule == "continuous" else t.max_epochs,
             max_steps=t.max_steps if max_steps is None else max_steps,
             deterministic=t.deterministic,

@@ -113,9 +113,9 @@ class SyntheticShapes(Dataset):
         S = self.image_size
         rng = np.random.default_rng([self.seed, _SPLITS[self.split], _DOMAINS[self.domain], index])
         target = self.domain == "target"
-        # g blends the target look with the source look; at g = 1 (and for the source
-        # domain) the draws and values are those of the full-gap data set.
-        g = self.gap if target else 0.0
+        # g blends the target look with the source look; at g = 1 the draws and values
+        # are those of the data set before the gap option existed.
+        g = self.gap
         if target:
             base = rng.uniform(0.1, 0.3, 3)
             coarse = torch.from_numpy(rng.random((1, 3, S // 4, S // 4)).astype(np.float32))
@@ -136,7 +136,7 @@ class SyntheticShapes(Dataset):
         img[:, m] = torch.tensor(color, dtype=torch.float32)[:, None]
         if target:
             blur = F.avg_pool2d(img[None], 3, stride=1, padding=1, count_include_pad=False)[0]
-            img = blur if g == 1.0 else g * blur + (1.0 - g) * img
+            img = g * blur + (1.0 - g) * img
             img = img + g * torch.from_numpy(rng.normal(0, 0.06, (3, S, S)).astype(np.float32))
         return (img.clamp(0, 1) * 255).round().to(torch.uint8)
 
