@@ -1,7 +1,8 @@
 """The ``alseg`` command.
 
 alseg run [key=value ...]       run an experiment composed from conf/ (+ overrides)
-alseg resume RUN_DIR            continue a killed run from its last committed phase
+alseg resume RUN_DIR [key=value]  continue a killed run from its last committed phase
+                                (keys that are safe to change, e.g. trainer.devices=4)
 alseg regions [key=value ...]   precompute the region maps of the configured data set
 alseg data check [key=value ...]  read every file of the data set; class frequencies
 alseg summarize RUN_DIR...      mean ± std learning-curve table over runs
@@ -31,6 +32,12 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("overrides", nargs="*", help=OVERRIDE_HELP)
     res = sub.add_parser("resume", help="continue a killed run from its run dir")
     res.add_argument("run_dir", type=Path)
+    res.add_argument(
+        "overrides",
+        nargs="*",
+        help="keys that are safe to change in a started run (where it runs, how many rounds), "
+        "e.g. trainer.devices=4 active.rounds=8",
+    )
     reg = sub.add_parser("regions", help="precompute region maps (cached on disk)")
     reg.add_argument("overrides", nargs="*", help=OVERRIDE_HELP)
     data = sub.add_parser("data", help="data set tools")
@@ -59,13 +66,8 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     # Heavy imports after argument parsing, so `alseg --help` is instant.
-    from alseg.config import (
-        ConfigError,
-        build_loop,
-        compose,
-        default_run_dir,
-        load_run_config,
-    )
+    from alseg.build import build_loop, default_run_dir
+    from alseg.config import ConfigError, compose, load_run_config
     from alseg.distributed import RUN_DIR_VARIABLE, exported, is_rank_zero, shared_run_dir
     from alseg.rundir import RunDirError
     from alseg.sweep import SweepError
@@ -74,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "config":
             print(OmegaConf.to_yaml(compose(args.overrides)))
         elif args.command == "regions":
-            from alseg.config import build_datasets, build_regions
+            from alseg.build import build_datasets, build_regions
             from alseg.data.regions import RegionStats
 
             cfg = compose(args.overrides)
@@ -95,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"cache: {cfg.regions.cache_dir}"
             )
         elif args.command == "data":
-            from alseg.config import build_datasets
+            from alseg.build import build_datasets
             from alseg.data.check import check_split, format_reports
 
             cfg = compose(args.overrides)
@@ -138,9 +140,11 @@ def main(argv: list[str] | None = None) -> int:
                 f"report: {args.out}/ (runs.csv, runs.parquet, curves.png, classes.png, table.md)"
             )
         elif args.command == "resume":
-            cfg = load_run_config(args.run_dir)
-            build_loop(cfg, args.run_dir, resume=True).run()
-            print(f"run dir: {args.run_dir}")
+            cfg = load_run_config(args.run_dir, args.overrides)
+            with exported(RUN_DIR_VARIABLE, str(args.run_dir.resolve())):
+                build_loop(cfg, args.run_dir, resume=True).run()
+            if is_rank_zero():
+                print(f"run dir: {args.run_dir}")
     except (ConfigError, RunDirError, SweepError, ValueError, FileNotFoundError) as e:
         print(f"alseg {args.command}: error: {e}", file=sys.stderr)
         return 2

@@ -1,58 +1,83 @@
 """Run directory: the resumable state of one experiment, written atomically.
 
-Layout (DESIGN.md §3)::
+Layout::
 
     runs/<name>/
-      config.yaml            resolved config
-      state.json             round, phase, clicks spent, seed, W&B id
-      labels/round_XX.npz    LabelStore after the labels of round XX were committed
+      config.yaml              resolved config
+      state.json               round, phase, clicks spent, seed, W&B id, the config the run
+                               started with, and a SHA-256 of every committed file
+      labels/round_XX.npz      LabelStore after the labels of round XX were committed
       selections/round_XX.csv  image, region, score, cost, answer, predicted class
       checkpoints/round_XX.pt  model weights after round XX's fit (weights only)
-      metrics.csv            one row per evaluated round
-      curve.png              mIoU vs clicks
+      metrics.csv              one row per evaluated round
+      curve.png                mIoU vs clicks
+      <folder>/round_XX/       per-image label maps of a method (pseudo labels, sieve
+                               masks) with their manifest.json (file checksums, stats)
+      .lock                    held by the process that writes the run dir
 
 Every file is written to a temp file in the same folder and renamed into place, so a
-killed process leaves either the old or the new file, never a torn one.
+killed process leaves either the old or the new file, never a torn one. Files that a
+resumed run reads are *committed*: their checksum goes into state.json with the phase that
+needs them, and ``verify`` checks them all before a run resumes. One process at a time
+writes a run dir (``lock``).
 """
 
 from __future__ import annotations
 
 import csv
+import fcntl
+import hashlib
 import io
 import json
 import os
-import tempfile
-from collections.abc import Sequence
+import shutil
+import socket
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Literal
+from typing import IO, Any
 
-import numpy as np
 import torch
 
-Phase = Literal["labeled", "fitted", "evaluated", "done"]
+from alseg.atomic import atomic_write_bytes, atomic_write_text, buffered, is_temp_file
+
 PHASES: tuple[str, ...] = ("labeled", "fitted", "evaluated", "done")
+PARTIAL = ".partial"  # suffix of a folder being written
+MANIFEST = "manifest.json"
+# What alseg writes into a run dir: removed when a run that never committed round 0 starts
+# again in the same folder (anything else there is the user's and stays).
+OWNED = (
+    "config.yaml",
+    "state.json",
+    "metrics.csv",
+    "curve.png",
+    "labels",
+    "selections",
+    "checkpoints",
+    "overlays",
+    "histograms",
+    "wandb",
+    "pseudo_labels",
+    "sieve",
+    "label_dist",
+)
 
 
 class RunDirError(ValueError):
-    """The run directory is missing, incomplete or corrupt."""
+    """The run directory is missing, incomplete, corrupt or in use."""
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode())
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def csv_text(rows: Sequence[dict[str, Any]], fieldnames: Sequence[str]) -> str:
@@ -63,11 +88,22 @@ def csv_text(rows: Sequence[dict[str, Any]], fieldnames: Sequence[str]) -> str:
     return buf.getvalue()
 
 
+def _torch_bytes(obj: Any) -> bytes:
+    return buffered(lambda f: torch.save(obj, f))
+
+
 class RunDir:
-    """Paths and atomic reads/writes of one run directory."""
+    """Paths and atomic, checksummed reads and writes of one run directory.
+
+    ``files`` maps the committed files (paths relative to the run dir) to their SHA-256; it
+    is saved in state.json by ``write_state`` and checked by ``verify``.
+    """
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
+        self.files: dict[str, str] = {}
+        self.state: dict[str, Any] = {}  # what the loop continues from (see alseg.build)
+        self._lock: IO[str] | None = None
 
     # -- paths ---------------------------------------------------------------------------
     @property
@@ -86,29 +122,93 @@ class RunDir:
     def curve_path(self) -> Path:
         return self.path / "curve.png"
 
-    def labels_path(self, round: int) -> Path:
-        return self.path / "labels" / f"round_{round:02d}.npz"
+    @property
+    def lock_path(self) -> Path:
+        return self.path / ".lock"
 
-    def selections_path(self, round: int) -> Path:
-        return self.path / "selections" / f"round_{round:02d}.csv"
+    def labels_path(self, r: int) -> Path:
+        return self.path / "labels" / f"round_{r:02d}.npz"
 
-    def checkpoint_path(self, round: int, stage: int = 1) -> Path:
+    def selections_path(self, r: int) -> Path:
+        return self.path / "selections" / f"round_{r:02d}.csv"
+
+    def checkpoint_path(self, r: int, stage: int = 1) -> Path:
         suffix = "" if stage == 1 else f"_stage{stage}"
-        return self.path / "checkpoints" / f"round_{round:02d}{suffix}.pt"
+        return self.path / "checkpoints" / f"round_{r:02d}{suffix}.pt"
 
-    def pseudo_labels_path(self, round: int) -> Path:
-        return self.path / "pseudo_labels" / f"round_{round:02d}.npz"
+    def optimizer_path(self, r: int) -> Path:
+        return self.path / "checkpoints" / f"round_{r:02d}_optimizer.pt"
+
+    def round_folder(self, kind: str, r: int) -> Path:
+        """A folder of per-image label maps of round ``r`` (``kind``: pseudo_labels, sieve)."""
+        return self.path / kind / f"round_{r:02d}"
+
+    def _rel(self, path: Path) -> str:
+        return path.relative_to(self.path).as_posix()
+
+    # -- one writer at a time ----------------------------------------------------------------
+    def acquire_lock(self, command: str) -> None:
+        """Take the exclusive lock of this run dir (creating the folder), or raise
+        RunDirError naming the process that holds it. The operating system releases the
+        lock when the holder exits, however it exits, so a lock is never stale."""
+        if self._lock is not None:
+            return
+        self.path.mkdir(parents=True, exist_ok=True)
+        f = open(self.lock_path, "a+")  # noqa: SIM115 (held until release_lock)
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            f.seek(0)
+            holder = f.read().strip() or "another process"
+            f.close()
+            raise RunDirError(
+                f"{self.path} is in use by {holder}; wait for it to finish (or stop it) — "
+                "one process at a time may write a run dir"
+            ) from None
+        f.seek(0)
+        f.truncate()
+        started = time.strftime("%Y-%m-%d %H:%M:%S")
+        f.write(f"pid {os.getpid()} on {socket.gethostname()} (alseg {command}, since {started})\n")
+        f.flush()
+        self._lock = f
+
+    def release_lock(self) -> None:
+        if self._lock is not None:
+            self._lock.close()  # closing the file releases the lock
+            self._lock = None
+
+    @contextmanager
+    def locked(self, command: str) -> Iterator[RunDir]:
+        self.acquire_lock(command)
+        try:
+            yield self
+        finally:
+            self.release_lock()
 
     # -- creation and validation ---------------------------------------------------------
-    def create(self, config_yaml: str) -> None:
-        """Start a new run; refuses a folder that already holds a run (nothing is lost)."""
-        if self.state_path.exists() or self.config_path.exists():
+    def create(self, config_yaml: str) -> bool:
+        """Start a new run (call with the lock held). Refuses a folder that holds a run; a
+        run that stopped before committing round 0 is removed and started afresh (only the
+        files alseg writes; returns True then).
+        """
+        if self.state_path.exists():
             raise RunDirError(
                 f"{self.path} already holds a run; continue it with `alseg resume {self.path}` "
                 "or choose another run_dir"
             )
+        restarted = self.config_path.exists()
+        if restarted:
+            for name in OWNED:
+                p = self.path / name
+                if p.is_dir():
+                    shutil.rmtree(p)
+                else:
+                    p.unlink(missing_ok=True)
+            self.remove_temp_files()
         self.path.mkdir(parents=True, exist_ok=True)
         atomic_write_text(self.config_path, config_yaml)
+        self.files = {}
+        return restarted
 
     def check(self) -> dict[str, Any]:
         """Validate an existing run dir for resuming; returns its state."""
@@ -118,33 +218,102 @@ class RunDir:
             raise RunDirError(f"{self.path} is not an alseg run dir: config.yaml is missing")
         if not self.state_path.is_file():
             raise RunDirError(
-                f"{self.state_path} is missing: the run was killed before its first round was "
-                "committed; start it again with `alseg run` and a new run_dir"
+                f"{self.path} never committed its first round (the run stopped before round "
+                f"0's labels were saved): start it again with `alseg run ... run_dir={self.path}`"
+                " (the folder is reused)"
             )
         return self.read_state()
 
     # -- state -------------------------------------------------------------------------------
     def read_state(self) -> dict[str, Any]:
+        """state.json, checked: a mapping with an integer round >= 0, a known phase and a
+        seed; the committed-file checksums are loaded into ``files``."""
+        path = self.state_path
         try:
-            state = json.loads(self.state_path.read_text())
-        except (OSError, json.JSONDecodeError) as e:
-            raise RunDirError(f"{self.state_path} is corrupt ({e})") from e
+            state = json.loads(path.read_bytes().decode("utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise RunDirError(f"{path} is corrupt ({type(e).__name__}: {e})") from None
+        if not isinstance(state, dict):
+            raise RunDirError(f"{path} is corrupt: not a JSON object")
         for key in ("round", "phase", "seed"):
             if key not in state:
-                raise RunDirError(f"{self.state_path} is corrupt: no {key!r}")
+                raise RunDirError(f"{path} is corrupt: no {key!r}")
+        r = state["round"]
+        if not isinstance(r, int) or isinstance(r, bool) or r < 0:
+            raise RunDirError(f"{path} is corrupt: round {r!r} is not an integer >= 0")
         if state["phase"] not in PHASES:
-            raise RunDirError(f"{self.state_path}: phase {state['phase']!r} is not one of {PHASES}")
+            raise RunDirError(f"{path}: phase {state['phase']!r} is not one of {PHASES}")
+        files = state.get("files", {})
+        if not isinstance(files, dict):
+            raise RunDirError(f"{path} is corrupt: 'files' is not a mapping")
+        self.files = {str(k): str(v) for k, v in files.items()}
         return state
 
     def write_state(self, state: dict[str, Any]) -> None:
+        """Commit: state.json with the checksums of every committed file."""
+        state = {**state, "files": dict(sorted(self.files.items()))}
         atomic_write_text(self.state_path, json.dumps(state, indent=2, sort_keys=True) + "\n")
 
-    # -- tables ------------------------------------------------------------------------------
-    def write_selections(self, round: int, rows: Sequence[dict[str, Any]]) -> None:
+    def verify(self) -> None:
+        """Check every committed file against its checksum (and the files listed in
+        committed manifests); raise RunDirError naming the first one that is missing or
+        changed."""
+        for rel, digest in sorted(self.files.items()):
+            path = self.path / rel
+            if not path.is_file():
+                raise RunDirError(f"{path} is missing: the run dir lost a committed file")
+            if sha256_file(path) != digest:
+                raise RunDirError(
+                    f"{path} is corrupt: it does not match the checksum recorded in "
+                    f"{self.state_path} (changed or damaged after it was committed)"
+                )
+            if path.name == MANIFEST:
+                self._verify_manifest(path)
+
+    def _verify_manifest(self, manifest: Path) -> None:
+        listed = json.loads(manifest.read_text())["files"]
+        for name, digest in listed.items():
+            path = manifest.parent / name
+            if not path.is_file() or sha256_file(path) != digest:
+                raise RunDirError(
+                    f"{path} is missing or corrupt (its checksum in {manifest} differs)"
+                )
+
+    def remove_temp_files(self) -> list[Path]:
+        """Remove what interrupted writes left: temp files and partial folders."""
+        removed: list[Path] = []
+        if not self.path.is_dir():
+            return removed
+        for p in sorted(self.path.rglob("*"), reverse=True):
+            if "wandb" in p.relative_to(self.path).parts:
+                continue  # W&B's own files
+            if p.is_dir() and p.name.endswith(PARTIAL):
+                shutil.rmtree(p)
+                removed.append(p)
+            elif p.is_file() and is_temp_file(p):
+                p.unlink()
+                removed.append(p)
+        return removed
+
+    # -- committed files ----------------------------------------------------------------------
+    def write_file(self, path: Path, data: bytes) -> None:
+        """Write a committed file atomically and record its checksum."""
+        atomic_write_bytes(path, data)
+        self.files[self._rel(path)] = sha256_bytes(data)
+
+    def forget(self, path: Path) -> None:
+        """Delete a committed file that is no longer needed (pruned checkpoints)."""
+        path.unlink(missing_ok=True)
+        self.files.pop(self._rel(path), None)
+
+    def save_labels(self, r: int, data: bytes) -> None:
+        self.write_file(self.labels_path(r), data)
+
+    def write_selections(self, r: int, rows: Sequence[dict[str, Any]]) -> None:
         fields = ["image", "region", "score", "cost", "answer", "predicted"]
         if rows and "query" in rows[0]:  # merged regions: the root region of each row's query
             fields.insert(2, "query")
-        atomic_write_text(self.selections_path(round), csv_text(rows, fields))
+        self.write_file(self.selections_path(r), csv_text(rows, fields).encode())
 
     def read_metrics(self) -> list[dict[str, str]]:
         if not self.metrics_path.exists():
@@ -158,55 +327,12 @@ class RunDir:
             r for r in self.read_metrics() if int(r["round"]) < int(row["round"])
         ]
         rows.append(row)
-        atomic_write_text(self.metrics_path, csv_text(rows, list(row)))
+        self.write_file(self.metrics_path, csv_text(rows, list(row)).encode())
         return rows
 
-    # -- checkpoints -------------------------------------------------------------------------
-    def save_checkpoint(
-        self, round: int, state_dict: dict[str, torch.Tensor], keep: int = 2, stage: int = 1
-    ) -> None:
-        buf = io.BytesIO()
-        torch.save(state_dict, buf)
-        atomic_write_bytes(self.checkpoint_path(round, stage), buf.getvalue())
-        for old in range(round - keep, -1, -1):  # keep the last ``keep`` rounds
-            self.checkpoint_path(old, stage).unlink(missing_ok=True)
-
-    def optimizer_path(self, round: int) -> Path:
-        return self.path / "checkpoints" / f"round_{round:02d}_optimizer.pt"
-
-    def save_optimizer(self, round: int, state: dict[str, Any], keep: int = 2) -> None:
-        """Optimizer state of a round (continuous schedule); older rounds are pruned."""
-        buf = io.BytesIO()
-        torch.save(state, buf)
-        atomic_write_bytes(self.optimizer_path(round), buf.getvalue())
-        for old in range(round - keep, -1, -1):
-            self.optimizer_path(old).unlink(missing_ok=True)
-
-    def load_optimizer(self, round: int) -> dict[str, Any]:
-        path = self.optimizer_path(round)
-        if not path.exists():
-            raise RunDirError(f"optimizer state {path} is missing")
-        try:
-            return dict(torch.load(path, map_location="cpu", weights_only=True))
-        except Exception as e:
-            raise RunDirError(f"optimizer state {path} is corrupt ({e})") from e
-
-    def save_pseudo_labels(
-        self, round: int, labels: dict[int, torch.Tensor], stats: dict[str, float]
-    ) -> None:
-        """Stage-2 pseudo labels (uint8 maps of the labeled images) and their accuracy."""
-        buf = io.BytesIO()
-        index = np.array(sorted(labels), dtype=np.int64)
-        arrays: dict[str, np.ndarray] = {
-            f"image_{i}": labels[i].numpy().astype(np.uint8) for i in index
-        }
-        arrays.update(index=index, stats=np.array(json.dumps(stats)))
-        np.savez_compressed(buf, **arrays)  # type: ignore[arg-type]
-        atomic_write_bytes(self.pseudo_labels_path(round), buf.getvalue())
-
     def write_json(self, relative: str, data: dict[str, Any]) -> None:
-        """A small JSON record in the run dir (atomic)."""
-        atomic_write_text(self.path / relative, json.dumps(data, indent=1))
+        """A small committed JSON record in the run dir."""
+        self.write_file(self.path / relative, json.dumps(data, indent=1).encode())
 
     def read_json(self, relative: str) -> dict[str, Any] | None:
         """The record written by ``write_json``; None if there is none."""
@@ -218,61 +344,67 @@ class RunDir:
         except (OSError, ValueError) as e:
             raise RunDirError(f"{path} is corrupt ({e})") from e
 
-    def merged_path(self, round: int) -> Path:
-        return self.path / "merged" / f"round_{round:02d}.npz"
+    # -- folders of per-image maps ----------------------------------------------------------------
+    def partial_path(self, kind: str, r: int) -> Path:
+        """Where round ``r``'s maps are written before ``publish_folder`` commits them."""
+        return self.round_folder(kind, r).with_name(f"round_{r:02d}{PARTIAL}")
 
-    def sieve_path(self, round: int) -> Path:
-        return self.path / "sieve" / f"round_{round:02d}.npz"
+    def partial_folder(self, kind: str, r: int) -> Path:
+        """``partial_path``, created. Every rank may write into it; leftovers of a killed
+        pass are removed when the run resumes (``remove_temp_files``)."""
+        tmp = self.partial_path(kind, r)
+        tmp.mkdir(parents=True, exist_ok=True)
+        return tmp
 
-    def save_merged(self, round: int, root: np.ndarray, offsets: np.ndarray) -> None:
-        """Adaptive superpixels of a round: the local id of each base region's root
-        (uint16, concatenated over images in global-id order)."""
-        images = np.searchsorted(offsets, np.arange(len(root)), side="right") - 1
-        local = (root - offsets[images]).astype(np.uint16)
-        buf = io.BytesIO()
-        np.savez_compressed(buf, root=local, offsets=offsets)
-        atomic_write_bytes(self.merged_path(round), buf.getvalue())
+    def publish_folder(self, kind: str, r: int, stats: dict[str, float]) -> Path:
+        """Write the manifest (checksum of every map, ``stats``) into the partial folder and
+        rename it into place; the manifest becomes a committed file."""
+        final, tmp = self.round_folder(kind, r), self.partial_path(kind, r)
+        tmp.mkdir(parents=True, exist_ok=True)
+        files = {p.name: sha256_file(p) for p in sorted(tmp.iterdir()) if p.name != MANIFEST}
+        data = json.dumps({"files": files, "stats": stats}, indent=1).encode()
+        atomic_write_bytes(tmp / MANIFEST, data)
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(tmp, final)
+        self.files[self._rel(final / MANIFEST)] = sha256_bytes(data)
+        return final
 
-    def save_sieve(
-        self, round: int, drops: dict[int, torch.Tensor], stats: dict[str, float]
+    def folder_stats(self, kind: str, r: int) -> dict[str, float]:
+        """The stats saved with round ``r``'s maps."""
+        path = self.round_folder(kind, r) / MANIFEST
+        try:
+            return dict(json.loads(path.read_text())["stats"])
+        except (OSError, ValueError, KeyError) as e:
+            raise RunDirError(f"{path} is missing or corrupt ({e})") from e
+
+    # -- checkpoints -------------------------------------------------------------------------
+    def save_checkpoint(
+        self, r: int, state_dict: dict[str, torch.Tensor], keep: int = 2, stage: int = 1
     ) -> None:
-        """Pixels sieved out of the labels of a round (bit-packed per image) and stats."""
-        index = np.array(sorted(drops), dtype=np.int64)
-        arrays: dict[str, np.ndarray] = {"index": index, "stats": np.array(json.dumps(stats))}
-        for i in index:
-            d = drops[int(i)].numpy()
-            arrays[f"image_{i}"] = np.packbits(d.ravel())
-            arrays[f"shape_{i}"] = np.array(d.shape, dtype=np.int64)
-        buf = io.BytesIO()
-        np.savez_compressed(buf, **arrays)  # type: ignore[arg-type]
-        atomic_write_bytes(self.sieve_path(round), buf.getvalue())
+        self.write_file(self.checkpoint_path(r, stage), _torch_bytes(state_dict))
+        for old in range(r - keep, -1, -1):  # keep the last ``keep`` rounds
+            self.forget(self.checkpoint_path(old, stage))
 
-    def load_sieve(self, round: int) -> tuple[dict[int, torch.Tensor], dict[str, float]]:
-        path = self.sieve_path(round)
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                drops = {}
-                for i in z["index"].tolist():
-                    shape = tuple(z[f"shape_{i}"].tolist())
-                    bits = np.unpackbits(z[f"image_{i}"])[: shape[0] * shape[1]]
-                    drops[i] = torch.from_numpy(bits.reshape(shape).astype(bool))
-                return drops, dict(json.loads(str(z["stats"])))
-        except (OSError, ValueError, KeyError) as e:
-            raise RunDirError(f"sieve file {path} is missing or corrupt ({e})") from e
+    def load_checkpoint(self, r: int, stage: int = 1) -> dict[str, torch.Tensor]:
+        return self._load_torch(self.checkpoint_path(r, stage), "checkpoint")
 
-    def read_pseudo_stats(self, round: int) -> dict[str, float]:
-        path = self.pseudo_labels_path(round)
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                return dict(json.loads(str(z["stats"])))
-        except (OSError, ValueError, KeyError) as e:
-            raise RunDirError(f"pseudo labels {path} are missing or corrupt ({e})") from e
+    def save_optimizer(self, r: int, state: dict[str, Any], keep: int = 2) -> None:
+        """Optimizer state of a round (continuous schedule); older rounds are pruned."""
+        self.write_file(self.optimizer_path(r), _torch_bytes(state))
+        for old in range(r - keep, -1, -1):
+            self.forget(self.optimizer_path(old))
 
-    def load_checkpoint(self, round: int, stage: int = 1) -> dict[str, torch.Tensor]:
-        path = self.checkpoint_path(round, stage)
+    def load_optimizer(self, r: int) -> dict[str, Any]:
+        return dict(self._load_torch(self.optimizer_path(r), "optimizer state"))
+
+    @staticmethod
+    def _load_torch(path: Path, what: str) -> Any:
         if not path.exists():
-            raise RunDirError(f"checkpoint {path} is missing")
+            raise RunDirError(f"{what} {path} is missing")
         try:
             return torch.load(path, map_location="cpu", weights_only=True)
         except Exception as e:  # torch raises several types for torn or foreign files
-            raise RunDirError(f"checkpoint {path} is corrupt ({e})") from e
+            raise RunDirError(
+                f"{what} {path} is corrupt or not written by alseg (it does not load as a "
+                f"weights-only torch file: {type(e).__name__})"
+            ) from None

@@ -8,6 +8,7 @@ the run dir (metrics.csv, curve.png, selections/, overlays/), so nothing depends
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -32,6 +33,26 @@ def answer_counts(rows: Sequence[dict[str, Any]]) -> dict[str, int]:
         for a in str(r["answer"]).split("|"):
             counts[a] = counts.get(a, 0) + 1
     return dict(sorted(counts.items(), key=lambda t: (-t[1], t[0])))
+
+
+def last_offline_step(folder: Path, run_id: str) -> int:
+    """The largest history step in the offline W&B pieces of run ``run_id`` (-1: none).
+
+    An offline run resumed after a kill writes a new ``offline-run-*`` folder whose steps
+    would restart at 0; W&B drops history rows whose step is not larger than the last
+    one synced, so the resumed piece continues after the largest step of the earlier ones
+    and ``wandb sync`` of the pieces in time order makes one consistent history.
+    """
+    from alseg.wandb_offline import history
+
+    last = -1
+    for f in sorted(folder.glob(f"offline-run-*-{run_id}/run-{run_id}.wandb")):
+        try:
+            rows = history(f)
+        except (OSError, ValueError):
+            continue  # a piece cut off mid-record: its complete rows were read up to there
+        last = max([last, *(int(r.get("_step", -1)) for r in rows)])
+    return last
 
 
 class Tracker:
@@ -69,24 +90,29 @@ class Tracker:
         """Extra entries for state.json (the W&B run id, to resume the same run)."""
         return {"wandb_id": self.wandb.version} if self.wandb is not None else {}
 
-    def phase(self, round: int, name: str, items: int | None = None) -> None:
+    def phase(self, r: int, name: str, items: int | None = None) -> None:
         what = f" ({items} images)" if items is not None else ""
-        self.console.log(f"[bold cyan]round {round}/{self.rounds - 1}[/] {name}{what}")
+        self.console.log(f"[bold cyan]round {r}/{self.rounds - 1}[/] {name}{what}")
 
-    def resumed(self, round: int, phase: str) -> None:
+    def resumed(self, r: int, phase: str) -> None:
         self.console.log(
-            f"[bold yellow]resuming[/] {self.rundir.path} after round {round} phase '{phase}'"
+            f"[bold yellow]resuming[/] {self.rundir.path} after round {r} phase '{phase}'"
         )
+        if self.wandb is not None and self.rank_zero:
+            exp = self.wandb.experiment
+            last = last_offline_step(self.rundir.path / "wandb", exp.id)
+            if last >= exp.step:  # offline: this piece continues the step count of the last
+                exp.log({"al/resumed_round": r}, step=last + 1)
 
     def log_selection(
-        self, round: int, ann: Annotations, rows: Sequence[dict[str, Any]], dm: ActiveDataModule
+        self, r: int, ann: Annotations, rows: Sequence[dict[str, Any]], dm: ActiveDataModule
     ) -> None:
         """Console summary; overlays and the answer histogram to the run dir; to W&B the
         selections table, overlays, histogram and the round's labels as an artifact."""
         counts = answer_counts(rows)
         hist = ", ".join(f"{a} {c}" for a, c in counts.items())
         self.console.log(
-            f"[bold cyan]round {round}/{self.rounds - 1}[/] labeled {len(ann)} regions for "
+            f"[bold cyan]round {r}/{self.rounds - 1}[/] labeled {len(ann)} regions for "
             f"{ann.total_cost:g} clicks (total {dm.store.spent():g}); answers: {hist}"
         )
         if not self.rank_zero:
@@ -112,17 +138,15 @@ class Tracker:
             )
             titles.append(f"image {i}: selected | answers | predicted")
         out = self.rundir.path
-        save_overlay_grid(tiles, out / "overlays" / f"round_{round:02d}.png", titles)
-        save_bar_chart(
-            counts, out / "histograms" / f"round_{round:02d}.png", f"answers, round {round}"
-        )
+        save_overlay_grid(tiles, out / "overlays" / f"round_{r:02d}.png", titles)
+        save_bar_chart(counts, out / "histograms" / f"round_{r:02d}.png", f"answers, round {r}")
         if self.wandb is None:
             return
         import wandb
 
         table = wandb.Table(columns=list(rows[0]) if rows else ["image"])
-        for r in rows:
-            table.add_data(*r.values())
+        for row in rows:
+            table.add_data(*row.values())
         hist_table = wandb.Table(
             data=[[a, c] for a, c in counts.items()], columns=["answer", "count"]
         )
@@ -134,15 +158,15 @@ class Tracker:
                 "selections/answers": wandb.plot.bar(
                     hist_table, "answer", "count", title="answers"
                 ),
-                "selections/round": round,
+                "selections/round": r,
             }
         )
         art = wandb.Artifact(
-            f"labels-{exp.id}", type="labels", metadata={"round": round, "clicks": dm.store.spent()}
+            f"labels-{exp.id}", type="labels", metadata={"round": r, "clicks": dm.store.spent()}
         )
-        art.add_file(str(self.rundir.labels_path(round)))
-        art.add_file(str(self.rundir.selections_path(round)))
-        exp.log_artifact(art, aliases=[f"round-{round}", "latest"])
+        art.add_file(str(self.rundir.labels_path(r)))
+        art.add_file(str(self.rundir.selections_path(r)))
+        exp.log_artifact(art, aliases=[f"round-{r}", "latest"])
 
     def log_round(self, row: dict[str, Any]) -> None:
         self.console.log(

@@ -16,7 +16,8 @@ from pathlib import Path
 import torch
 from rich.console import Console
 
-from alseg.config import build_loop, load_run_config
+from alseg.build import build_loop
+from alseg.config import load_run_config
 from alseg.data.shapes import SyntheticShapes
 
 GAPS = (0.0, 0.25, 0.5, 1.0)

@@ -24,3 +24,19 @@ def tiny_overrides(tmp: Path, *extra: str) -> list[str]:
         "logger=none",
         *extra,
     ]
+
+
+def rewind(run_dir: Path, r: int, phase: str, metrics_rows: int | None = None) -> None:
+    """Make a finished run dir look as if it was killed after round ``r``'s ``phase``:
+    state.json goes back, metrics.csv keeps its header and ``metrics_rows`` rows, and the
+    recorded checksum follows (as a real kill at that point leaves it)."""
+    import hashlib
+    import json
+
+    state = json.loads((run_dir / "state.json").read_text())
+    state.update(round=r, phase=phase)
+    if metrics_rows is not None:
+        path = run_dir / "metrics.csv"
+        path.write_text("".join(path.read_text().splitlines(True)[: metrics_rows + 1]))
+        state["files"]["metrics.csv"] = hashlib.sha256(path.read_bytes()).hexdigest()
+    (run_dir / "state.json").write_text(json.dumps(state))

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import tiny_overrides
+from helpers import rewind, tiny_overrides
 
 pytestmark = pytest.mark.ddp
 
@@ -39,6 +39,7 @@ def test_ddp_run_completes_and_resumes(tmp_path: Path):
     assert [r["round"] for r in rows] == ["0", "1"]
     # the second rank wrote nothing of its own: one W&B-free run dir, no stray folders
     assert sorted(p.name for p in out.iterdir()) == [
+        ".lock",  # the writer's lock (rank 0 only)
         "checkpoints",
         "config.yaml",
         "curve.png",
@@ -52,12 +53,7 @@ def test_ddp_run_completes_and_resumes(tmp_path: Path):
     # a run killed after round 1's fit resumes under DDP to the same learning curve
     killed = tmp_path / "killed"
     shutil.copytree(out, killed)
-    state = json.loads((killed / "state.json").read_text())
-    state.update(round=1, phase="fitted")
-    (killed / "state.json").write_text(json.dumps(state))
-    (killed / "metrics.csv").write_text(
-        "".join((out / "metrics.csv").read_text().splitlines(True)[:2])
-    )
+    rewind(killed, 1, "fitted", metrics_rows=1)
     res = alseg("resume", str(killed))
     assert res.returncode == 0, res.stderr[-3000:]
     assert (killed / "metrics.csv").read_text() == (out / "metrics.csv").read_text()

@@ -95,7 +95,7 @@ def test_adaptive_cityscapes_config_runs_on_a_fixture_tree(tmp_path):
     assert main(args) == 0
     rows = list(csv.DictReader((run_dir / "metrics.csv").open()))
     assert len(rows) == 2 and "sieve_kept_acc" in rows[1]
-    assert (run_dir / "merged" / "round_01.npz").is_file()
+    assert (run_dir / "sieve" / "round_01" / "manifest.json").is_file()
 
 
 def test_domain_adaptation_protocol_values():

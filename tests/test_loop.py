@@ -12,7 +12,8 @@ import pytorch_lightning as pl
 from helpers import tiny_overrides
 from rich.console import Console
 
-from alseg.config import build_loop, compose, load_run_config
+from alseg.build import build_loop
+from alseg.config import compose, load_run_config
 from alseg.rundir import RunDirError
 
 QUIET = Console(quiet=True)
@@ -47,7 +48,9 @@ def crash_in(phase: str, at_round: int):
 
         def wrapped(round):
             if round == at_round:
-                loop.trainer_factory = lambda cbs, steps=None: factory(cbs + [Crash()], steps)
+                loop.trainer_factory = lambda cbs, steps=None, epochs=None: factory(
+                    cbs + [Crash()], steps, epochs
+                )
             try:
                 return method(round)
             finally:
@@ -230,7 +233,8 @@ def test_multiclass_click_accounting_and_stage2(tmp_path):
             assert set(answered) <= set(names)
             assert float(x["cost"]) == len(answered)
     assert float(rows[-1]["clicks"]) == pytest.approx(float(labels["cost"].sum()))
-    assert (out / "pseudo_labels" / "round_02.npz").is_file()
+    pseudo = out / "pseudo_labels" / "round_02"
+    assert (pseudo / "manifest.json").is_file() and len(list(pseudo.glob("*.png"))) > 0
     assert (out / "checkpoints" / "round_02_stage2.pt").is_file()
 
 
@@ -252,8 +256,7 @@ def test_adaptive_superpixels_accounting_and_files(tmp_path):
         for (_image, q), members in by_query.items():
             assert [x["region"] for x in members if float(x["cost"]) == 1] == [q]
             assert len({x["answer"] for x in members}) == 1
-        assert (out / "merged" / f"round_{r:02d}.npz").is_file()
-        assert (out / "sieve" / f"round_{r:02d}.npz").is_file()
+        assert (out / "sieve" / f"round_{r:02d}" / "manifest.json").is_file()
     assert float(rows[-1]["clicks"]) == pytest.approx(float(labels["cost"].sum()))
 
 

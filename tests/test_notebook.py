@@ -9,7 +9,8 @@ import pytest
 from helpers import tiny_overrides
 from rich.console import Console
 
-from alseg.config import build_loop, compose
+from alseg.build import build_loop
+from alseg.config import compose
 
 NOTEBOOK = Path(__file__).resolve().parent.parent / "notebooks" / "analyze_runs.ipynb"
 

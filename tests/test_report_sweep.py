@@ -12,8 +12,9 @@ import yaml
 from helpers import tiny_overrides
 from rich.console import Console
 
+from alseg.build import build_loop
 from alseg.cli import main
-from alseg.config import build_loop, compose
+from alseg.config import compose
 from alseg.report import load_runs, markdown_table
 from alseg.sweep import grid, run_name
 

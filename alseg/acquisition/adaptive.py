@@ -1,10 +1,10 @@
-"""Adaptive superpixels (Kim et al., ICCV 2023; METHODS.md B): merging base regions whose
-predictions agree, and sieving labels by the knee of the model's confidences.
+"""Adaptive superpixels (Kim et al., ICCV 2023): merging base regions whose predictions
+agree, and the knee of a confidence curve (for sieving).
 
 In the round loop: ``AdaptiveSizeBalancedBvSB`` (``active.strategy=adaptive_sizebal``)
 merges the base regions of every pool batch in the scoring pass with the previous round's
 model and scores the merged regions; the oracle answers one dominant label per merged
-region (``SimulatedOracle.annotate_merged``); ``alseg.acquisition.sieve`` drops the labeled
+region (``SimulatedOracle.annotate_merged``); ``alseg.extensions.sieve`` drops the labeled
 pixels whose confidence is below the knee of their merged region (``sieve.enabled``).
 """
 
@@ -14,8 +14,9 @@ import numpy as np
 import torch
 
 from alseg.acquisition import scores as S
+from alseg.acquisition.base import BatchOutputs, Stats
 from alseg.acquisition.reduce import region_majority, region_reduce
-from alseg.acquisition.strategies import BatchOutputs, SizeBalancedBvSB, Stats
+from alseg.acquisition.uncertainty import SizeBalancedBvSB
 from alseg.data.regions import region_adjacency
 
 
@@ -132,7 +133,7 @@ def merge_roots(label: torch.Tensor, region_uncertainty: torch.Tensor) -> torch.
 
 
 class AdaptiveSizeBalancedBvSB(SizeBalancedBvSB):
-    """Adaptive superpixels (Kim et al., ICCV 2023; METHODS.md B): in the scoring pass,
+    """Adaptive superpixels (Kim et al., ICCV 2023): in the scoring pass,
     the base regions of each image are merged (mean softmax and mean BvSB per base region,
     ``merge_regions`` with ``eps``; labeled base regions are never merged) and the merged
     regions are scored by ``sizebal`` (mean BvSB over the merged region's pixels x

@@ -1,4 +1,4 @@
-"""Active domain adaptation strategies (METHODS.md E): AADA, CLUE, EADA and LAMDA.
+"""Active domain adaptation strategies: AADA, CLUE, EADA and LAMDA (docs/methods.md).
 
 They select target regions (for classification: images, one region each) like every
 other strategy: statistics per pool batch, then a selection under a click budget.
@@ -10,19 +10,19 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import torch
 
 from alseg.acquisition import scores as S
-from alseg.acquisition.reduce import region_feature_mean, region_reduce
-from alseg.acquisition.select import budgeted_topk, lamda_select, weighted_kmeans_select
-from alseg.acquisition.strategies import (
+from alseg.acquisition.base import (
     BatchOutputs,
+    DiversityStrategy,
+    Selection,
     Stats,
     Strategy,
-    _DiversityStrategy,
     hash_key,
 )
+from alseg.acquisition.reduce import region_feature_mean, region_reduce
+from alseg.acquisition.select import budgeted_topk, lamda_select, weighted_kmeans_select
 
 
 class AADAStrategy(Strategy):
@@ -73,7 +73,8 @@ class EADAStrategy(Strategy):
         budget: float,
         stats: Stats,
         generator: torch.Generator,
-    ) -> torch.Tensor:
+        round_index: int = 1,
+    ) -> Selection:
         energy = stats["energy"].float().cpu()
         usable = ~labeled & torch.isfinite(energy)
         k = int(budget // float(costs[usable].min())) if usable.any() else 0
@@ -82,10 +83,10 @@ class EADAStrategy(Strategy):
         top = torch.topk(energy, min(keep, int(usable.sum()))).indices
         shortlist = torch.full_like(scores, float("nan"))
         shortlist[top] = scores[top]
-        return budgeted_topk(shortlist, costs, budget, labeled)
+        return Selection(budgeted_topk(shortlist, costs, budget, labeled))
 
 
-class CLUEStrategy(_DiversityStrategy):
+class CLUEStrategy(DiversityStrategy):
     """CLUE (Prabhu et al., 2021): k-means of region embeddings weighted by the entropy of
     softmax(logits / T), K = the budget's queries, the sample nearest to each centroid.
     Candidates: a fixed pseudo-random subset of ``max_candidates`` unlabeled regions."""
@@ -104,26 +105,30 @@ class CLUEStrategy(_DiversityStrategy):
         ent = region_reduce(S.entropy(batch.logits, temperature=self.temperature), batch.regions, n)
         emb = region_feature_mean(batch.features, batch.regions, n)
         key = torch.where(batch.labeled, torch.full_like(ent, -math.inf), hash_key(batch.ids))
-        return {"score": ent, "cand/key": key, "cand/feat": torch.cat([emb, ent[:, None]], 1)}
+        return {"score": ent, "cand/key": key, "cand/feat": emb, "cand/weight": ent}
 
     def pick(
         self,
-        feat: torch.Tensor,
+        fields: Stats,
         costs: torch.Tensor,
         budget: float,
         labeled: torch.Tensor,
         generator: torch.Generator,
-    ) -> torch.Tensor:
-        emb, weight = feat[:, :-1], feat[:, -1]
-        return weighted_kmeans_select(emb, weight, costs, budget, labeled, generator, self.iters)
+        round_index: int,
+    ) -> Selection:
+        emb, weight = fields["feat"], fields["weight"]
+        return Selection(
+            weighted_kmeans_select(emb, weight, costs, budget, labeled, generator, self.iters)
+        )
 
 
-class LAMDAStrategy(_DiversityStrategy):
-    """LAMDA (Hwang et al., 2022; METHODS.md E): greedy MMD-critic selection on region
-    embeddings (``lamda_select``); confident regions (mean p1 - p2 > ``confidence``) and
-    labeled ones are free picks (labeled ones are never queried again), at most
-    2 x round x k free picks. After the selection, ``target_distribution`` estimates the
-    target label distribution from the labels so far and this round's free picks.
+class LAMDAStrategy(DiversityStrategy):
+    """LAMDA (Hwang et al., ECCV 2022): greedy MMD-critic selection on region embeddings
+    (``lamda_select``); confident regions (mean p1 - p2 > ``confidence``) and labeled ones
+    are free picks (labeled ones are never queried again), at most 2 x round x k free
+    picks. The selection's extras carry the free picks (``free_ids``) and their mean
+    softmax (``free_probs``), from which ``alseg.extensions.label_matching`` estimates the
+    target label distribution.
 
     Candidates: a fixed pseudo-random subset of ``max_candidates`` unlabeled regions plus
     as many labeled ones, so the MMD sees the whole pool's distribution.
@@ -137,54 +142,51 @@ class LAMDAStrategy(_DiversityStrategy):
     ) -> None:
         super().__init__(max_candidates)
         self.confidence, self.gamma = confidence, gamma
-        self.round = 1  # set by the loop: the free-pick cap grows with it
-        self.classes = 0
-        self.free_probs: np.ndarray | None = None  # (F, C) mean softmax of the last free picks
 
     def region_stats(self, batch: BatchOutputs) -> Stats:
         assert batch.features is not None
         n = batch.num_regions
-        self.classes = batch.logits.shape[1]  # splits the candidate rows in pick()
-        prob = torch.softmax(batch.logits.float(), 1).movedim(1, -1)
-        top2 = prob.topk(2, dim=-1).values
-        margin = region_reduce(top2[..., 0] - top2[..., 1], batch.regions, n)
-        mean_prob = region_reduce(prob, batch.regions, n)
+        gap = 1.0 - S.margin(batch.logits)  # p1 - p2
+        margin = region_reduce(gap, batch.regions, n)
+        mean_prob = region_reduce(
+            torch.softmax(batch.logits.float(), 1).movedim(1, -1), batch.regions, n
+        )
         emb = region_feature_mean(batch.features, batch.regions, n)
-        feat = torch.cat([emb, mean_prob, margin[:, None]], 1)
         h = hash_key(batch.ids)
         inf = torch.full_like(h, -math.inf)
-        return {
-            "score": -margin,
-            "cand/key": torch.where(batch.labeled, inf, h),
-            "cand/feat": feat,
-            "center/key": torch.where(batch.labeled, h, inf),
-            "center/feat": feat,
-        }
+        out = {"score": -margin}
+        for group, key in (
+            ("cand", torch.where(batch.labeled, inf, h)),
+            ("center", torch.where(batch.labeled, h, inf)),
+        ):
+            out.update(
+                {
+                    f"{group}/key": key,
+                    f"{group}/feat": emb,
+                    f"{group}/prob": mean_prob,
+                    f"{group}/margin": margin,
+                }
+            )
+        return out
 
     def pick(
         self,
-        feat: torch.Tensor,
+        fields: Stats,
         costs: torch.Tensor,
         budget: float,
         labeled: torch.Tensor,
         generator: torch.Generator,
-    ) -> torch.Tensor:
-        C = self.classes
-        emb, prob, margin = feat[:, : -C - 1], feat[:, -C - 1 : -1], feat[:, -1]
-        free = margin > self.confidence
+        round_index: int,
+    ) -> Selection:
+        free = fields["margin"] > self.confidence
         unlabeled_costs = costs[~labeled]
         k = min(int(budget // float(unlabeled_costs.min())), int((~labeled).sum()))
-        queries, free_picks = lamda_select(emb, free, labeled, k, 2 * self.round * k, self.gamma)
+        cap = 2 * round_index * k
+        queries, free_picks = lamda_select(fields["feat"], free, labeled, k, cap, self.gamma)
         spent = torch.cumsum(costs[queries].double(), 0)
         queries = queries[spent <= budget + 1e-9]
-        self.free_probs = prob[free_picks].cpu().numpy()
-        return queries
-
-    def target_distribution(self, label_counts: np.ndarray) -> np.ndarray:
-        """p_t(c) proportional to 1 + labels so far of class c + the top-1 probabilities of
-        this round's free picks for class c (METHODS.md E, step 5)."""
-        p = 1.0 + np.asarray(label_counts, dtype=np.float64)
-        if self.free_probs is not None and len(self.free_probs):
-            top = self.free_probs.argmax(1)
-            np.add.at(p, top, self.free_probs.max(1))
-        return p / p.sum()
+        extras = {
+            "free_rows": free_picks.cpu().numpy(),
+            "free_probs": fields["prob"][free_picks].cpu().numpy(),
+        }
+        return Selection(queries, extras)

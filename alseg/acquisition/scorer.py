@@ -3,8 +3,9 @@
 Pool outputs are never materialised: for each batch the strategy turns the logits (and
 features, when it needs them) into per-region tensors on the outputs' device, and the
 scorer writes them into flat buffers indexed by global region id (R_total, ...).
-Per-image statistics go to (N_images, ...) buffers, and feature rows of a *group*
-(``cand/``: candidates, ``center/``: labeled centers) to bounded top-M buffers.
+Per-image statistics go to (N_images, ...) buffers, and the rows of a *group* (``cand/``:
+candidates, ``center/``: labeled centers; a ``key`` and any number of row fields) to
+bounded top-M buffers.
 Memory is O(regions + M x D), whatever the pool's size in pixels.
 
 Under DDP each rank fills the rows of its shard of the pool; ``compute`` sums region and
@@ -20,8 +21,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from alseg.acquisition.base import BatchOutputs, Stats, Strategy
 from alseg.acquisition.reduce import region_majority
-from alseg.acquisition.strategies import BatchOutputs, Stats, Strategy
 
 Reduce = Callable[[torch.Tensor], torch.Tensor]
 Gather = Callable[[torch.Tensor], torch.Tensor]  # (...) -> (world, ...)
@@ -57,12 +58,14 @@ class PoolScorer:
         self.labeled = torch.from_numpy(np.ascontiguousarray(lab))
         self.reset()
 
-    def reset(self) -> None:
-        """Forget the statistics of the last pass."""
+    def reset(self, pass_index: int = 0, context: Stats | None = None) -> None:
+        """Forget the statistics of the last pass; the next batches belong to pass
+        ``pass_index``, whose strategy context (``Strategy.end_pass``) is ``context``."""
+        self.pass_index, self.context = pass_index, dict(context or {})
         self.buffers: Stats = {}
         self.scored: torch.Tensor | None = None
         self.image_scored: torch.Tensor | None = None
-        self.groups: dict[str, Stats] = {}  # group -> {"key", "ids", "feat"}
+        self.groups: dict[str, Stats] = {}  # group -> {"key", "ids", field: rows, ...}
 
     def _buffer(self, name: str, rows: int, like: torch.Tensor) -> torch.Tensor:
         buf = self.buffers.get(name)
@@ -105,6 +108,8 @@ class PoolScorer:
             gids,
             out.get("features"),
             out.get("domain"),
+            self.pass_index,
+            self.context,
         )
         stats = self.strategy.region_stats(batch)
         if "pred" not in stats:  # the model's majority class, for the selection record
@@ -126,25 +131,26 @@ class PoolScorer:
                 self._buffer(name, self.total, value)[gids] = value
         for group in GROUPS:
             if f"{group}/key" in stats:
-                self._merge(group, stats[f"{group}/key"], gids, stats[f"{group}/feat"])
+                rows = {
+                    k.split("/", 1)[1]: v for k, v in stats.items() if k.startswith(group + "/")
+                }
+                self._merge(group, {**rows, "ids": gids})
 
-    def _merge(self, group: str, key: torch.Tensor, ids: torch.Tensor, feat: torch.Tensor) -> None:
-        """Keep the ``max_candidates`` rows of largest key of a group (ties: lower id);
-        rows with key -inf are dropped."""
+    def _merge(self, group: str, rows: Stats) -> None:
+        """Keep the ``max_candidates`` rows of largest ``key`` of a group (ties: lower id);
+        rows with key -inf are dropped. ``rows``: ``key``, ``ids`` and the row fields."""
         old = self.groups.get(group)
         if old:
-            key = torch.cat([old["key"], key])
-            ids = torch.cat([old["ids"], ids])
-            feat = torch.cat([old["feat"], feat])
-        valid = key > -torch.inf
-        key, ids, feat = key[valid], ids[valid], feat[valid]
-        order = torch.argsort(ids, stable=True)  # the tie-break must not depend on arrival
-        key, ids, feat = key[order], ids[order], feat[order]
+            rows = {name: torch.cat([old[name], value]) for name, value in rows.items()}
+        valid = rows["key"] > -torch.inf
+        rows = {name: value[valid] for name, value in rows.items()}
+        order = torch.argsort(rows["ids"], stable=True)  # ties must not depend on arrival
+        rows = {name: value[order] for name, value in rows.items()}
         m = self.strategy.max_candidates
-        if key.numel() > m:
-            top = torch.sort(key, descending=True, stable=True).indices[:m].sort().values
-            key, ids, feat = key[top], ids[top], feat[top]
-        self.groups[group] = {"key": key, "ids": ids, "feat": feat}
+        if rows["key"].numel() > m:
+            top = torch.sort(rows["key"], descending=True, stable=True).indices[:m].sort().values
+            rows = {name: value[top] for name, value in rows.items()}
+        self.groups[group] = rows
 
     def compute(
         self,
@@ -161,12 +167,15 @@ class PoolScorer:
         Returns:
             (R_total, ...) region tensors (float ones NaN where a region was not scored),
             ``scored`` (R_total,) bool, ``image/...`` (N_images, ...) tensors and
-            ``image/scored``, and per feature group (``cand``, ``center``) ``<g>/ids``
-            (M,) long (-1 = empty row), ``<g>/feat`` (M, D), ``<g>/key`` (M,).
+            ``image/scored``, and per row group (``cand``, ``center``) ``<g>/ids`` (M,)
+            long (-1 = empty row), ``<g>/key`` (M,) and every row field ``<g>/<field>``
+            (M, ...), e.g. ``<g>/feat`` (M, D).
         """
         spec = {k: (tuple(v.shape[1:]), v.dtype) for k, v in self.buffers.items()}
         for group, g in self.groups.items():
-            spec[f"{group}/feat"] = (tuple(g["feat"].shape[1:]), g["feat"].dtype)
+            for name, value in g.items():
+                if name not in ("key", "ids"):
+                    spec[f"{group}/{name}"] = (tuple(value.shape[1:]), value.dtype)
         if broadcast is not None:  # ranks with an empty shard learn the buffers' layout
             spec = broadcast(spec)
         if self.scored is None:
@@ -198,39 +207,42 @@ class PoolScorer:
                 value = torch.where(mask, value, torch.full_like(value, float("nan")))
             out[name] = value
         for group in GROUPS:
-            if f"{group}/feat" in spec:
-                out.update(self._gathered(group, spec[f"{group}/feat"], device, all_gather))
+            fields = {
+                k.split("/", 1)[1]: v
+                for k, v in spec.items()
+                if k.startswith(group + "/") and k.split("/", 1)[1] not in ("key", "ids")
+            }
+            if fields:
+                out.update(self._gathered(group, fields, device, all_gather))
         return out
 
     def _gathered(
         self,
         group: str,
-        feat_spec: tuple[tuple[int, ...], torch.dtype],
+        fields: dict[str, tuple[tuple[int, ...], torch.dtype]],
         device: torch.device,
         all_gather: Gather | None,
     ) -> Stats:
         m = self.strategy.max_candidates
-        shape, dtype = feat_spec
 
         def padded() -> Stats:
             out = {
-                f"{group}/key": torch.full((m,), -torch.inf, device=device),
-                f"{group}/ids": torch.full((m,), -1, dtype=torch.long, device=device),
-                f"{group}/feat": torch.zeros((m, *shape), dtype=dtype, device=device),
+                "key": torch.full((m,), -torch.inf, device=device),
+                "ids": torch.full((m,), -1, dtype=torch.long, device=device),
             }
+            for name, (shape, dtype) in fields.items():
+                out[name] = torch.zeros((m, *shape), dtype=dtype, device=device)
             g = self.groups.get(group)
             if g:
                 k = g["key"].numel()
-                for name in ("key", "ids", "feat"):
-                    out[f"{group}/{name}"][:k] = g[name]
+                for name in out:
+                    out[name][:k] = g[name]
             return out
 
         out = padded()
         if all_gather is not None:  # M rows on every rank, merged again
-            key, ids, feat = (
-                all_gather(out[f"{group}/{n}"]).flatten(0, 1) for n in ("key", "ids", "feat")
-            )
+            rows = {name: all_gather(value).flatten(0, 1) for name, value in out.items()}
             self.groups.pop(group, None)
-            self._merge(group, key, ids, feat)
+            self._merge(group, rows)
             out = padded()
-        return out
+        return {f"{group}/{name}": value for name, value in out.items()}

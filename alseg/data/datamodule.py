@@ -9,6 +9,7 @@ maps and workers are not rebuilt.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -16,6 +17,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, default_collate
 
+from alseg.data.label_maps import label_map_path, load_label_map
 from alseg.data.labels import DENSE, MULTI, NO_CLASS, LabelStore
 from alseg.data.regions import RegionSet
 from alseg.data.transforms import TrainAugment
@@ -28,8 +30,9 @@ class LabeledView(Dataset):
     multi-class labels also ``regions`` (H,W) long and ``region_classes`` (R_max + 1, C+1)
     bool (the answers, padded to the largest region count of the pool; row R_max is the
     all-False answer of pixels that a crop pads). With stage-2 pseudo labels set
-    (``set_pseudo_labels``) the target is the pseudo-label map. ``augment`` (random scale,
-    crop, flip) transforms image, target and regions together.
+    (``set_pseudo_labels``: a folder of label maps) the target is the image's pseudo-label
+    map; sieve masks (``set_sieve``: folders of masks) remove pixels from the targets.
+    ``augment`` (random scale, crop, flip) transforms image, target and regions together.
     """
 
     def __init__(
@@ -45,8 +48,8 @@ class LabeledView(Dataset):
         self.indices = np.zeros(0, dtype=np.int64)
         self.region_targets = torch.full((regions.total,), ignore_index, dtype=torch.long)
         self.store: LabelStore | None = None
-        self.pseudo: dict[int, torch.Tensor] | None = None
-        self.drops: dict[int, torch.Tensor] = {}
+        self.pseudo: Path | None = None
+        self.sieves: list[Path] = []
         self.max_regions = int(regions.num_regions.max(initial=1))
         self.augment = augment or TrainAugment(hflip=False)
         self.augment.ignore_index, self.augment.pad_region = ignore_index, self.max_regions
@@ -61,14 +64,15 @@ class LabeledView(Dataset):
         )
         self.indices = np.flatnonzero(per_image > 0).astype(np.int64)
 
-    def set_sieve(self, drops: dict[int, torch.Tensor]) -> None:
-        """(H, W) bool masks of labeled pixels sieved out (adaptive superpixels): they
-        become ``ignore_index`` in the targets."""
-        self.drops = drops
+    def set_sieve(self, folders: list[Path]) -> None:
+        """Folders of (H, W) masks (1 = drop) of labeled pixels sieved out (adaptive
+        superpixels, ``label_maps``): they become ``ignore_index`` in the targets."""
+        self.sieves = list(folders)
 
-    def set_pseudo_labels(self, pseudo: dict[int, torch.Tensor] | None) -> None:
-        """Train on these (H, W) maps instead of the store's labels (stage 2); None: off."""
-        self.pseudo = pseudo
+    def set_pseudo_labels(self, folder: Path | None) -> None:
+        """Train on the label maps in ``folder`` instead of the store's labels (stage 2);
+        None: off."""
+        self.pseudo = folder
 
     def region_classes(self, index: int) -> torch.Tensor:
         """(R_max + 1, C+1) bool multi-class answers of image ``index``'s regions."""
@@ -82,14 +86,16 @@ class LabeledView(Dataset):
     def target(self, index: int) -> torch.Tensor:
         """(H, W) long training target of pool image ``index``."""
         if self.pseudo is not None:
-            return self.pseudo[index]
+            return load_label_map(label_map_path(self.pseudo, index))
         rmap = self.regions.map_tensor(index)
         target = self.region_targets[int(self.regions.offsets[index]) + rmap]
         dense = target == DENSE
         if dense.any():  # pixel labels: the region's own pixels are the answer
             target = torch.where(dense, self.mask_fn(index), target)
-        if index in self.drops:
-            target = target.masked_fill(self.drops[index], self.ignore_index)
+        for folder in self.sieves:
+            path = label_map_path(folder, index)
+            if path.exists():
+                target = target.masked_fill(load_label_map(path) > 0, self.ignore_index)
         return target
 
     def __len__(self) -> int:
@@ -104,17 +110,12 @@ class LabeledView(Dataset):
         return self.augment(item)
 
 
-class PoolView(Dataset):
-    """Pool images with at least one unlabeled region, unaugmented, with region maps."""
+class ImageView(Dataset):
+    """Some pool images, unaugmented, with their region maps (prediction passes)."""
 
-    def __init__(self, dataset: Dataset, regions: RegionSet) -> None:
+    def __init__(self, dataset: Dataset, regions: RegionSet, indices: np.ndarray) -> None:
         self.dataset, self.regions = dataset, regions
-        self.indices = np.arange(len(regions), dtype=np.int64)
-
-    def refresh(self, store: LabelStore) -> None:
-        unlabeled = ~store.labeled_mask()
-        per_image = np.add.reduceat(unlabeled.astype(np.int64), self.regions.offsets[:-1])
-        self.indices = np.flatnonzero(per_image > 0).astype(np.int64)
+        self.indices = np.asarray(indices, dtype=np.int64)
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -257,17 +258,24 @@ class ActiveDataModule(pl.LightningDataModule):
         self.num_workers = num_workers
         augment = TrainAugment(scale_range, crop_size, hflip)
         self.labeled = LabeledView(train_set, regions, mask_fn, ignore_index, augment)
-        self.pool = PoolView(train_set, regions)
+        self.pool = ImageView(train_set, regions, np.arange(len(regions)))
         self.source = SourceView(source_set, augment) if source_set is not None else None
         self.unlabeled_target = unlabeled_target
         self.source_weights: np.ndarray | None = None
         self._source_pixels: np.ndarray | None = None
         self.refresh()
 
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        """Names of the pool's classes."""
+        return tuple(self.train_set.class_names)  # type: ignore[attr-defined]
+
     def refresh(self) -> None:
         """Rebuild index arrays and targets from the store (after every LabelStore.add)."""
         self.labeled.refresh(self.store)
-        self.pool.refresh(self.store)
+        unlabeled = ~self.store.labeled_mask()
+        per_image = np.add.reduceat(unlabeled.astype(np.int64), self.regions.offsets[:-1])
+        self.pool.indices = np.flatnonzero(per_image > 0).astype(np.int64)
 
     def _loader(
         self,
@@ -363,6 +371,12 @@ class ActiveDataModule(pl.LightningDataModule):
     def pool_dataloader(self) -> DataLoader:
         """Unlabeled pool images (at least one unlabeled region), no augmentation."""
         return self._loader(self.pool, self.pool_batch_size, False)
+
+    def images_dataloader(self, indices: np.ndarray) -> DataLoader:
+        """The given pool images, unaugmented, with region maps (prediction passes over
+        labeled images: stage-2 pseudo labels, sieving)."""
+        view = ImageView(self.train_set, self.regions, indices)
+        return self._loader(view, self.pool_batch_size, False)
 
     def state_dict(self) -> dict[str, Any]:
         return {k: v for k, v in self.store.state_dict().items()}

@@ -146,7 +146,10 @@ class FileSegmentationDataset(Dataset):
         for image, mask in self.pairs:
             if not mask.is_file():
                 raise DataError(f"{image}: its mask {mask} is missing")
+        # (height, width) of every image as loaded (after resizing); None unless checked
+        self.image_sizes: list[tuple[int, int]] | None = None
         if check_sizes:
+            sizes = []
             for image, mask in self.pairs:
                 a, b = _header_size(image), _header_size(mask)
                 if a != b:
@@ -154,6 +157,8 @@ class FileSegmentationDataset(Dataset):
                         f"{mask}: mask size {b[1]}x{b[0]} differs from image {image} "
                         f"size {a[1]}x{a[0]} (width x height)"
                     )
+                sizes.append(_target_size(a, self._size))
+            self.image_sizes = sizes
 
     # --- the sample contract -------------------------------------------------------------
     @property

@@ -7,16 +7,16 @@ targets are built. 3,000 images x 8,192 regions take about 24M regions x 8 bytes
 
 from __future__ import annotations
 
-import os
-import tempfile
 import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any
 
 import numpy as np
 
-LabelType = Literal["dominant", "pixel", "multiclass"]
+from alseg.atomic import atomic_write_bytes, buffered
+
 LABEL_TYPES: tuple[str, ...] = ("dominant", "pixel", "multiclass")
 # Codes stored per region; kept stable because they are written to .npz files.
 _KIND_CODE = {"none": 0, "dominant": 1, "pixel": 2, "multiclass": 3}
@@ -80,6 +80,40 @@ class Annotations:
     def total_cost(self) -> float:
         return float(self.costs.sum())
 
+    def describe(self, names: Sequence[str]) -> list[str]:
+        """Readable answers: a class name, "void" (no usable class), "pixels", or the
+        classes of a multi-class answer joined by "|"."""
+        if self.label_type == "pixel":
+            return ["pixels"] * len(self)
+        if self.bits is not None:
+            labels = [*names, "void"]
+            return ["|".join(labels[c] for c in np.flatnonzero(b)) or "none" for b in self.bits]
+        return [names[k] if k != NO_CLASS else "void" for k in self.classes]
+
+    def records(self, regions: Any, names: Sequence[str]) -> list[dict[str, Any]]:
+        """One row per answered region (selections CSV, W&B table): image, region, score,
+        cost, readable answer, predicted class; ``query`` (the root region) for merged
+        regions. ``regions``: the pool's ``RegionSet``."""
+        images, local = regions.split_ids(self.region_ids)
+        pred = self.predicted if self.predicted is not None else np.full(len(self), -1)
+        rows = [
+            {
+                "image": int(i),
+                "region": int(r),
+                "score": f"{s:.6g}",
+                "cost": f"{c:g}",
+                "answer": a,
+                "predicted": names[p] if 0 <= p < len(names) else "",
+            }
+            for i, r, s, c, a, p in zip(
+                images, local, self.scores, self.costs, self.describe(names), pred
+            )
+        ]
+        if self.query is not None:  # merged regions: the root (local id) of each row's query
+            for row, q in zip(rows, regions.split_ids(self.query)[1]):
+                row["query"] = int(q)
+        return rows
+
 
 class LabelStore:
     """Per-region labels of one pool.
@@ -108,8 +142,9 @@ class LabelStore:
         return self.num_classes + 1
 
     # -- updates -----------------------------------------------------------------------
-    def add(self, annotations: Annotations, round: int) -> None:
-        """Record answers as labeled in ``round``. Raises if any region is already labeled."""
+    def add(self, annotations: Annotations, round_index: int) -> None:
+        """Record answers as labeled in round ``round_index``. Raises if any region is
+        already labeled."""
         ids = annotations.region_ids
         if ids.size == 0:
             return
@@ -137,7 +172,7 @@ class LabelStore:
             if self.bits is None:
                 self.bits = np.zeros((self.num_regions, (self.num_bits + 7) // 8), dtype=np.uint8)
             self.bits[ids] = np.packbits(full, axis=1)
-        self.round[ids] = round
+        self.round[ids] = round_index
         self.kind[ids] = _KIND_CODE[annotations.label_type]
         self.cls[ids] = annotations.classes.astype(np.uint8)
         self.cost[ids] = annotations.costs.astype(np.float32)
@@ -147,9 +182,9 @@ class LabelStore:
         """(num_regions,) bool, True where a region has been labeled (paid for)."""
         return self.round >= 0
 
-    def spent(self, round: int | None = None) -> float:
+    def spent(self, round_index: int | None = None) -> float:
         """Total click cost paid, or the cost paid in one round."""
-        sel = self.round >= 0 if round is None else self.round == round
+        sel = self.round >= 0 if round_index is None else self.round == round_index
         return float(self.cost[sel].sum(dtype=np.float64))
 
     def region_targets(self) -> np.ndarray:
@@ -217,16 +252,12 @@ class LabelStore:
     def save(self, path: str | Path) -> None:
         """Write a compressed .npz atomically (temp file + rename): a crash never leaves a
         half-written file under ``path``."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz.tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez_compressed(f, **self.state_dict())  # type: ignore[arg-type]
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write_bytes(Path(path), self.to_bytes())
+
+    def to_bytes(self) -> bytes:
+        """The compressed .npz file content of ``state_dict()``."""
+        state = self.state_dict()
+        return buffered(lambda f: np.savez_compressed(f, **state))  # type: ignore[arg-type]
 
     def load(self, path: str | Path) -> None:
         """Load a file written by ``save``; a corrupt or foreign file raises ValueError

@@ -13,9 +13,9 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from alseg.acquisition.reduce import region_class_counts
 from alseg.data.labels import LABEL_TYPES, NO_CLASS, Annotations
 from alseg.data.regions import RegionSet
+from alseg.scatter import region_class_counts
 
 
 class CostModel(Protocol):

@@ -11,18 +11,18 @@ import hashlib
 import json
 import multiprocessing as mp
 import os
-import tempfile
 import time
 import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
 
-RegionMethod = Literal["slic", "seeds", "grid"]
+from alseg.atomic import atomic_write
+
 METHODS: tuple[str, ...] = ("slic", "seeds", "grid")
 CHUNK = 64  # images per cache file: the unit of resuming
 MAX_IN_MEMORY_MB = 1024  # larger region sets are read from the cache per image
@@ -186,15 +186,7 @@ def save_chunk(path: Path, maps: Sequence[np.ndarray]) -> None:
     arrays["num_regions"] = num_regions
     arrays["sizes"] = _sizes(maps, num_regions)
     arrays["shapes"] = np.array([m.shape for m in maps], dtype=np.int64).reshape(-1, 2)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz.tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez_compressed(f, **arrays)  # type: ignore[arg-type]
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda f: np.savez_compressed(f, **arrays))  # type: ignore[arg-type]
 
 
 def read_chunk(path: Path, with_maps: bool) -> dict[str, Any]:

@@ -16,15 +16,46 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from alseg.acquisition.scores import entropy
+from alseg.models.losses import masked_cross_entropy
 from alseg.models.segmentation import SegmentationModule
 
 ALIGNMENTS = ("none", "dann", "entropy")
+DISCRIMINATE = ("features", "output")
+
+
+@dataclass(frozen=True)
+class AlignSpec:
+    """How source and target are aligned.
+
+    Attributes:
+        alignment: "none" | "dann" | "entropy".
+        discriminate: "features" (decoder features) | "output" (softmax maps), for dann.
+        disc_hidden: hidden widths of the discriminator (LAMDA: 1024, 1024).
+        align_weight: weight of the alignment loss.
+        grl_scale: the step scale of the gradient-reversal coefficient (1000).
+    """
+
+    alignment: str = "none"
+    discriminate: str = "features"
+    disc_hidden: tuple[int, ...] = (1024, 1024)
+    align_weight: float = 1.0
+    grl_scale: float = 1000.0
+
+    def __post_init__(self) -> None:
+        if self.alignment not in ALIGNMENTS:
+            raise ValueError(
+                f"alignment={self.alignment!r} is not valid; choose one of {ALIGNMENTS}"
+            )
+        if self.discriminate not in DISCRIMINATE:
+            raise ValueError(f"discriminate={self.discriminate!r}: choose one of {DISCRIMINATE}")
 
 
 class _ReverseGrad(torch.autograd.Function):
@@ -73,19 +104,11 @@ def _compact(x: torch.Tensor) -> torch.Tensor:
     return x
 
 
-def _masked_ce(logits: torch.Tensor, target: torch.Tensor, ignore: int) -> torch.Tensor:
-    """CE summed over labeled pixels / their count (0 for a batch without labels)."""
-    loss = F.cross_entropy(logits, target, ignore_index=ignore, reduction="sum")
-    return loss / (target != ignore).sum().clamp_min(1)
-
-
 class DomainAdaptationModule(SegmentationModule):
-    """Args (beyond SegmentationModule's):
-    alignment: "none" | "dann" | "entropy".
-    discriminate: "features" (decoder features) | "output" (softmax maps), for dann.
-    disc_hidden: hidden widths of the discriminator (LAMDA: 1024, 1024).
-    align_weight: weight of the alignment loss.
-    grl_scale: the step scale of the gradient-reversal coefficient (1000).
+    """A SegmentationModule that also trains on the labeled source domain.
+
+    Args (beyond SegmentationModule's, by keyword):
+        align: the alignment term (default: none).
     """
 
     def __init__(
@@ -93,25 +116,20 @@ class DomainAdaptationModule(SegmentationModule):
         network: nn.Module,
         num_classes: int,
         *args: Any,
-        alignment: str = "none",
-        discriminate: str = "features",
-        disc_hidden: Sequence[int] = (1024, 1024),
-        align_weight: float = 1.0,
-        grl_scale: float = 1000.0,
+        align: AlignSpec | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(network, num_classes, *args, **kwargs)
-        if alignment not in ALIGNMENTS:
-            raise ValueError(f"alignment={alignment!r} is not valid; choose one of {ALIGNMENTS}")
-        if discriminate not in ("features", "output"):
-            raise ValueError(f"discriminate={discriminate!r}: choose features or output")
-        self.alignment, self.discriminate = alignment, discriminate
-        self.align_weight, self.grl_scale = float(align_weight), float(grl_scale)
-        self.predict_domain = False
+        self.align = align or AlignSpec()
         self.discriminator: DomainDiscriminator | None = None
-        if alignment == "dann":
-            channels = self.num_outputs if discriminate == "output" else self._feature_channels()
-            self.discriminator = DomainDiscriminator(channels, disc_hidden)
+        if self.align.alignment == "dann":
+            a = self.align
+            channels = self.num_outputs if a.discriminate == "output" else self._feature_channels()
+            self.discriminator = DomainDiscriminator(channels, a.disc_hidden)
+
+    @property
+    def provides_domain(self) -> bool:
+        return self.discriminator is not None
 
     def _feature_channels(self) -> int:
         net: Any = self.network
@@ -126,7 +144,7 @@ class DomainAdaptationModule(SegmentationModule):
         self, feats: torch.Tensor, logits: torch.Tensor, coef: float
     ) -> torch.Tensor:
         assert self.discriminator is not None
-        x = feats if self.discriminate == "features" else torch.softmax(logits, 1)
+        x = feats if self.align.discriminate == "features" else torch.softmax(logits, 1)
         return self.discriminator(reverse_gradient(_compact(x), coef))
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
@@ -141,14 +159,15 @@ class DomainAdaptationModule(SegmentationModule):
         f_by = dict(zip([k for k, _ in parts], feats.split(sizes)))
         l_by = dict(zip([k for k, _ in parts], logits.split(sizes)))
         n = sum(sizes)
-        loss = _masked_ce(l_by["source"], batch["source"]["mask"], self.ignore_index)
+        loss = masked_cross_entropy(l_by["source"], batch["source"]["mask"], self.ignore_index)
         self.log("train/source_ce", loss, batch_size=n)
         if "target" in batch:
-            tgt = _masked_ce(l_by["target"], batch["target"]["target"], self.ignore_index)
+            tgt = masked_cross_entropy(l_by["target"], batch["target"]["target"], self.ignore_index)
             self.log("train/target_ce", tgt, batch_size=n)
             loss = loss + tgt
-        if self.alignment == "dann":
-            coef = grl_coefficient(self.global_step, self.grl_scale)
+        a = self.align
+        if a.alignment == "dann":
+            coef = grl_coefficient(self.global_step, a.grl_scale)
             d_logits, d_labels = [], []
             for key in f_by:
                 d = self._domain_logits(f_by[key], l_by[key], coef)
@@ -156,23 +175,23 @@ class DomainAdaptationModule(SegmentationModule):
                 d_labels.append(torch.full_like(d.flatten(), float(key == "source")))
             dom = F.binary_cross_entropy_with_logits(torch.cat(d_logits), torch.cat(d_labels))
             self.log("train/domain_loss", dom, batch_size=n)
-            loss = loss + self.align_weight * dom
-        elif self.alignment == "entropy" and "unlabeled" in l_by:
-            p = torch.softmax(l_by["unlabeled"].float(), 1)
-            ent = -(p * torch.log(p.clamp_min(1e-12))).sum(1).mean()
+            loss = loss + a.align_weight * dom
+        elif a.alignment == "entropy" and "unlabeled" in l_by:
+            ent = entropy(l_by["unlabeled"]).mean()
             self.log("train/target_entropy", ent, batch_size=n)
-            loss = loss + self.align_weight * ent
+            loss = loss + a.align_weight * ent
         self.log("train/loss", loss, prog_bar=True, batch_size=n)
         return loss
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> Any:
-        if not self.predict_domain:
+        spec = self.predict_outputs
+        if not spec.domain:
             return super().predict_step(batch, batch_idx, dataloader_idx)
         feats, logits = self.forward_features(batch["image"])
         d = torch.sigmoid(self._domain_logits(feats, logits, 0.0))  # (B, 1, h, w)
         H, W = logits.shape[-2:]
         out: dict[str, torch.Tensor] = {"logits": logits}
         out["domain"] = F.interpolate(d, size=(H, W), mode="nearest")[:, 0]
-        if self.predict_features:
+        if spec.features:
             out["features"] = feats
         return out

@@ -11,6 +11,21 @@ import torch
 import torch.nn.functional as F
 
 
+def masked_cross_entropy(
+    logits: torch.Tensor, target: torch.Tensor, ignore_index: int = 255
+) -> torch.Tensor:
+    """CE summed over labeled pixels / their count: a batch without labels gives 0, not NaN.
+
+    Args:
+        logits: (N, C, ...) logits.
+        target: (N, ...) long class ids, ``ignore_index`` where unlabeled.
+    Returns:
+        scalar.
+    """
+    loss = F.cross_entropy(logits, target, ignore_index=ignore_index, reduction="sum")
+    return loss / (target != ignore_index).sum().clamp_min(1)
+
+
 def merged_positive_loss(
     logits: torch.Tensor, candidates: torch.Tensor, temperature: float = 1.0
 ) -> torch.Tensor:
@@ -87,11 +102,7 @@ def multiclass_loss(
         {"loss", "ce", "mp", "pp"} scalars.
     """
     w_ce, w_mp, w_pp = weights
-    log_p = torch.log_softmax(logits.float() / temperature, dim=1)
-    valid = target != ignore_index
-    ce = F.nll_loss(
-        log_p, target, ignore_index=ignore_index, reduction="sum"
-    ) / valid.sum().clamp_min(1)
+    ce = masked_cross_entropy(logits.float() / temperature, target, ignore_index)
     multi = region_classes & (region_classes.sum(-1) >= 2)[..., None]  # (N, R, C)
     candidates = torch.gather(
         multi, 1, regions.reshape(regions.shape[0], -1, 1).expand(-1, -1, multi.shape[-1])

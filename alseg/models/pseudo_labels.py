@@ -1,12 +1,11 @@
-"""Stage-2 pseudo labels of MulActSeg (METHODS.md A): prototypes, intra-region
-localisation, median thresholds and label expansion to neighbouring regions."""
+"""Stage-2 pseudo labels of MulActSeg (docs/methods.md): prototypes, intra-region
+localisation, median thresholds and label expansion to neighbouring regions, for one
+image (the prediction pass that runs it over the labeled images is
+``alseg.extensions.stage2``)."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
-import torch.nn.functional as F
 
 # 8-neighbourhood shifts: a pixel next to region s (3x3 dilation of s) may take its labels
 _SHIFTS = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if (dy, dx) != (0, 0)]
@@ -123,50 +122,3 @@ def propagate_pseudo_labels(
         out[cand[ok]] = c_nb[ok]
     out[inside] = c_own  # intra-region labels win
     return out.view(H, W)
-
-
-@torch.no_grad()
-def pseudo_label_images(
-    model: Any,
-    images: dict[int, torch.Tensor],
-    regions: dict[int, torch.Tensor],
-    region_classes: dict[int, torch.Tensor],
-    labeled: dict[int, torch.Tensor],
-    ignore_index: int = 255,
-) -> dict[int, torch.Tensor]:
-    """Run a SegmentationModule (stage 1) over images and propagate their labels.
-
-    Features are the decoder output, bilinearly upsampled to the image and L2-normalised;
-    probabilities are the softmax of the evaluated classes' logits.
-    """
-    model.eval()
-    device = next(model.parameters()).device
-    out: dict[int, torch.Tensor] = {}
-    for i, image in images.items():
-        feats, logits = model.forward_features(image[None].to(device))
-        size = image.shape[-2:]
-        feats = F.normalize(
-            F.interpolate(feats, size=size, mode="bilinear", align_corners=False), dim=1
-        )
-        probs = torch.softmax(logits[:, : model.num_classes], dim=1)
-        out[i] = propagate_pseudo_labels(
-            feats[0], probs[0], regions[i].to(device), region_classes[i], labeled[i], ignore_index
-        ).cpu()
-    return out
-
-
-def pseudo_label_accuracy(
-    pseudo: dict[int, torch.Tensor], masks: dict[int, torch.Tensor], ignore_index: int = 255
-) -> tuple[float, float]:
-    """(pixel accuracy of assigned pixels against ground truth, fraction of pixels assigned),
-    over non-void pixels. Evaluation only: never used for training."""
-    hit = tot = assigned = px = 0
-    for i, pl in pseudo.items():
-        gt = masks[i]
-        valid = gt != ignore_index
-        a = (pl != ignore_index) & valid
-        hit += int((pl[a] == gt[a]).sum())
-        tot += int(a.sum())
-        assigned += int(a.sum())
-        px += int(valid.sum())
-    return (hit / tot if tot else float("nan")), (assigned / px if px else 0.0)

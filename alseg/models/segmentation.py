@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import pytorch_lightning as pl
@@ -12,7 +13,7 @@ import torch.nn.functional as F
 from torchmetrics import Metric
 from torchmetrics.classification import MulticlassAccuracy, MulticlassJaccardIndex
 
-from alseg.models.losses import multiclass_loss
+from alseg.models.losses import masked_cross_entropy, multiclass_loss
 
 # smp architectures selectable by name (the explicit dict keeps errors readable).
 ARCHITECTURES: dict[str, type[torch.nn.Module]] = {
@@ -30,6 +31,8 @@ ARCHITECTURES: dict[str, type[torch.nn.Module]] = {
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+OPTIMIZERS = ("adamw", "sgd")
+LR_SCHEDULES = ("poly", "inv")
 
 
 def build_network(
@@ -57,8 +60,69 @@ def build_network(
     )
 
 
-OPTIMIZERS = ("adamw", "sgd")
-LR_SCHEDULES = ("poly", "inv")
+@dataclass(frozen=True)
+class OptimSpec:
+    """How a module trains.
+
+    Attributes:
+        optimizer: "adamw" | "sgd" (momentum 0.9, as DeepLab training).
+        lr: learning rate of the backbone; the classifier gets ``lr * head_lr_mult``.
+        weight_decay: decoupled (AdamW) or L2 (SGD) weight decay.
+        head_lr_mult: lr factor of the classifier (``segmentation_head``) (MulActSeg: 10).
+        lr_schedule: "poly" ((1 - t / T) ** poly_power) | "inv" ((1 + 1e-4 t) ** -0.75).
+        poly_power: exponent of the poly schedule.
+        nesterov: Nesterov momentum (sgd).
+    """
+
+    optimizer: str = "adamw"
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    head_lr_mult: float = 1.0
+    lr_schedule: str = "poly"
+    poly_power: float = 0.9
+    nesterov: bool = False
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(
+                f"optimizer={self.optimizer!r} is not valid; choose one of {OPTIMIZERS}"
+            )
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule={self.lr_schedule!r}: choose one of {LR_SCHEDULES}")
+
+
+@dataclass(frozen=True)
+class TrainSpan:
+    """Where one ``fit`` sits in a longer training run (``active.schedule=continuous``):
+    the lr follows one schedule over ``total_steps`` from ``step_offset``, and the optimizer
+    continues from ``optimizer_state``. The default is a fit of its own."""
+
+    step_offset: int = 0
+    total_steps: int = 0  # 0: this fit alone (the trainer's estimated stepping batches)
+    optimizer_state: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class PredictOutputs:
+    """What ``predict_step`` returns for a prediction pass (declared by whoever runs it).
+
+    Attributes:
+        features: decoder features (B, D, h, w) as well as logits.
+        mc_samples: > 1: logits of that many MC-dropout passes (B, C, H, W, T).
+        domain: the domain discriminator's P(source) per pixel (B, H, W); needs a module
+            with a discriminator (``provides_domain``).
+        channels_last: run the network on NHWC tensors (faster convolutions on GPUs).
+    """
+
+    features: bool = False
+    mc_samples: int = 1
+    domain: bool = False
+    channels_last: bool = False
+
+    @property
+    def plain(self) -> bool:
+        """Only logits are asked for."""
+        return not self.features and self.mc_samples <= 1 and not self.domain
 
 
 class SegmentationModule(pl.LightningModule):
@@ -69,46 +133,33 @@ class SegmentationModule(pl.LightningModule):
             (B, C + 1, H, W) with a void output (``void_output``).
         num_classes: C, the classes evaluated.
         class_names: names for per-class IoU keys.
-        lr, weight_decay: optimizer settings.
-        optimizer: "adamw" | "sgd" (momentum 0.9, as DeepLab training).
-        head_lr_mult: lr factor of the classifier (``segmentation_head``) (MulActSeg: 10).
-        lr_schedule: "poly" ((1 - t / T) ** poly_power) | "inv" ((1 + 1e-4 t) ** -0.75).
-        nesterov: Nesterov momentum (sgd).
-        poly_power: lr = lr0 * (1 - step / total_steps) ** poly_power.
+        optim: optimizer and lr schedule.
         ignore_index: unlabeled / void target value.
         void_output: the network has a (C+1)-th output for void (multi-class labels with a
             void bit); evaluation and predictions use the first C.
         loss_weights: (CE, merged positive, prototypical pixel) weights for multi-class
             labels (MulActSeg: 16, 8, 1).
+        span: this fit's place in a continuous training run (default: a fit of its own).
     """
+
+    # smp encoders need sides divisible by their output stride (at most 32): inputs of other
+    # sizes (VOC, resized folders) are padded at the bottom/right and outputs cropped back.
+    size_multiple = 32
 
     def __init__(
         self,
         network: torch.nn.Module,
         num_classes: int,
         class_names: Sequence[str] | None = None,
-        lr: float = 1e-3,
-        weight_decay: float = 1e-4,
-        poly_power: float = 0.9,
+        optim: OptimSpec | None = None,
         ignore_index: int = 255,
         void_output: bool = False,
         loss_weights: tuple[float, float, float] = (16.0, 8.0, 1.0),
-        optimizer: str = "adamw",
-        head_lr_mult: float = 1.0,
-        lr_schedule: str = "poly",
-        nesterov: bool = False,
+        span: TrainSpan | None = None,
     ) -> None:
         super().__init__()
-        if optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer={optimizer!r} is not valid; choose one of {OPTIMIZERS}")
-        self.optimizer, self.head_lr_mult = optimizer, float(head_lr_mult)
-        if lr_schedule not in LR_SCHEDULES:
-            raise ValueError(f"lr_schedule={lr_schedule!r}: choose one of {LR_SCHEDULES}")
-        self.lr_schedule, self.nesterov = lr_schedule, nesterov
-        # Continuous schedule over rounds (active.schedule=continuous): the lr follows one
-        # schedule over ``total_steps`` from ``step_offset``, the optimizer state carries on.
-        self.step_offset, self.total_steps = 0, 0
-        self.init_optimizer_state: dict[str, Any] | None = None
+        self.optim = optim or OptimSpec()
+        self.span = span or TrainSpan()
         self.network = network
         self.num_classes = num_classes
         self.class_names = (
@@ -116,7 +167,6 @@ class SegmentationModule(pl.LightningModule):
         )
         if len(self.class_names) != num_classes:
             raise ValueError(f"{len(self.class_names)} class names for {num_classes} classes")
-        self.lr, self.weight_decay, self.poly_power = lr, weight_decay, poly_power
         self.ignore_index = ignore_index
         self.void_output = void_output
         self.num_outputs = num_classes + int(void_output)
@@ -135,14 +185,24 @@ class SegmentationModule(pl.LightningModule):
         self.val_acc = MulticlassAccuracy(num_classes, average="micro", ignore_index=ignore_index)
         self.test_acc = self.val_acc.clone()
         self.last_metrics: dict[str, float] = {}
-        # What predict_step returns; set by the AcquisitionCallback for its strategy.
-        self.mc_samples = 1
-        self.predict_features = False
-        self.channels_last = False  # NHWC inputs at scoring time (faster convs on GPUs)
+        self.predict_outputs = PredictOutputs()
 
-    # smp encoders need sides divisible by their output stride (at most 32): inputs of other
-    # sizes (VOC, resized folders) are padded at the bottom/right and outputs cropped back.
-    size_multiple = 32
+    @property
+    def provides_domain(self) -> bool:
+        """Whether ``predict_step`` can return the domain discriminator's output."""
+        return False
+
+    def configure_prediction(self, outputs: PredictOutputs) -> None:
+        """Declare what the next prediction passes return (see ``PredictOutputs``)."""
+        if outputs.domain and not self.provides_domain:
+            raise ValueError(
+                "this prediction needs a domain discriminator: set adaptation.enabled=true "
+                "adaptation.alignment=dann"
+            )
+        if outputs.channels_last != self.predict_outputs.channels_last:
+            fmt = torch.channels_last if outputs.channels_last else torch.contiguous_format
+            self.to(memory_format=fmt)
+        self.predict_outputs = outputs
 
     def _input(self, image: torch.Tensor) -> torch.Tensor:
         """Normalised image, zero-padded (= the mean colour) to a multiple of 32."""
@@ -184,9 +244,7 @@ class SegmentationModule(pl.LightningModule):
                 self.log(f"train/{k}", parts[k], batch_size=n)
             self.log("train/loss", parts["loss"], prog_bar=True, batch_size=n)
             return parts["loss"]
-        # Sum over labeled pixels / their count: a batch without labels gives 0, not NaN.
-        loss_sum = F.cross_entropy(logits, target, ignore_index=self.ignore_index, reduction="sum")
-        loss = loss_sum / (target != self.ignore_index).sum().clamp_min(1)
+        loss = masked_cross_entropy(logits, target, self.ignore_index)
         self.log("train/loss", loss, prog_bar=True, batch_size=target.shape[0])
         return loss
 
@@ -255,44 +313,46 @@ class SegmentationModule(pl.LightningModule):
         return torch.stack(out, dim=-1)
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> Any:
-        """Outputs of a pool batch, reduced at once by the AcquisitionCallback: (B, C, H, W)
-        logits, or a dict with MC-dropout logits (B, C, H, W, T) and/or decoder features."""
+        """Outputs of a batch as declared by ``configure_prediction``: (B, C, H, W) logits,
+        or a dict with ``logits`` (MC-dropout: (B, C, H, W, T)) and ``features``."""
+        spec = self.predict_outputs
         image = batch["image"]
-        if self.channels_last:
+        if spec.channels_last:
             image = image.contiguous(memory_format=torch.channels_last)
-        if self.mc_samples <= 1 and not self.predict_features:
+        if spec.plain:
             return self(image)
         out: dict[str, torch.Tensor] = {}
-        if self.predict_features:
+        if spec.features:
             out["features"], out["logits"] = self.forward_features(image)
-        if self.mc_samples > 1:
-            out["logits"] = self._mc_logits(image, self.mc_samples)
+        if spec.mc_samples > 1:
+            out["logits"] = self._mc_logits(image, spec.mc_samples)
         return out
 
-    def configure_optimizers(self) -> Any:
+    def _head_parameter_ids(self) -> set[int]:
+        """Parameters trained at ``lr * head_lr_mult``."""
         head = getattr(self.network, "segmentation_head", None)
-        head_ids = {id(p) for p in head.parameters()} if head is not None else set()
+        return {id(p) for p in head.parameters()} if head is not None else set()
+
+    def configure_optimizers(self) -> Any:
+        o = self.optim
+        head_ids = self._head_parameter_ids()
         groups: list[dict[str, Any]] = [
-            {"params": [p for p in self.parameters() if id(p) not in head_ids], "lr": self.lr},
+            {"params": [p for p in self.parameters() if id(p) not in head_ids], "lr": o.lr},
             {
                 "params": [p for p in self.parameters() if id(p) in head_ids],
-                "lr": self.lr * self.head_lr_mult,
+                "lr": o.lr * o.head_lr_mult,
             },
         ]
         groups = [g for g in groups if g["params"]]
-        if self.optimizer == "sgd":
+        if o.optimizer == "sgd":
             opt: torch.optim.Optimizer = torch.optim.SGD(
-                groups,
-                lr=self.lr,
-                momentum=0.9,
-                weight_decay=self.weight_decay,
-                nesterov=self.nesterov,
+                groups, lr=o.lr, momentum=0.9, weight_decay=o.weight_decay, nesterov=o.nesterov
             )
         else:
-            opt = torch.optim.AdamW(groups, lr=self.lr, weight_decay=self.weight_decay)
-        total = self.total_steps or max(1, int(self.trainer.estimated_stepping_batches))
-        power, offset = self.poly_power, self.step_offset
-        if self.lr_schedule == "inv":  # (1 + 1e-4 t) ** -0.75 (DANN / LAMDA)
+            opt = torch.optim.AdamW(groups, lr=o.lr, weight_decay=o.weight_decay)
+        total = self.span.total_steps or max(1, int(self.trainer.estimated_stepping_batches))
+        power, offset = o.poly_power, self.span.step_offset
+        if o.lr_schedule == "inv":  # (1 + 1e-4 t) ** -0.75 (DANN / LAMDA)
 
             def factor(step: int) -> float:
                 return float((1.0 + 1e-4 * (step + offset)) ** -0.75)
@@ -306,5 +366,5 @@ class SegmentationModule(pl.LightningModule):
 
     def on_train_start(self) -> None:
         # continuous schedule: the optimizer continues from the previous round's state
-        if self.init_optimizer_state is not None:
-            self.trainer.optimizers[0].load_state_dict(self.init_optimizer_state)
+        if self.span.optimizer_state is not None:
+            self.trainer.optimizers[0].load_state_dict(self.span.optimizer_state)

@@ -160,7 +160,7 @@ def test_merged_queries_are_answered_once_over_the_union():
 
 
 def test_sieve_drops_below_the_knee_in_large_regions_only():
-    from alseg.acquisition.sieve import SieveConfig, sieve_pixels
+    from alseg.extensions.sieve import SieveConfig, sieve_pixels
 
     conf = torch.ones(10, 20)
     conf[:, :10] = torch.linspace(0.0, 1.0, 100).reshape(10, 10)  # group 0: a straight line

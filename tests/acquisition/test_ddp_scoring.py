@@ -65,8 +65,9 @@ def score(rank: int, world: int, n: int, name: str, params: dict) -> dict:
         dist.broadcast_object_list(box, src=0)
         return box[0]
 
+    context = {}
     for p in range(strategy.passes):
-        scorer.reset()
+        scorer.reset(p, context)
         for s in range(0, len(mine), 2):
             idx = torch.tensor(mine[s : s + 2])
             regions = torch.stack([rs.map_tensor(int(i)) for i in idx])
@@ -78,7 +79,7 @@ def score(rank: int, world: int, n: int, name: str, params: dict) -> dict:
             broadcast if multi else None,
         )
         if p < strategy.passes - 1:
-            strategy.end_pass(p, stats)
+            context = strategy.end_pass(p, stats)
     lab = torch.from_numpy(labeled)
     gen = torch.Generator().manual_seed(0)
     scores = strategy.scores(stats, lab, gen)
@@ -111,6 +112,8 @@ def free_port() -> int:
         ("pixbal", {"delta": 6.0}),
         ("coreset", {"max_candidates": 10}),
         ("badge", {"max_candidates": 10}),
+        ("clue", {"max_candidates": 10}),
+        ("lamda", {"max_candidates": 10, "confidence": 0.5}),
     ],
 )
 @pytest.mark.parametrize("n", [5, 3])  # uneven splits: 3 + 2 and 2 + 1 images
@@ -124,4 +127,7 @@ def test_two_processes_equal_one(tmp_path, name, params, n):
     assert sorted(r0["shard"] + r1["shard"]) == list(range(n))  # no duplicates, no drops
     for r in (r0, r1):
         torch.testing.assert_close(r["scores"], single["scores"], equal_nan=True)
-        assert r["selection"].tolist() == single["selection"].tolist()
+        assert r["selection"].ids.tolist() == single["selection"].ids.tolist()
+        assert r["selection"].extras.keys() == single["selection"].extras.keys()
+        for k, v in single["selection"].extras.items():  # e.g. LAMDA's free picks
+            np.testing.assert_array_equal(r["selection"].extras[k], v)

@@ -32,7 +32,7 @@ def test_eada_keeps_high_energy_then_small_gap():
     scores = s.scores(stats, labeled, torch.Generator())
     picked = s.select(scores, torch.ones(4), labeled, 1.0, stats, torch.Generator())
     # highest energies: regions 2, 3 (small logits); of those the smaller gap: 3
-    assert picked.tolist() == [3]
+    assert picked.ids.tolist() == [3]
 
 
 def test_clue_takes_one_sample_per_cluster():

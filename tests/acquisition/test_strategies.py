@@ -20,7 +20,7 @@ from alseg.acquisition.scorer import PoolScorer
 from alseg.acquisition.select import budgeted_topk, kcenter_greedy, kmeanspp_select, power_keys
 from alseg.acquisition.strategies import get_strategy
 from alseg.data.regions import RegionSet
-from alseg.models.segmentation import SegmentationModule, build_network
+from alseg.models.segmentation import PredictOutputs, SegmentationModule, build_network
 
 
 def one_image_pool(regions: np.ndarray) -> RegionSet:
@@ -31,13 +31,14 @@ def run_scorer(strategy, logits, regions, labeled=None, features=None):
     rs = RegionSet([r.numpy() for r in regions])
     scorer = PoolScorer(strategy, rs.num_regions, rs.offsets, labeled)
     idx = torch.arange(len(regions))
+    context = {}
     for p in range(strategy.passes):
-        scorer.reset()
+        scorer.reset(p, context)
         out = {"logits": logits} if features is None else {"logits": logits, "features": features}
         scorer.update(out, regions, idx)
         stats = scorer.compute()
         if p < strategy.passes - 1:
-            strategy.end_pass(p, stats)
+            context = strategy.end_pass(p, stats)
     return stats
 
 
@@ -196,7 +197,7 @@ def test_mc_dropout_only_switches_dropout_layers():
     model = SegmentationModule(build_network("DeepLabV3Plus", "resnet18", None, 4), 4).eval()
     bn = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)][0]
     before = bn.running_mean.clone()
-    model.mc_samples = 3
+    model.configure_prediction(PredictOutputs(mc_samples=3))
     with torch.no_grad():
         out = model.predict_step({"image": torch.rand(2, 3, 32, 32)}, 0)
     assert out["logits"].shape == (2, 4, 32, 32, 3)
@@ -226,7 +227,6 @@ def test_channels_last_scoring_gives_the_same_logits():
     x = {"image": torch.rand(2, 3, 32, 32)}
     with torch.no_grad():
         ref = model.predict_step(x, 0)
-        model.channels_last = True
-        model.to(memory_format=torch.channels_last)
+        model.configure_prediction(PredictOutputs(channels_last=True))
         out = model.predict_step(x, 0)
     torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-4)

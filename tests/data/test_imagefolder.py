@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from layout_fixtures import imagefolder_tree
 
-from alseg.config import build_datasets, build_source, compose
+from alseg.build import build_datasets, build_source
+from alseg.config import compose
 from alseg.data.datasets import DataError
 
 

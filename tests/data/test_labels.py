@@ -10,8 +10,8 @@ def ann(ids, classes, label_type="dominant", costs=None):
 
 def test_add_query_and_spent():
     store = LabelStore(10, 3)
-    store.add(ann([1, 4], [2, NO_CLASS]), round=0)
-    store.add(ann([7], [NO_CLASS], "pixel", [2.5]), round=1)
+    store.add(ann([1, 4], [2, NO_CLASS]), round_index=0)
+    store.add(ann([7], [NO_CLASS], "pixel", [2.5]), round_index=1)
     assert store.labeled_mask().nonzero()[0].tolist() == [1, 4, 7]
     assert store.spent() == 4.5 and store.spent(0) == 2 and store.spent(1) == 2.5
     t = store.region_targets()

@@ -10,8 +10,14 @@ from torch.utils.data import DataLoader
 
 from alseg.data.datamodule import source_image_weights
 from alseg.data.shapes import SyntheticShapes
-from alseg.models.adaptation import DomainAdaptationModule, grl_coefficient, reverse_gradient
+from alseg.models.adaptation import (
+    AlignSpec,
+    DomainAdaptationModule,
+    grl_coefficient,
+    reverse_gradient,
+)
 from alseg.models.classification import ClassificationNet
+from alseg.models.segmentation import OptimSpec
 
 
 def test_gradient_reversal_scales_the_upstream_gradient():
@@ -63,7 +69,10 @@ def test_dann_discriminator_loss_falls(tmp_path):
     )
     net = ClassificationNet(6, "resnet18", None, dim=32)
     model = DomainAdaptationModule(
-        net, 6, lr=1e-2, alignment="dann", disc_hidden=(32, 32), grl_scale=1000.0
+        net,
+        6,
+        optim=OptimSpec(lr=1e-2),
+        align=AlignSpec("dann", disc_hidden=(32, 32), grl_scale=1000.0),
     )
     log = _Log()
     trainer = pl.Trainer(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from alseg.models.segmentation import SegmentationModule, build_network
+from alseg.models.segmentation import OptimSpec, SegmentationModule, build_network
 
 
 def test_any_input_size_is_padded_and_cropped_back():
@@ -30,7 +30,7 @@ def test_classifier_learning_rate_factor_and_sgd():
     import pytest
 
     net = build_network("DeepLabV3Plus", "resnet18", None, 3)
-    model = SegmentationModule(net, 3, lr=2e-5, head_lr_mult=10.0, optimizer="sgd")
+    model = SegmentationModule(net, 3, optim=OptimSpec("sgd", lr=2e-5, head_lr_mult=10.0))
     model.trainer = type("T", (), {"estimated_stepping_batches": 100})()  # type: ignore[assignment]
     opt = model.configure_optimizers()["optimizer"]
     assert isinstance(opt, torch.optim.SGD) and opt.defaults["momentum"] == 0.9
@@ -41,4 +41,4 @@ def test_classifier_learning_rate_factor_and_sgd():
     n = sum(len(g["params"]) for g in opt.param_groups)
     assert n == len(list(model.parameters()))
     with pytest.raises(ValueError, match="choose one of"):
-        SegmentationModule(net, 3, optimizer="adam")
+        OptimSpec(optimizer="adam")

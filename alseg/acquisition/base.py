@@ -1,0 +1,244 @@
+"""What every acquisition strategy is made of.
+
+A strategy is used in steps, so that the pool is streamed (``passes`` times) and only
+region-level tensors are kept:
+
+1. ``region_stats(batch)`` for each batch of the pool: reduces the batch's outputs to
+   per-region statistics (keys without prefix, (n, ...)), per-image statistics
+   (``image/`` keys, (B, ...)) or rows of a bounded group (``cand/key`` (n,) plus any
+   ``cand/<field>`` (n, ...): the scorer keeps the ``max_candidates`` rows of largest key;
+   ``center/`` likewise), on the outputs' device. ``batch.pass_index`` says which pass it is
+   and ``batch.context`` holds what ``end_pass`` returned after the previous one.
+2. ``end_pass(index, stats) -> context`` between passes (e.g. class weights from a first
+   pass). It runs on every process with the same combined statistics, so the context is the
+   same on every rank: a strategy keeps no state between passes or rounds.
+3. ``scores(stats, labeled, generator)``: (R,) region scores, larger = more informative;
+   then ``select(scores, costs, labeled, budget, stats, generator, round_index)`` ->
+   a ``Selection``: the queried regions plus whatever later training needs from this
+   selection (e.g. LAMDA's free picks), which travels to every rank with the answers.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from alseg.acquisition import scores as S
+from alseg.acquisition.reduce import region_reduce
+from alseg.acquisition.select import budgeted_topk, power_keys
+from alseg.models.segmentation import PredictOutputs
+
+Stats = dict[str, torch.Tensor]
+
+
+@dataclass
+class BatchOutputs:
+    """One pool batch as a strategy sees it.
+
+    Attributes:
+        logits: (B, C, H, W), or (B, C, H, W, T) with T MC-dropout samples.
+        regions: (B, H, W) long batch-compact region ids in [0, num_regions).
+        num_regions: regions in the batch (n).
+        labeled: (n,) bool, regions already labeled.
+        ids: (n,) long global ids of the batch's regions.
+        features: (B, D, h, w) decoder features, when the strategy asked for them.
+        domain: (B, H, W) probability that each pixel is from the source domain (the
+            discriminator of a DomainAdaptationModule), when the strategy asked for it.
+        pass_index: which pass over the pool this is (0, 1, ... < ``Strategy.passes``).
+        context: what ``Strategy.end_pass`` returned after the previous pass.
+    """
+
+    logits: torch.Tensor
+    regions: torch.Tensor
+    num_regions: int
+    labeled: torch.Tensor
+    ids: torch.Tensor
+    features: torch.Tensor | None = None
+    domain: torch.Tensor | None = None
+    pass_index: int = 0
+    context: Stats = field(default_factory=dict)
+
+
+@dataclass
+class Selection:
+    """The decision of one selection.
+
+    Attributes:
+        ids: (K,) long global ids of the queried regions, in selection order.
+        extras: arrays that later training needs from this selection (LAMDA: ``free_ids``
+            and ``free_probs`` of its free picks); broadcast to every rank with the answers.
+    """
+
+    ids: torch.Tensor
+    extras: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+class Strategy:
+    """Base class. Subclasses set the class attributes that the scorer reads.
+
+    Args:
+        power: if set, stochastic power sampling (exponent beta = power) replaces
+            deterministic top-k for this strategy's scores.
+    """
+
+    name = "base"
+    requires_model = True
+    passes = 1  # pool passes per selection
+    mc_samples = 1  # forward passes with dropout on (BALD)
+    needs_features = False  # decoder features in BatchOutputs
+    needs_domain = False  # domain-discriminator probabilities in BatchOutputs
+    max_candidates = 0  # rows of cand/ and center/ groups kept (diversity strategies)
+
+    def __init__(self, power: float | None = None) -> None:
+        if power is not None and power <= 0:
+            raise ValueError(f"power={power} must be > 0 (the exponent beta of power sampling)")
+        self.power = power
+
+    def outputs(self, channels_last: bool = False) -> PredictOutputs:
+        """What the model must return in the scoring passes."""
+        return PredictOutputs(
+            features=self.needs_features,
+            mc_samples=self.mc_samples,
+            domain=self.needs_domain,
+            channels_last=channels_last,
+        )
+
+    def region_stats(self, batch: BatchOutputs) -> Stats:
+        raise NotImplementedError
+
+    def end_pass(self, index: int, stats: Stats) -> Stats:
+        """After pass ``index`` (< passes - 1): the context of the next pass."""
+        return {}
+
+    def scores(
+        self, stats: Stats, labeled: torch.Tensor, generator: torch.Generator
+    ) -> torch.Tensor:
+        """Region stats over the pool -> (R,) scores. ``labeled`` (R,) bool."""
+        return stats["score"]
+
+    def select(
+        self,
+        scores: torch.Tensor,
+        costs: torch.Tensor,
+        labeled: torch.Tensor,
+        budget: float,
+        stats: Stats,
+        generator: torch.Generator,
+        round_index: int = 1,
+    ) -> Selection:
+        """(R,) scores and costs -> the selected global region ids (and extras)."""
+        if self.power is not None:
+            scores = power_keys(scores, self.power, generator)
+        return Selection(budgeted_topk(scores, costs, budget, labeled))
+
+
+class RandomStrategy(Strategy):
+    """Uniformly random regions (the round-0 initial set uses it too)."""
+
+    name = "random"
+    requires_model = False
+
+    def scores(
+        self, stats: Stats, labeled: torch.Tensor, generator: torch.Generator
+    ) -> torch.Tensor:
+        return torch.rand(labeled.shape[0], generator=generator)
+
+
+def hash_key(ids: torch.Tensor) -> torch.Tensor:
+    """A fixed pseudo-random key per global region id (Knuth's multiplicative hash)."""
+    return ((ids * 2654435761) % 2**32).float()
+
+
+class DiversityStrategy(Strategy):
+    """Strategies that choose among feature rows (coreset, BADGE, CLUE, LAMDA).
+
+    Rows are kept for at most ``max_candidates`` unlabeled regions (``cand/``, by default
+    the most uncertain: largest mean entropy) and, with ``uses_centers``, as many labeled
+    regions (``center/``, a pseudo-random subset by id hash), so memory never grows with the
+    pool. ``pick`` chooses among the rows; row fields are ``feat`` and whatever else the
+    strategy's ``region_stats`` put in the group.
+    """
+
+    needs_features = True
+    uses_centers = False
+
+    def __init__(self, max_candidates: int = 50_000, block: int = 4096) -> None:
+        super().__init__(None)
+        if max_candidates < 1:
+            raise ValueError(f"max_candidates={max_candidates} must be >= 1")
+        self.max_candidates, self.block = max_candidates, block
+
+    def embed(self, batch: BatchOutputs) -> torch.Tensor:
+        raise NotImplementedError
+
+    def region_stats(self, batch: BatchOutputs) -> Stats:
+        ent = region_reduce(S.entropy(batch.logits), batch.regions, batch.num_regions, "mean")
+        feat = self.embed(batch)
+        out = {
+            "score": ent,
+            "cand/key": torch.where(batch.labeled, torch.full_like(ent, -math.inf), ent),
+            "cand/feat": feat,
+        }
+        if self.uses_centers:  # a fixed pseudo-random subset of the labeled regions
+            h = hash_key(batch.ids)
+            out["center/key"] = torch.where(batch.labeled, h, torch.full_like(h, -math.inf))
+            out["center/feat"] = feat
+        return out
+
+    def rows(self, stats: Stats) -> tuple[torch.Tensor, Stats, torch.Tensor]:
+        """The kept rows: (M,) global ids, their fields (``feat``, ...), (M,) bool labeled
+        (centers) — candidates first, then centers."""
+        keep = stats["cand/ids"] >= 0
+        ids = stats["cand/ids"][keep]
+        names = [
+            k[5:] for k in stats if k.startswith("cand/") and k not in ("cand/ids", "cand/key")
+        ]
+        fields = {n: stats[f"cand/{n}"][keep] for n in names}
+        lab = torch.zeros(ids.numel(), dtype=torch.bool, device=ids.device)
+        if self.uses_centers and "center/ids" in stats:
+            ck = stats["center/ids"] >= 0
+            ids = torch.cat([ids, stats["center/ids"][ck]])
+            fields = {n: torch.cat([v, stats[f"center/{n}"][ck]]) for n, v in fields.items()}
+            lab = torch.cat([lab, torch.ones(int(ck.sum()), dtype=torch.bool, device=ids.device)])
+        return ids, fields, lab
+
+    def select(
+        self,
+        scores: torch.Tensor,
+        costs: torch.Tensor,
+        labeled: torch.Tensor,
+        budget: float,
+        stats: Stats,
+        generator: torch.Generator,
+        round_index: int = 1,
+    ) -> Selection:
+        ids, fields, lab = self.rows(stats)
+        c = costs.to(ids.device)[ids]
+        cand_cost = float(c[~lab].sum())
+        if cand_cost < budget:
+            raise ValueError(
+                f"{self.name}: the {int((~lab).sum())} candidate regions cost {cand_cost:g} "
+                f"clicks, less than the budget {budget:g}; raise "
+                "active.strategy_params.max_candidates"
+            )
+        picked = self.pick(fields, c, budget, lab, generator, round_index)
+        extras = dict(picked.extras)
+        if "free_rows" in extras:  # row positions -> global ids
+            extras["free_ids"] = ids[torch.from_numpy(extras.pop("free_rows"))].cpu().numpy()
+        return Selection(ids[picked.ids].cpu(), extras)
+
+    def pick(
+        self,
+        fields: Stats,
+        costs: torch.Tensor,
+        budget: float,
+        labeled: torch.Tensor,
+        generator: torch.Generator,
+        round_index: int,
+    ) -> Selection:
+        """Choose rows: a Selection of row positions (extras: ``free_rows`` positions are
+        turned into ``free_ids``)."""
+        raise NotImplementedError

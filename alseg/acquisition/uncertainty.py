@@ -1,0 +1,184 @@
+"""Uncertainty strategies: a pixel score reduced per region, optionally class-balanced.
+
+``entropy``, ``margin``, ``bvsb``, ``least_confidence`` (``PixelScoreStrategy``), ``bald``,
+``classbal`` (Cai et al.), ``sizebal`` (adaptive superpixels' size-aware weights),
+``pixbal`` (MulActSeg, two passes) and ``ripu`` (region impurity x uncertainty). The
+formulas and the papers' values are in ``docs/methods.md``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from alseg.acquisition import scores as S
+from alseg.acquisition.base import BatchOutputs, Stats, Strategy
+from alseg.acquisition.reduce import (
+    classbal_weights,
+    minmax_normalize,
+    normalized_entropy,
+    pixbal_weights,
+    region_class_counts,
+    region_majority,
+    region_reduce,
+    sizebal_weights,
+)
+
+
+class PixelScoreStrategy(Strategy):
+    """Mean over each region of a pixel score of ``scores.PIXEL_SCORES``."""
+
+    def __init__(self, score: str, temperature: float = 1.0, power: float | None = None) -> None:
+        super().__init__(power)
+        if score not in S.PIXEL_SCORES:
+            raise ValueError(f"score={score!r} is not valid; choose one of {list(S.PIXEL_SCORES)}")
+        if temperature <= 0:
+            raise ValueError(f"temperature={temperature} must be > 0")
+        self.name = score
+        self._fn: Callable[..., torch.Tensor] = S.PIXEL_SCORES[score]
+        self.temperature = temperature
+
+    def region_stats(self, batch: BatchOutputs) -> Stats:
+        pixel = self._fn(batch.logits, temperature=self.temperature)  # (B, H, W)
+        return {"score": region_reduce(pixel, batch.regions, batch.num_regions, "mean")}
+
+
+class BALDStrategy(Strategy):
+    """Region mean of BALD over ``mc_samples`` MC-dropout passes (dropout layers only are
+    switched on at scoring time; batch norm stays in eval mode)."""
+
+    name = "bald"
+
+    def __init__(self, mc_samples: int = 8, power: float | None = None) -> None:
+        super().__init__(power)
+        if mc_samples < 2:
+            raise ValueError(f"mc_samples={mc_samples} must be >= 2 for BALD")
+        self.mc_samples = mc_samples
+
+    def region_stats(self, batch: BatchOutputs) -> Stats:
+        if batch.logits.dim() != 5:
+            raise ValueError("bald needs MC samples: logits (B, C, H, W, T)")
+        pixel = S.bald(batch.logits)  # (B, H, W)
+        return {"score": region_reduce(pixel, batch.regions, batch.num_regions, "mean")}
+
+
+class ClassBalancedBvSB(Strategy):
+    """Cai et al. (CVPR 2021): min-max normalised mean BvSB of the region x exp(-share of
+    candidate regions whose predicted dominant class is that of the region)."""
+
+    name = "classbal"
+
+    def __init__(self, temperature: float = 1.0, power: float | None = None) -> None:
+        super().__init__(power)
+        self.temperature = temperature
+
+    def region_stats(self, batch: BatchOutputs) -> Stats:
+        pixel = S.bvsb(batch.logits, temperature=self.temperature)
+        pred = batch.logits.argmax(dim=1)  # (B, H, W)
+        n = batch.num_regions
+        return {
+            "bvsb": region_reduce(pixel, batch.regions, n, "mean"),
+            "pred": region_majority(pred, batch.regions, n, batch.logits.shape[1]),
+            "size": torch.bincount(batch.regions.reshape(-1), minlength=n),
+        }
+
+    def class_weights(
+        self, pred: torch.Tensor, size: torch.Tensor, num_classes: int
+    ) -> torch.Tensor:
+        return classbal_weights(pred, num_classes)
+
+    def candidates(self, stats: Stats, labeled: torch.Tensor) -> torch.Tensor:
+        """(R,) bool regions that may be selected (scored, not labeled)."""
+        return ~labeled & stats["scored"].to(labeled.device)
+
+    def scores(
+        self, stats: Stats, labeled: torch.Tensor, generator: torch.Generator
+    ) -> torch.Tensor:
+        bvsb, pred = stats["bvsb"], stats["pred"].long()
+        cand = self.candidates(stats, labeled.to(bvsb.device))
+        out = torch.full_like(bvsb, float("nan"))
+        if cand.any():
+            w = self.class_weights(pred[cand], stats["size"][cand], int(pred.max()) + 1)
+            out[cand] = minmax_normalize(bvsb[cand]) * w[pred[cand]]
+        return out
+
+
+class SizeBalancedBvSB(ClassBalancedBvSB):
+    """Kim et al. (ICCV 2023): like ``classbal`` but the class weight is exp(-P_c) with P_c
+    the pixel share (not the region share) of regions predicted c."""
+
+    name = "sizebal"
+
+    def class_weights(
+        self, pred: torch.Tensor, size: torch.Tensor, num_classes: int
+    ) -> torch.Tensor:
+        return sizebal_weights(pred, size, num_classes)
+
+
+class PixelBalancedBvSB(Strategy):
+    """MulActSeg (Hwang et al., NeurIPS 2023), two passes over the pool.
+
+    Pass 0: pi_c = mean over images of the spatial mean of softmax(logits / T);
+    w_c = (1 + delta pi_c) ** -2, handed to pass 1 as the context ``class_weights``. Pass 1:
+    region mean of BvSB(T) x w[top-1 class of the pixel]. With ``void_class`` set (the
+    model's extra void output), regions whose majority top-1 prediction is void score 0,
+    and the void weight is 1.
+    """
+
+    name = "pixbal"
+    passes = 2
+
+    def __init__(
+        self,
+        delta: float = 6.0,
+        temperature: float = 0.1,
+        void_class: int | None = None,
+        power: float | None = None,
+    ) -> None:
+        super().__init__(power)
+        if delta < 0 or temperature <= 0:
+            raise ValueError(f"delta={delta} must be >= 0 and temperature={temperature} > 0")
+        self.delta, self.temperature, self.void_class = delta, temperature, void_class
+
+    def region_stats(self, batch: BatchOutputs) -> Stats:
+        logits = batch.logits
+        if batch.pass_index == 0:
+            probs = torch.softmax(logits.float() / self.temperature, dim=1)
+            return {"image/mean_probs": probs.mean(dim=(2, 3))}  # (B, C)
+        weights = batch.context["class_weights"]
+        pixel = S.bvsb(logits, temperature=self.temperature)
+        top1 = logits.argmax(dim=1)
+        w = weights.to(logits.device)[top1]
+        score = region_reduce(pixel * w, batch.regions, batch.num_regions, "mean")
+        if self.void_class is not None:
+            major = region_majority(top1, batch.regions, batch.num_regions, logits.shape[1])
+            score = torch.where(major == self.void_class, torch.zeros_like(score), score)
+        return {"score": score}
+
+    def end_pass(self, index: int, stats: Stats) -> Stats:
+        per_image = stats["image/mean_probs"][stats["image/scored"]]  # (N, C)
+        w = pixbal_weights(per_image.mean(0), self.delta)
+        if self.void_class is not None:
+            w[self.void_class] = 1.0
+        return {"class_weights": w}
+
+
+class RIPUStrategy(Strategy):
+    """Region impurity x prediction uncertainty (RIPU, CVPR 2022).
+
+    impurity = entropy of the predicted-class histogram in the region / log C;
+    uncertainty = mean pixel entropy in the region / log C. With window regions
+    (``regions.method=grid regions.cell=2k+1``) a region is a (2k+1)^2 window of RIPU; the
+    non-overlapping tiling plays the role of RIPU's suppression radius 2k.
+    """
+
+    name = "ripu"
+
+    def region_stats(self, batch: BatchOutputs) -> Stats:
+        logits, n = batch.logits, batch.num_regions
+        C = logits.shape[1]
+        counts = region_class_counts(logits.argmax(1), batch.regions, n, C)
+        impurity = normalized_entropy(counts)
+        uncertainty = region_reduce(S.entropy(logits, normalize=True), batch.regions, n, "mean")
+        return {"score": impurity * uncertainty, "impurity": impurity, "uncertainty": uncertainty}

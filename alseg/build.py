@@ -1,0 +1,462 @@
+"""Build an experiment's objects from a (typed, checked) config: the one place that reads a
+config. One builder per part: data (``build_parts``), model (``model_spec``), trainer
+(``trainer_factory``), logger (``build_logger``), method plug-ins (``build_extensions``),
+run dir (``open_run_dir``) and the round loop (``build_loop``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+from omegaconf import DictConfig, OmegaConf
+from rich.console import Console
+
+from alseg.acquisition.strategies import Strategy, get_strategy
+from alseg.config import ConfigError, changed_keys
+from alseg.data.datamodule import ActiveDataModule
+from alseg.data.datasets import DataError
+from alseg.data.imagefolder import build_imagefolder
+from alseg.data.labels import LabelStore
+from alseg.data.layouts import PAIRS, build_splits
+from alseg.data.layouts import build_source as build_source_split
+from alseg.data.oracle import ClickCost, SimulatedOracle
+from alseg.data.regions import RegionSet, RegionStats, compute_regions
+from alseg.data.shapes import SyntheticShapes
+from alseg.data.synthetic import SyntheticScenes
+from alseg.distributed import is_rank_zero
+from alseg.extensions.base import Extension, ModelFactory, TrainerFactory
+from alseg.extensions.continuous import ContinuousSchedule
+from alseg.extensions.label_matching import LabelMatching
+from alseg.extensions.sieve import SieveConfig, Sieving
+from alseg.extensions.stage2 import Stage2
+from alseg.loop import ActiveLoop
+from alseg.models.adaptation import AlignSpec
+from alseg.models.factory import ModelSpec
+from alseg.models.segmentation import OptimSpec, SegmentationModule, TrainSpan
+from alseg.rundir import RunDir, RunDirError
+from alseg.tracking import Tracker
+
+
+def default_run_dir(cfg: DictConfig) -> Path:
+    """runs/<strategy>-<labeling>-seed<seed>-<stamp>; the stamp is the job id under SLURM or
+    torchrun (the same in every process), else the time."""
+    job = os.environ.get("SLURM_JOB_ID") or os.environ.get("TORCHELASTIC_RUN_ID")
+    stamp = f"job{job}" if job and job != "none" else time.strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / f"{cfg.active.strategy}-{cfg.labeling.type}-seed{cfg.seed}-{stamp}"
+
+
+def quiet_lightning() -> None:
+    """Keep the console for alseg's own progress: Lightning's info banners go."""
+    for name in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric", "lightning"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    for pattern in (
+        ".*does not have many workers.*",
+        ".*predict_dataloader.*",
+        ".*`training_step` returned.*",
+        # fit() runs without a val loader on purpose: evaluation is its own phase
+        ".*defined a `validation_step` but have no `val_dataloader`.*",
+        ".*isinstance\\(treespec, LeafSpec\\).*",  # Lightning vs torch
+    ):
+        warnings.filterwarnings("ignore", pattern)
+
+
+# -- data ----------------------------------------------------------------------------------
+@dataclass
+class Parts:
+    """Objects of an experiment that do not depend on the run dir."""
+
+    train: Any  # data sets following the sample contract (SyntheticScenes, FileSegmentationDataset)
+    val: Any
+    test: Any
+    regions: RegionSet
+    store: LabelStore
+    oracle: SimulatedOracle
+    datamodule: ActiveDataModule
+    strategy: Strategy
+
+
+def _synthetic(d: DictConfig, split: str, n: int, domain: str) -> Any:
+    if d.name == "shapes":
+        return SyntheticShapes(split, n, d.image_size, domain, d.seed, d.imbalance, d.gap)
+    shift = float(d.label_shift) if domain == d.domain else 0.0
+    return SyntheticScenes(split, n, d.image_size, domain, d.seed, shift)  # type: ignore[arg-type]
+
+
+def build_datasets(d: DictConfig) -> tuple[Any, Any, Any]:
+    """(pool, val, test) data sets of ``cfg.data``."""
+    if d.name in ("synthetic", "shapes"):
+        return tuple(
+            _synthetic(d, split, n, d.domain)
+            for split, n in (("train", d.num_train), ("val", d.num_val), ("test", d.num_test))
+        )
+    if d.name == "imagefolder_da":
+        return build_imagefolder(d)[:3]  # type: ignore[return-value]
+    return build_splits(d)
+
+
+def build_source(d: DictConfig) -> Any:
+    """The labeled source domain of ``cfg.data`` (active domain adaptation)."""
+    if d.name in ("synthetic", "shapes"):
+        if d.domain == "source":
+            raise ConfigError(
+                "adaptation.enabled=true needs the target domain as the pool: data.domain=target"
+            )
+        return _synthetic(d, "train", int(d.num_source), "source")
+    if d.name in PAIRS:
+        return build_source_split(d)
+    if d.name == "imagefolder_da":
+        return build_imagefolder(d)[3]
+    raise ConfigError(
+        f"data={d.name} has no source domain; use data=synthetic, shapes or "
+        f"{', '.join(PAIRS)} with adaptation.enabled=true"
+    )
+
+
+def check_batchable(sets: dict[str, Any], d: DictConfig) -> None:
+    """Images of different sizes batch only where a setting makes them equal: training
+    batches need a crop (``data.crop_size``), scoring and evaluation batches one image
+    (``data.pool_batch_size=1``). Fails naming two files of different sizes."""
+    for split, ds in sets.items():
+        sizes = getattr(ds, "image_sizes", None)
+        if ds is None or sizes is None:
+            continue
+        distinct = sorted(set(sizes))
+        if len(distinct) < 2:
+            continue
+        training = split in ("train", "source")
+        if (not training or d.crop_size is not None) and d.pool_batch_size == 1:
+            continue
+        a, b = (sizes.index(s) for s in distinct[:2])
+        raise DataError(
+            f"{split} images differ in size: {ds.pairs[a][0]} is {sizes[a][1]}x{sizes[a][0]}, "
+            f"{ds.pairs[b][0]} is {sizes[b][1]}x{sizes[b][0]} (width x height); set "
+            "data.crop_size=[H,W] (training batches) and data.pool_batch_size=1 (scoring and "
+            "evaluation), or resize every image with data.image_size=[H,W]"
+        )
+
+
+def region_params(r: DictConfig) -> dict[str, Any]:
+    """Parameters of ``regions.method`` (they are part of the cache key)."""
+    if r.method == "slic":
+        return {"n_segments": r.n_segments, "compactness": r.compactness}
+    if r.method == "seeds":
+        return {"n_segments": r.n_segments, **OmegaConf.to_container(r.seeds)}  # type: ignore[dict-item]
+    return {"cell": r.cell}
+
+
+def build_regions(
+    cfg: DictConfig, train: Any, progress: bool = True, stats: RegionStats | None = None
+) -> RegionSet:
+    r = cfg.regions
+    return compute_regions(
+        train.image_uint8,
+        len(train),
+        r.method,
+        region_params(r),
+        train.fingerprint,
+        r.cache_dir,
+        r.num_workers,
+        progress,
+        max_memory_mb=float(r.max_memory_mb),
+        stats=stats,
+    )
+
+
+def build_parts(cfg: DictConfig, progress: bool = True) -> Parts:
+    d = cfg.data
+    train, val, test = build_datasets(d)
+    source = build_source(d) if cfg.adaptation.enabled else None
+    check_batchable({"train": train, "val": val, "test": test, "source": source}, d)
+    regions = build_regions(cfg, train, progress)
+    store = LabelStore(regions.total, train.num_classes)
+    oracle = SimulatedOracle(
+        train.mask,
+        regions,
+        train.num_classes,
+        cfg.labeling.type,
+        ClickCost(cfg.labeling.cost_per_region),
+        train.ignore_index,
+        void_bit=bool(cfg.labeling.void_bit),
+        trim_kernel=int(cfg.labeling.trim_kernel),
+    )
+    dm = ActiveDataModule(
+        train,
+        val,
+        test,
+        regions,
+        store,
+        train.mask,
+        batch_size=d.batch_size,
+        pool_batch_size=d.pool_batch_size,
+        num_workers=d.num_workers,
+        ignore_index=train.ignore_index,
+        hflip=d.hflip,
+        scale_range=tuple(d.scale_range) if d.scale_range else None,
+        crop_size=tuple(d.crop_size) if d.crop_size else None,
+        source_set=source,
+        unlabeled_target=cfg.adaptation.enabled and cfg.adaptation.alignment != "none",
+    )
+    if cfg.adaptation.enabled and cfg.adaptation.source_sampling == "balanced":
+        dm.set_source_prior(None, balanced=True)
+    params = dict(cfg.active.strategy_params)
+    if cfg.active.strategy == "pixbal" and has_void_output(cfg):
+        params.setdefault("void_class", train.num_classes)  # void-majority regions score 0
+    strategy = get_strategy(cfg.active.strategy, **params)
+    return Parts(train, val, test, regions, store, oracle, dm, strategy)
+
+
+def has_void_output(cfg: DictConfig) -> bool:
+    """Multi-class labels with a void bit: the model predicts C + 1 outputs."""
+    return cfg.labeling.type == "multiclass" and bool(cfg.labeling.void_bit)
+
+
+def init_budget(cfg: DictConfig) -> float:
+    a = cfg.active
+    return float(a.init_budget if a.init_budget is not None else a.budget)
+
+
+def check_budget(pool_cost: float, init_budget: float, budget: float, rounds: int) -> None:
+    """Fail before anything runs when the planned clicks cannot be spent on the pool."""
+    if pool_cost <= 0:
+        raise ValueError("the pool is empty: there is no region to label")
+    planned = init_budget + budget * (rounds - 1)
+    if planned > pool_cost:
+        raise ValueError(
+            f"the run plans {planned:g} clicks (active.init_budget={init_budget:g} + "
+            f"{rounds - 1} rounds x active.budget={budget:g}) but the whole pool costs "
+            f"{pool_cost:g} clicks; lower active.budget or active.rounds, or enlarge the pool"
+        )
+
+
+# -- model, trainer, logger, extensions ----------------------------------------------------
+def model_spec(cfg: DictConfig, train: Any) -> ModelSpec:
+    """Every model setting of the experiment, typed."""
+    m, a = cfg.model, cfg.adaptation
+    align = (
+        AlignSpec(
+            a.alignment,
+            a.discriminate,
+            tuple(a.disc_hidden),
+            float(a.align_weight),
+            float(a.grl_scale),
+        )
+        if a.enabled
+        else None
+    )
+    return ModelSpec(
+        arch=m.arch,
+        encoder=m.encoder,
+        encoder_weights=m.encoder_weights,
+        num_classes=train.num_classes,
+        class_names=tuple(train.class_names),
+        optim=OptimSpec(
+            m.optimizer,
+            m.lr,
+            m.weight_decay,
+            m.head_lr_mult,
+            m.lr_schedule,
+            m.poly_power,
+            bool(m.nesterov),
+        ),
+        void_output=has_void_output(cfg),
+        cosine=m.head == "cosine",
+        head_temperature=m.head_temperature,
+        stage2_lr=cfg.stage2.lr,
+        loss_weights=(m.loss_weights[0], m.loss_weights[1], m.loss_weights[2]),
+        ignore_index=train.ignore_index,
+        align=align,
+    )
+
+
+def trainer_factory(cfg: DictConfig, logger: Any, root: Path) -> TrainerFactory:
+    """Trainers of every fit and prediction pass of the experiment."""
+    t = cfg.trainer
+
+    def make(
+        callbacks: list[pl.Callback], max_steps: int | None = None, max_epochs: int | None = None
+    ) -> pl.Trainer:
+        extra: list[pl.Callback] = []
+        if t.enable_progress_bar:
+            from pytorch_lightning.callbacks import RichProgressBar
+
+            extra.append(RichProgressBar(leave=False))
+        return pl.Trainer(
+            accelerator=t.accelerator,
+            devices=t.devices,
+            strategy=t.strategy,
+            num_nodes=t.num_nodes,
+            precision=t.precision,
+            max_epochs=t.max_epochs if max_epochs is None else max_epochs,
+            max_steps=t.max_steps if max_steps is None else max_steps,
+            deterministic=t.deterministic,
+            log_every_n_steps=t.log_every_n_steps,
+            enable_progress_bar=t.enable_progress_bar,
+            logger=logger if logger is not None else False,
+            callbacks=extra + callbacks,
+            enable_checkpointing=False,
+            enable_model_summary=False,
+            num_sanity_val_steps=0,
+            default_root_dir=str(root),
+        )
+
+    return make
+
+
+def build_logger(cfg: DictConfig, rundir: RunDir, state: dict[str, Any]) -> Any:
+    """The experiment's WandbLogger (one W&B run over all rounds, resumed by id), or None."""
+    if not cfg.logger.enabled or cfg.logger.mode == "disabled":
+        return None
+    from pytorch_lightning.loggers import WandbLogger
+
+    os.environ.setdefault("WANDB_MODE", cfg.logger.mode)
+    os.environ.setdefault("WANDB_SILENT", "true")
+    group = cfg.logger.group or f"{cfg.data.name}-{cfg.active.strategy}-{cfg.labeling.type}"
+    return WandbLogger(
+        project=cfg.logger.project,
+        name=rundir.path.name,
+        save_dir=str(rundir.path),
+        offline=cfg.logger.mode == "offline",
+        id=state.get("wandb_id"),
+        resume="allow",
+        group=group,
+        tags=list(cfg.logger.tags) + [cfg.active.strategy, cfg.labeling.type],
+        config=OmegaConf.to_container(cfg, resolve=True),
+    )
+
+
+def build_extensions(cfg: DictConfig) -> list[Extension]:
+    """The method plug-ins the config asks for, in the order the loop calls them."""
+    a = cfg.active
+    keep = int(a.keep_checkpoints)
+    out: list[Extension] = []
+    if a.schedule == "continuous":
+        out.append(ContinuousSchedule(cfg.trainer.max_steps, a.init_steps or 0, a.rounds, keep))
+    if cfg.stage2.enabled:
+        out.append(Stage2(keep))
+    if cfg.sieve.enabled:
+        s = cfg.sieve
+        out.append(Sieving(SieveConfig(s.min_size, s.reference_area, s.min_pixels, s.step)))
+    match = cfg.adaptation.match_labels
+    if cfg.adaptation.enabled and (match if match is not None else a.strategy == "lamda"):
+        out.append(LabelMatching())
+    return out
+
+
+# -- run dir and loop --------------------------------------------------------------------------
+def open_run_dir(cfg: DictConfig, run_dir: Path, resume: bool, console: Console) -> RunDir:
+    """Take the run dir (rank 0: its lock), create it or check it for resuming, and
+    return it with the state the loop continues from in ``rundir.state``."""
+    rundir = RunDir(run_dir)
+    config_yaml = OmegaConf.to_yaml(cfg, resolve=True)
+    if not is_rank_zero():  # other DDP ranks only read the run dir rank 0 prepared
+        rundir.state = rundir.check() if resume else {}
+        return rundir
+    if resume:
+        rundir.check()  # a folder that is no run dir is not created by taking its lock
+    rundir.acquire_lock("resume" if resume else "run")
+    try:
+        if not resume:
+            if rundir.create(config_yaml):
+                console.log(f"{run_dir} never committed round 0: starting it afresh")
+            rundir.state = {"config": config_yaml}
+            return rundir
+        state = rundir.check()
+        for p in rundir.remove_temp_files():
+            console.log(f"removed {p} (left by an interrupted write)")
+        rundir.verify()
+        _resume_config(cfg, rundir, state, config_yaml)
+        rundir.state = state
+        return rundir
+    except BaseException:
+        rundir.release_lock()
+        raise
+
+
+def _resume_config(
+    cfg: DictConfig, rundir: RunDir, state: dict[str, Any], config_yaml: str
+) -> None:
+    """Record the (safe) keys ``alseg resume`` changed; extend a finished run whose
+    ``active.rounds`` grew; refuse fewer rounds than it has done."""
+    r = int(state["round"])
+    if r >= cfg.active.rounds:
+        raise RunDirError(
+            f"{rundir.state_path} is at round {r} but active.rounds={cfg.active.rounds}: "
+            "a run cannot have fewer rounds than it has done"
+        )
+    labels = rundir.labels_path(r)
+    if not labels.is_file():
+        raise RunDirError(f"{labels} is missing: {rundir.state_path} says round {r} was labeled")
+    old = state.get("config")
+    if isinstance(old, str) and old != config_yaml:
+        before = OmegaConf.to_container(OmegaConf.create(old))
+        after = OmegaConf.to_container(OmegaConf.create(config_yaml))
+        keys = changed_keys(before, after)  # type: ignore[arg-type]
+        state.setdefault("config_changes", []).append({"round": r, "keys": keys})
+        state["config"] = config_yaml
+        rundir.write_file(rundir.config_path, config_yaml.encode())
+        if state["phase"] == "done" and r + 1 < cfg.active.rounds:
+            state["phase"] = "evaluated"  # more rounds: select the next one
+        rundir.write_state(state)  # processes that DDP launches later read the new config
+
+
+def build_loop(
+    cfg: DictConfig,
+    run_dir: Path,
+    resume: bool,
+    console: Console | None = None,
+    progress: bool = True,
+) -> ActiveLoop:
+    """Build the experiment; a new run dir is created only after every check passed."""
+    quiet_lightning()
+    parts = build_parts(cfg, progress)
+    pool_cost = float(parts.oracle.query_costs(np.arange(parts.store.num_regions)).sum())
+    check_budget(pool_cost, init_budget(cfg), float(cfg.active.budget), int(cfg.active.rounds))
+    console = console or Console()
+    rundir = open_run_dir(cfg, run_dir, resume, console)
+    try:
+        rank_zero = is_rank_zero()
+        logger = build_logger(cfg, rundir, rundir.state)
+        tracker = Tracker(
+            rundir,
+            int(cfg.active.rounds),
+            float(cfg.active.budget),
+            logger,
+            console if rank_zero else Console(quiet=True),
+            rank_zero=rank_zero,
+        )
+        spec = model_spec(cfg, parts.train)
+
+        def build_model(stage: int, span: TrainSpan) -> SegmentationModule:
+            return spec.build(stage, span)
+
+        factory: ModelFactory = build_model
+        return ActiveLoop(
+            rundir=rundir,
+            datamodule=parts.datamodule,
+            oracle=parts.oracle,
+            strategy=parts.strategy,
+            model_factory=factory,
+            trainer_factory=trainer_factory(cfg, logger, rundir.path),
+            tracker=tracker,
+            rounds=int(cfg.active.rounds),
+            budget=float(cfg.active.budget),
+            init_budget=init_budget(cfg),
+            reinit=bool(cfg.active.reinit),
+            seed=int(cfg.seed),
+            extensions=build_extensions(cfg),
+            state=rundir.state,
+            keep_checkpoints=int(cfg.active.keep_checkpoints),
+            rank_zero=rank_zero,
+            channels_last=bool(cfg.active.channels_last),
+        )
+    except BaseException:
+        rundir.release_lock()
+        raise

@@ -1,0 +1,102 @@
+"""MulActSeg's stage 2 (``stage2.enabled``; docs/methods.md): after each round's stage-1
+fit, a prediction pass over the labeled images turns their multi-class region answers into
+pseudo labels (``alseg.models.pseudo_labels``), written to
+``pseudo_labels/round_XX/<image>.png``; then a re-initialised model is trained on them with
+plain CE and evaluated. Acquisition keeps using the stage-1 model. The pseudo labels'
+agreement with ground truth is recorded (``pseudo_acc``, ``pseudo_coverage``), never used.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from alseg.data.label_maps import label_map_path, save_label_map
+from alseg.extensions.base import Extension, FitPlan, FitResult
+from alseg.extensions.maps import MapWriter, pct, write_maps
+from alseg.models.pseudo_labels import propagate_pseudo_labels
+from alseg.models.segmentation import PredictOutputs, SegmentationModule
+
+KIND = "pseudo_labels"
+
+
+class PseudoLabelWriter(MapWriter):
+    """Per labeled image: decoder features upsampled to the image and L2-normalised, softmax
+    of the evaluated classes, ``propagate_pseudo_labels`` with the image's answers.
+    Counts: pixels correct, pixels assigned, non-void pixels (against ground truth)."""
+
+    def __init__(self, folder: Path, loop: Any) -> None:
+        super().__init__(PredictOutputs(features=True), folder, 3)
+        self.store, self.regions = loop.store, loop.dm.regions
+        self.mask_fn, self.ignore = loop.dm.labeled.mask_fn, loop.dm.labeled.ignore_index
+        self.labeled = self.store.labeled_mask()
+
+    def on_batch(self, outputs: Any, batch: dict[str, Any]) -> None:
+        feats, logits = outputs["features"], outputs["logits"]
+        C = self.store.num_classes
+        size = logits.shape[-2:]
+        feats = F.normalize(
+            F.interpolate(feats.float(), size=size, mode="bilinear", align_corners=False), dim=1
+        )
+        probs = torch.softmax(logits[:, :C].float(), dim=1)
+        for b, index in enumerate(batch["index"].tolist()):
+            ids = np.arange(self.regions.offsets[index], self.regions.offsets[index + 1])
+            pseudo = propagate_pseudo_labels(
+                feats[b],
+                probs[b],
+                batch["regions"][b],
+                torch.from_numpy(self.store.class_sets(ids)),
+                torch.from_numpy(self.labeled[ids]),
+                self.ignore,
+            ).cpu()
+            save_label_map(label_map_path(self.folder, index), pseudo)
+            gt = self.mask_fn(index)
+            valid = gt != self.ignore
+            assigned = (pseudo != self.ignore) & valid
+            hit = int((pseudo[assigned] == gt[assigned]).sum())
+            self.counts += torch.tensor([hit, int(assigned.sum()), int(valid.sum())])
+
+    def stats(self) -> dict[str, float]:
+        hit, assigned, valid = self.counts.tolist()
+        return {"pseudo_acc": pct(hit, assigned), "pseudo_coverage": pct(assigned, valid)}
+
+
+class Stage2(Extension):
+    """Pseudo labels from the stage-1 model, then a stage-2 model trained on them."""
+
+    name = "stage2"
+
+    def __init__(self, keep_checkpoints: int = 2) -> None:
+        self.keep = keep_checkpoints
+        self.stats: dict[str, float] = {}
+
+    def after_fit(self, r: int, fit: FitResult) -> None:
+        loop = self.loop
+        loop.tracker.phase(r, "pseudo labels", len(loop.dm.labeled))
+        folder, self.stats = write_maps(
+            loop,
+            KIND,
+            r,
+            fit.model,
+            loop.dm.labeled.indices,
+            lambda f: PseudoLabelWriter(f, loop),
+        )
+        loop.dm.labeled.set_pseudo_labels(folder)
+        try:
+            model, _ = loop.train(r, FitPlan(stage=2))
+        finally:
+            loop.dm.labeled.set_pseudo_labels(None)
+        if loop.rank_zero:
+            loop.rundir.save_checkpoint(r, model.state_dict(), keep=self.keep, stage=2)
+        fit.eval_model = model
+
+    def evaluation_model(self, r: int) -> SegmentationModule:
+        self.stats = self.loop.rundir.folder_stats(KIND, r)
+        return self.loop.load_model(r, stage=2)
+
+    def metrics_row(self, r: int) -> dict[str, float]:
+        return dict(self.stats)

@@ -1,0 +1,54 @@
+"""``ModelSpec``: every model setting of an experiment in one typed object, and the
+module it builds for a stage (1: the acquisition model; 2: MulActSeg's retrained one)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from alseg.models.adaptation import AlignSpec, DomainAdaptationModule
+from alseg.models.heads import use_cosine_head
+from alseg.models.segmentation import OptimSpec, SegmentationModule, TrainSpan, build_network
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Attributes:
+    arch, encoder, encoder_weights: the network (``build_network``).
+    num_classes: C, the evaluated classes; ``void_output`` adds a (C+1)-th output.
+    class_names: one per class.
+    cosine: a cosine classifier (logits = cos / ``head_temperature``) instead of a linear one.
+    optim: optimizer and lr schedule of stage 1.
+    stage2_lr: the learning rate of stage 2 (None: stage 1's).
+    loss_weights: (CE, merged positive, prototypical pixel) of multi-class labels.
+    ignore_index: the void / unlabeled target value.
+    align: train with the labeled source domain (``DomainAdaptationModule``), or None.
+    """
+
+    arch: str
+    encoder: str
+    encoder_weights: str | None
+    num_classes: int
+    class_names: tuple[str, ...]
+    optim: OptimSpec
+    void_output: bool = False
+    cosine: bool = False
+    head_temperature: float = 0.1
+    stage2_lr: float | None = None
+    loss_weights: tuple[float, float, float] = (16.0, 8.0, 1.0)
+    ignore_index: int = 255
+    align: AlignSpec | None = None
+
+    def build(self, stage: int = 1, span: TrainSpan | None = None) -> SegmentationModule:
+        """A freshly initialised module (draws from the global RNG: seed before)."""
+        outputs = self.num_classes + int(self.void_output)
+        network = build_network(self.arch, self.encoder, self.encoder_weights, outputs, self.cosine)
+        if self.cosine and self.arch != "Classifier":  # the classifier builds its own head
+            use_cosine_head(network, self.head_temperature)
+        optim = self.optim
+        if stage == 2 and self.stage2_lr is not None:
+            optim = replace(optim, lr=self.stage2_lr)
+        args = (network, self.num_classes, self.class_names, optim, self.ignore_index)
+        rest = (self.void_output, self.loss_weights, span)
+        if self.align is not None:
+            return DomainAdaptationModule(*args, *rest, align=self.align)
+        return SegmentationModule(*args, *rest)
