@@ -283,6 +283,9 @@ class ActiveLoop:
             rows = [dict(x) for x in self.rundir.read_metrics()] if self.rank_zero else []
             self.tracker.finish(rows)
             return rows
+        except BaseException:
+            self.tracker.abort()  # a resume in this process starts a new W&B piece
+            raise
         finally:
             self.close()
 

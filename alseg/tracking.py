@@ -177,6 +177,12 @@ class Tracker:
         if self.wandb is not None:
             self.wandb.experiment.log({f"al/{k}": v for k, v in row.items()})
 
+    def abort(self) -> None:
+        """The run stopped with an error: close its W&B run as failed (offline, what was
+        logged stays in its folder; ``alseg resume`` continues it)."""
+        if self.wandb is not None:
+            self.wandb.experiment.finish(exit_code=1)
+
     def finish(self, rows: Sequence[dict[str, Any]]) -> None:
         table = Table(title=f"learning curve — {self.rundir.path}")
         for col in ("round", "clicks", "labeled px %", "val mIoU", "test mIoU"):
