@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from omegaconf import OmegaConf
@@ -63,92 +64,128 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _config(args: argparse.Namespace) -> int:
+    from alseg.config import compose
+
+    print(OmegaConf.to_yaml(compose(args.overrides)))
+    return 0
+
+
+def _regions(args: argparse.Namespace) -> int:
+    from alseg.build import build_datasets, build_regions
+    from alseg.config import compose
+    from alseg.data.regions import RegionStats
+
+    cfg = compose(args.overrides)
+    t0 = time.perf_counter()
+    train = build_datasets(cfg.data)[0]
+    stats = RegionStats()
+    regions = build_regions(cfg, train, stats=stats)
+    dt = time.perf_counter() - t0
+    speed = (
+        f"computed {stats.computed} in {stats.seconds:.1f}s "
+        f"({stats.images_per_s:.2f} images/s, {cfg.regions.num_workers} workers)"
+        if stats.computed
+        else "all from the cache"
+    )
+    print(
+        f"{len(regions)} images, {regions.total} regions "
+        f"({regions.num_regions.mean():.1f} per image); {speed}; {dt:.1f}s in all; "
+        f"cache: {cfg.regions.cache_dir}"
+    )
+    return 0
+
+
+def _data(args: argparse.Namespace) -> int:
+    from alseg.build import build_datasets
+    from alseg.config import compose
+    from alseg.data.check import check_split, format_reports
+
+    sets = build_datasets(compose(args.overrides).data)
+    reports = [check_split(n, ds) for n, ds in zip(("train", "val", "test"), sets)]
+    print(format_reports(reports, tuple(sets[0].class_names)))
+    return 2 if any(r.errors for r in reports) else 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from alseg.build import build_loop, default_run_dir
+    from alseg.config import compose, load_run_config
+    from alseg.distributed import RUN_DIR_VARIABLE, exported, is_rank_zero, shared_run_dir
+
+    if args.command == "resume":
+        run_dir = args.run_dir
+        cfg = load_run_config(run_dir, args.overrides)
+    else:
+        cfg = compose(args.overrides)
+        run_dir = Path(cfg.run_dir or shared_run_dir() or default_run_dir(cfg))
+    # Processes that Lightning launches later (DDP) rerun this command: same run dir.
+    with exported(RUN_DIR_VARIABLE, str(run_dir.resolve())):
+        build_loop(cfg, run_dir, resume=args.command == "resume").run()
+    if is_rank_zero():
+        print(f"run dir: {run_dir}")
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from importlib import import_module
+
+    import_module(f"alseg.bench.{args.name}").main(args.args)
+    return 0
+
+
+def _summarize(args: argparse.Namespace) -> int:
+    from alseg.report import load_runs, markdown_table
+
+    df, notes = load_runs(args.run_dirs)
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
+    print(markdown_table(df, args.metric))
+    return 0
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from alseg.sweep import run_local
+
+    out = args.out or Path("runs") / f"sweep-{args.sweep_file.stem}"
+    dirs = run_local(args.sweep_file, out, args.overrides)
+    print(f"{len(dirs)} runs in {out}/; next: alseg report {out}/*/ --out {out}/report")
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from alseg.report import write_report
+
+    for note in write_report(args.run_dirs, args.out, args.metric):
+        print(f"note: {note}", file=sys.stderr)
+    print(f"report: {args.out}/ (runs.csv, runs.parquet, curves.png, classes.png, table.md)")
+    return 0
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "config": _config,
+    "regions": _regions,
+    "data": _data,
+    "run": _run,
+    "resume": _run,
+    "bench": _bench,
+    "summarize": _summarize,
+    "sweep": _sweep,
+    "report": _report,
+}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     # Heavy imports after argument parsing, so `alseg --help` is instant.
-    from alseg.build import build_loop, default_run_dir
-    from alseg.config import ConfigError, compose, load_run_config
-    from alseg.distributed import RUN_DIR_VARIABLE, exported, is_rank_zero, shared_run_dir
+    from alseg.config import ConfigError
     from alseg.rundir import RunDirError
     from alseg.sweep import SweepError
 
     try:
-        if args.command == "config":
-            print(OmegaConf.to_yaml(compose(args.overrides)))
-        elif args.command == "regions":
-            from alseg.build import build_datasets, build_regions
-            from alseg.data.regions import RegionStats
-
-            cfg = compose(args.overrides)
-            t0 = time.perf_counter()
-            train = build_datasets(cfg.data)[0]
-            stats = RegionStats()
-            regions = build_regions(cfg, train, stats=stats)
-            dt = time.perf_counter() - t0
-            speed = (
-                f"computed {stats.computed} in {stats.seconds:.1f}s "
-                f"({stats.images_per_s:.2f} images/s, {cfg.regions.num_workers} workers)"
-                if stats.computed
-                else "all from the cache"
-            )
-            print(
-                f"{len(regions)} images, {regions.total} regions "
-                f"({regions.num_regions.mean():.1f} per image); {speed}; {dt:.1f}s in all; "
-                f"cache: {cfg.regions.cache_dir}"
-            )
-        elif args.command == "data":
-            from alseg.build import build_datasets
-            from alseg.data.check import check_split, format_reports
-
-            cfg = compose(args.overrides)
-            sets = build_datasets(cfg.data)
-            reports = [check_split(n, ds) for n, ds in zip(("train", "val", "test"), sets)]
-            print(format_reports(reports, tuple(sets[0].class_names)))
-            if any(r.errors for r in reports):
-                return 2
-        elif args.command == "run":
-            cfg = compose(args.overrides)
-            run_dir = Path(cfg.run_dir or shared_run_dir() or default_run_dir(cfg))
-            # Processes that Lightning launches later (DDP) rerun this command: same run dir.
-            with exported(RUN_DIR_VARIABLE, str(run_dir.resolve())):
-                build_loop(cfg, run_dir, resume=False).run()
-            if is_rank_zero():
-                print(f"run dir: {run_dir}")
-        elif args.command == "bench":
-            from importlib import import_module
-
-            import_module(f"alseg.bench.{args.name}").main(args.args)
-        elif args.command == "summarize":
-            from alseg.report import load_runs, markdown_table
-
-            df, notes = load_runs(args.run_dirs)
-            for note in notes:
-                print(f"note: {note}", file=sys.stderr)
-            print(markdown_table(df, args.metric))
-        elif args.command == "sweep":
-            from alseg.sweep import run_local
-
-            out = args.out or Path("runs") / f"sweep-{args.sweep_file.stem}"
-            dirs = run_local(args.sweep_file, out, args.overrides)
-            print(f"{len(dirs)} runs in {out}/; next: alseg report {out}/*/ --out {out}/report")
-        elif args.command == "report":
-            from alseg.report import write_report
-
-            for note in write_report(args.run_dirs, args.out, args.metric):
-                print(f"note: {note}", file=sys.stderr)
-            print(
-                f"report: {args.out}/ (runs.csv, runs.parquet, curves.png, classes.png, table.md)"
-            )
-        elif args.command == "resume":
-            cfg = load_run_config(args.run_dir, args.overrides)
-            with exported(RUN_DIR_VARIABLE, str(args.run_dir.resolve())):
-                build_loop(cfg, args.run_dir, resume=True).run()
-            if is_rank_zero():
-                print(f"run dir: {args.run_dir}")
+        return COMMANDS[args.command](args)
     except (ConfigError, RunDirError, SweepError, ValueError, FileNotFoundError) as e:
         print(f"alseg {args.command}: error: {e}", file=sys.stderr)
         return 2
-    return 0
 
 
 if __name__ == "__main__":

@@ -117,6 +117,17 @@ class Tracker:
         )
         if not self.rank_zero:
             return
+        tiles, titles = self._overlays(ann, dm)
+        out = self.rundir.path
+        save_overlay_grid(tiles, out / "overlays" / f"round_{r:02d}.png", titles)
+        save_bar_chart(counts, out / "histograms" / f"round_{r:02d}.png", f"answers, round {r}")
+        if self.wandb is not None:
+            self._log_wandb_selection(r, rows, counts, tiles, titles, dm.store.spent())
+
+    def _overlays(
+        self, ann: Annotations, dm: ActiveDataModule
+    ) -> tuple[list[np.ndarray], list[str]]:
+        """Panels (selected | answers | predicted) of the first images of a selection."""
         ds: Any = dm.labeled.dataset
         images, local = dm.regions.split_ids(ann.region_ids)
         shown = list(dict.fromkeys(images.tolist()))[: self.num_overlays]
@@ -137,13 +148,20 @@ class Tracker:
                 )
             )
             titles.append(f"image {i}: selected | answers | predicted")
-        out = self.rundir.path
-        save_overlay_grid(tiles, out / "overlays" / f"round_{r:02d}.png", titles)
-        save_bar_chart(counts, out / "histograms" / f"round_{r:02d}.png", f"answers, round {r}")
-        if self.wandb is None:
-            return
+        return tiles, titles
+
+    def _log_wandb_selection(
+        self,
+        r: int,
+        rows: Sequence[dict[str, Any]],
+        counts: dict[str, int],
+        tiles: list[np.ndarray],
+        titles: list[str],
+        spent: float,
+    ) -> None:
         import wandb
 
+        assert self.wandb is not None
         table = wandb.Table(columns=list(rows[0]) if rows else ["image"])
         for row in rows:
             table.add_data(*row.values())
@@ -162,7 +180,7 @@ class Tracker:
             }
         )
         art = wandb.Artifact(
-            f"labels-{exp.id}", type="labels", metadata={"round": r, "clicks": dm.store.spent()}
+            f"labels-{exp.id}", type="labels", metadata={"round": r, "clicks": spent}
         )
         art.add_file(str(self.rundir.labels_path(r)))
         art.add_file(str(self.rundir.selections_path(r)))

@@ -152,6 +152,31 @@ class PoolScorer:
             rows = {name: value[top] for name, value in rows.items()}
         self.groups[group] = rows
 
+    def _layout(self, broadcast: Broadcast | None) -> dict[str, tuple[tuple[int, ...], Any]]:
+        """Shape and dtype of every buffer and group field (rank 0's, under DDP), with the
+        buffers a rank without any batch lacks allocated as zeros."""
+        spec = {k: (tuple(v.shape[1:]), v.dtype) for k, v in self.buffers.items()}
+        for group, g in self.groups.items():
+            for name, value in g.items():
+                if name not in ("key", "ids"):
+                    spec[f"{group}/{name}"] = (tuple(value.shape[1:]), value.dtype)
+        if broadcast is not None:  # ranks with an empty shard learn the buffers' layout
+            spec = broadcast(spec)
+        if self.scored is None:
+            if broadcast is None:
+                raise RuntimeError(
+                    "PoolScorer.compute() called before any update(): the pool was empty"
+                )
+            self.scored = torch.zeros(self.total, dtype=torch.bool)
+            self.image_scored = torch.zeros(self.num_images, dtype=torch.bool)
+        for name, (shape, dtype) in spec.items():
+            if name.split("/")[0] not in GROUPS and name not in self.buffers:
+                rows = self.num_images if name.startswith("image/") else self.total
+                self.buffers[name] = torch.zeros(
+                    (rows, *shape), dtype=dtype, device=self.scored.device
+                )
+        return spec
+
     def compute(
         self,
         all_reduce: Reduce | None = None,
@@ -171,26 +196,9 @@ class PoolScorer:
             long (-1 = empty row), ``<g>/key`` (M,) and every row field ``<g>/<field>``
             (M, ...), e.g. ``<g>/feat`` (M, D).
         """
-        spec = {k: (tuple(v.shape[1:]), v.dtype) for k, v in self.buffers.items()}
-        for group, g in self.groups.items():
-            for name, value in g.items():
-                if name not in ("key", "ids"):
-                    spec[f"{group}/{name}"] = (tuple(value.shape[1:]), value.dtype)
-        if broadcast is not None:  # ranks with an empty shard learn the buffers' layout
-            spec = broadcast(spec)
-        if self.scored is None:
-            if broadcast is None:
-                raise RuntimeError(
-                    "PoolScorer.compute() called before any update(): the pool was empty"
-                )
-            self.scored = torch.zeros(self.total, dtype=torch.bool)
-            self.image_scored = torch.zeros(self.num_images, dtype=torch.bool)
-        assert self.image_scored is not None
+        spec = self._layout(broadcast)
+        assert self.scored is not None and self.image_scored is not None
         device = self.scored.device
-        for name, (shape, dtype) in spec.items():
-            if name.split("/")[0] not in GROUPS and name not in self.buffers:
-                rows = self.num_images if name.startswith("image/") else self.total
-                self.buffers[name] = torch.zeros((rows, *shape), dtype=dtype, device=device)
 
         def reduce(t: torch.Tensor) -> torch.Tensor:
             return all_reduce(t) if all_reduce is not None else t

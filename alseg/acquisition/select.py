@@ -228,7 +228,7 @@ def lamda_select(
     gamma: float | None = None,
     block: int = 2048,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """LAMDA's greedy MMD-critic selection (Hwang et al., ECCV 2022; METHODS.md E).
+    """LAMDA's greedy MMD-critic selection (Hwang et al., ECCV 2022; docs/methods.md).
 
     With A the samples picked so far this round, pick
     c* = argmax_{c not in A} (2/N) sum_j K_cj - (2 sum_{s in A} K_sc + K_cc) / (|A| + 1)
@@ -260,11 +260,30 @@ def lamda_select(
     if budget > int((~labeled).sum()):
         raise ValueError(f"budget={budget} exceeds the {int((~labeled).sum())} unlabeled samples")
     gamma = 1.0 / D if gamma is None else float(gamma)
-    free = free | labeled
+    queries, free_picks = _greedy_mmd(
+        features, free | labeled, labeled, budget, max_free, gamma, block
+    )
+    return (
+        torch.tensor(queries, dtype=torch.long, device=dev),
+        torch.tensor(free_picks, dtype=torch.long, device=dev),
+    )
+
+
+def _greedy_mmd(
+    features: torch.Tensor,
+    free: torch.Tensor,
+    labeled: torch.Tensor,
+    budget: int,
+    max_free: int,
+    gamma: float,
+    block: int,
+) -> tuple[list[int], list[int]]:
+    """The greedy loop of ``lamda_select``: (queries, free picks) in pick order."""
+    N = features.shape[0]
     norms = _sq_norms(features, block)
     attract = 2 * _rbf_row_means(features, norms, gamma, block)  # (2/N) sum_j K_cj
-    running = torch.zeros(N, device=dev)  # sum_{s in A} K[s, c]
-    picked = torch.zeros(N, dtype=torch.bool, device=dev)
+    running = torch.zeros(N, device=features.device)  # sum_{s in A} K[s, c]
+    picked = torch.zeros(N, dtype=torch.bool, device=features.device)
     queries: list[int] = []
     free_picks: list[int] = []
     free_cpu, labeled_cpu = free.cpu(), labeled.cpu()
@@ -284,10 +303,7 @@ def lamda_select(
             _free_to_query(free_picks, queries, labeled_cpu)
     while len(queries) < budget:  # every sample picked: the oldest unlabeled free picks
         _free_to_query(free_picks, queries, labeled_cpu)
-    return (
-        torch.tensor(queries, dtype=torch.long, device=dev),
-        torch.tensor(free_picks, dtype=torch.long, device=dev),
-    )
+    return queries, free_picks
 
 
 def _free_to_query(free_picks: list[int], queries: list[int], labeled: torch.Tensor) -> None:

@@ -277,10 +277,33 @@ def compute_regions(
     n_chunks = -(-num_images // CHUNK)
     todo = [c for c in range(n_chunks) if folder is None or not _chunk_path(folder, c).exists()]
     done_images = num_images - sum(min(CHUNK, num_images - c * CHUNK) for c in todo)
-    maps: dict[int, list[np.ndarray]] = {}
     t0 = time.perf_counter()
+    maps = _compute_chunks(
+        get, num_images, method, params, folder, todo, done_images, num_workers, progress
+    )
+    stats.computed += num_images - done_images
+    stats.seconds += time.perf_counter() - t0
+    if folder is None:
+        return RegionSet([m for c in range(n_chunks) for m in maps[c]])
+    return load_region_set(folder, num_images, max_memory_mb)
+
+
+def _compute_chunks(
+    get: Callable[[int], np.ndarray],
+    num_images: int,
+    method: str,
+    params: dict[str, Any],
+    folder: Path | None,
+    todo: list[int],
+    done_images: int,
+    num_workers: int,
+    progress: bool,
+) -> dict[int, list[np.ndarray]]:
+    """Compute the chunks ``todo`` (worker processes, progress bar); each is saved to the
+    cache folder as it completes, or returned when there is no cache."""
     from rich.progress import Progress
 
+    maps: dict[int, list[np.ndarray]] = {}
     with Progress(transient=True, disable=not progress or not todo) as bar:
         task = bar.add_task(
             f"regions ({method}, {num_images} images)", total=num_images, completed=done_images
@@ -305,11 +328,7 @@ def compute_regions(
         finally:
             if pool is not None:
                 pool.terminate()
-    stats.computed += num_images - done_images
-    stats.seconds += time.perf_counter() - t0
-    if folder is None:
-        return RegionSet([m for c in range(n_chunks) for m in maps[c]])
-    return load_region_set(folder, num_images, max_memory_mb)
+    return maps
 
 
 def region_adjacency(regions: torch.Tensor) -> torch.Tensor:

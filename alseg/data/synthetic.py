@@ -135,6 +135,108 @@ def _gaussian_blur(image: torch.Tensor, sigma: float) -> torch.Tensor:
     return img[0]
 
 
+class _Canvas:
+    """A scene being drawn: the image, its labels, pixel coordinates, the random stream."""
+
+    def __init__(self, rng: np.random.Generator, style: DomainStyle, size: int) -> None:
+        self.rng, self.style, self.S = rng, style, size
+        self.yy, self.xx = torch.meshgrid(
+            torch.arange(size, dtype=torch.float32),
+            torch.arange(size, dtype=torch.float32),
+            indexing="ij",
+        )
+        self.label = torch.full((size, size), SKY, dtype=torch.int64)
+        self.image = torch.zeros(3, size, size)
+
+    def paint(self, region: torch.Tensor, cls: int, texture: torch.Tensor | None = None) -> None:
+        S = self.S
+        color = _jitter(self.rng, self.style.colors[cls], self.style.color_jitter)
+        layer = color[:, None, None].expand(3, S, S)
+        if texture is not None:
+            layer = (layer * (1.0 + texture)[None]).clamp(0, 1)
+        self.image[:, region] = layer[:, region]
+        self.label[region] = cls
+
+
+def _sky_and_skyline(c: _Canvas, label_shift: float) -> int:
+    """Sky (vertical gradient + faint clouds), then buildings with window grids and trees
+    in some gaps; returns the horizon row."""
+    rng, S, yy, xx = c.rng, c.S, c.yy, c.xx
+    horizon = int(S * rng.uniform(0.38, 0.52))
+    sky_tex = 0.25 * (yy / S - 0.3) + 0.08 * _smooth_noise(rng, S, 4)
+    c.paint(torch.ones(S, S, dtype=torch.bool), SKY, sky_tex)
+    x = 0
+    while x < S:
+        width = int(rng.integers(S // 8, S // 3))
+        top = int(horizon - rng.uniform(0.15, 0.45) * S)
+        cols = (xx >= x) & (xx < x + width)
+        if rng.random() < 0.75 - 0.6 * label_shift:
+            period = int(rng.integers(3, 6))
+            windows = ((yy.long() % period) < period // 2) & (
+                (xx.long() - x) % period < period // 2
+            )
+            tex = -0.35 * windows.float() + 0.05 * _smooth_noise(rng, S, 8)
+            c.paint(cols & (yy >= top) & (yy < horizon + 2), BUILDING, tex)
+        else:
+            cx, cy, r = (
+                x + width / 2,
+                horizon - rng.uniform(0.05, 0.2) * S,
+                rng.uniform(0.1, 0.2) * S,
+            )
+            crown = ((xx - cx) ** 2 + (yy - cy) ** 2 < r**2) | (
+                cols & (yy >= cy) & (yy < horizon + 2)
+            )
+            c.paint(crown, VEGETATION, 0.35 * _smooth_noise(rng, S, S // 3))
+        x += width
+    return horizon
+
+
+def _ground(c: _Canvas, horizon: int) -> float:
+    """Perspective road, sidewalks, verges of vegetation; returns the road's centre."""
+    rng, S, yy, xx = c.rng, c.S, c.yy, c.xx
+    t = ((yy - horizon) / max(S - horizon, 1)).clamp(min=0)  # 0 at horizon, 1 at bottom
+    centre = S * rng.uniform(0.4, 0.6)
+    half_road = 0.04 * S + t * S * rng.uniform(0.35, 0.55)
+    half_walk = half_road + 0.02 * S + t * S * rng.uniform(0.08, 0.18)
+    ground = yy >= horizon
+    c.paint(ground, VEGETATION, 0.35 * _smooth_noise(rng, S, S // 3))
+    tiles = ((yy.long() % 4) == 0) | ((xx.long() % 4) == 0)
+    walk_tex = -0.25 * tiles.float() + 0.05 * _smooth_noise(rng, S, 16)
+    c.paint(ground & ((xx - centre).abs() < half_walk), SIDEWALK, walk_tex)
+    lane = ((xx - centre).abs() < 0.6 + t) & ((yy.long() // 3) % 2 == 0)
+    road_tex = 0.08 * _smooth_noise(rng, S, S // 2) + 0.6 * lane.float()
+    c.paint(ground & ((xx - centre).abs() < half_road), ROAD, road_tex)
+    return centre
+
+
+def _poles_and_people(c: _Canvas, horizon: int, centre: float, label_shift: float) -> None:
+    """Poles (some carrying a sign) on the sidewalk edge; people (torso ellipse + head) on
+    the sidewalks or crossing the road."""
+    rng, S, yy, xx = c.rng, c.S, c.yy, c.xx
+    for _ in range(int(rng.integers(1, 4))):
+        side = 1 if rng.random() < 0.5 else -1
+        foot = int(rng.uniform(horizon + 0.15 * (S - horizon), S - 1))
+        tf = (foot - horizon) / max(S - horizon, 1)
+        edge = centre + side * (0.04 * S + tf * S * 0.45 + 0.02 * S)
+        px = int(np.clip(edge, 1, S - 3))
+        width = 1 + int(tf > 0.5)
+        height = int((0.3 + 0.4 * rng.random()) * S * (0.5 + tf))
+        top = max(0, foot - height)
+        c.paint((xx >= px) & (xx < px + width) & (yy >= top) & (yy <= foot), POLE, None)
+        if rng.random() < 0.6:
+            sw = 2 + int(rng.integers(1, 4))
+            sx, sy = px - sw // 2, top
+            c.paint((xx >= sx) & (xx < sx + sw) & (yy >= sy) & (yy < sy + sw), SIGN, None)
+    for _ in range(int(rng.integers(0, 4 + round(6 * label_shift)))):
+        feet = rng.uniform(horizon + 0.2 * (S - horizon), S - 1)
+        tf = (feet - horizon) / max(S - horizon, 1)
+        h = (0.08 + 0.12 * tf) * S
+        cx = rng.uniform(0.1, 0.9) * S
+        body = ((xx - cx) / (0.18 * h)) ** 2 + ((yy - (feet - 0.4 * h)) / (0.4 * h)) ** 2 < 1
+        head = (xx - cx) ** 2 + (yy - (feet - 0.9 * h)) ** 2 < (0.13 * h) ** 2
+        c.paint(body | head, PERSON, 0.15 * _smooth_noise(rng, S, 8))
+
+
 def render_scene(
     seed: int, split: Split, domain: Domain, index: int, size: int, label_shift: float = 0.0
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -148,103 +250,22 @@ def render_scene(
     rng = np.random.default_rng([seed, _SPLIT_ID[split], _DOMAIN_ID[domain], index])
     style = DOMAINS[domain]
     S = size
-    yy, xx = torch.meshgrid(
-        torch.arange(S, dtype=torch.float32), torch.arange(S, dtype=torch.float32), indexing="ij"
-    )
-    label = torch.full((S, S), SKY, dtype=torch.int64)
-    image = torch.zeros(3, S, S)
-
-    def paint(region: torch.Tensor, cls: int, texture: torch.Tensor | None = None) -> None:
-        color = _jitter(rng, style.colors[cls], style.color_jitter)
-        layer = color[:, None, None].expand(3, S, S)
-        if texture is not None:
-            layer = (layer * (1.0 + texture)[None]).clamp(0, 1)
-        image[:, region] = layer[:, region]
-        label[region] = cls
-
-    # Sky: vertical gradient + faint clouds.
-    horizon = int(S * rng.uniform(0.38, 0.52))
-    sky_tex = 0.25 * (yy / S - 0.3) + 0.08 * _smooth_noise(rng, S, 4)
-    paint(torch.ones(S, S, dtype=torch.bool), SKY, sky_tex)
-
-    # Skyline of buildings with window grids, trees in some gaps.
-    x = 0
-    while x < S:
-        width = int(rng.integers(S // 8, S // 3))
-        top = int(horizon - rng.uniform(0.15, 0.45) * S)
-        cols = (xx >= x) & (xx < x + width)
-        if rng.random() < 0.75 - 0.6 * label_shift:
-            period = int(rng.integers(3, 6))
-            windows = ((yy.long() % period) < period // 2) & (
-                (xx.long() - x) % period < period // 2
-            )
-            tex = -0.35 * windows.float() + 0.05 * _smooth_noise(rng, S, 8)
-            paint(cols & (yy >= top) & (yy < horizon + 2), BUILDING, tex)
-        else:
-            cx, cy, r = (
-                x + width / 2,
-                horizon - rng.uniform(0.05, 0.2) * S,
-                rng.uniform(0.1, 0.2) * S,
-            )
-            crown = ((xx - cx) ** 2 + (yy - cy) ** 2 < r**2) | (
-                cols & (yy >= cy) & (yy < horizon + 2)
-            )
-            paint(crown, VEGETATION, 0.35 * _smooth_noise(rng, S, S // 3))
-        x += width
-
-    # Ground: perspective road, sidewalks, verges of vegetation.
-    t = ((yy - horizon) / max(S - horizon, 1)).clamp(min=0)  # 0 at horizon, 1 at bottom
-    centre = S * rng.uniform(0.4, 0.6)
-    half_road = 0.04 * S + t * S * rng.uniform(0.35, 0.55)
-    half_walk = half_road + 0.02 * S + t * S * rng.uniform(0.08, 0.18)
-    ground = yy >= horizon
-    verge = ground
-    paint(verge, VEGETATION, 0.35 * _smooth_noise(rng, S, S // 3))
-    tiles = ((yy.long() % 4) == 0) | ((xx.long() % 4) == 0)
-    walk_tex = -0.25 * tiles.float() + 0.05 * _smooth_noise(rng, S, 16)
-    paint(ground & ((xx - centre).abs() < half_walk), SIDEWALK, walk_tex)
-    lane = ((xx - centre).abs() < 0.6 + t) & ((yy.long() // 3) % 2 == 0)
-    road_tex = 0.08 * _smooth_noise(rng, S, S // 2) + 0.6 * lane.float()
-    paint(ground & ((xx - centre).abs() < half_road), ROAD, road_tex)
-
-    # Poles, some carrying a sign, standing on the sidewalk edge.
-    for _ in range(int(rng.integers(1, 4))):
-        side = 1 if rng.random() < 0.5 else -1
-        foot = int(rng.uniform(horizon + 0.15 * (S - horizon), S - 1))
-        tf = (foot - horizon) / max(S - horizon, 1)
-        edge = centre + side * (0.04 * S + tf * S * 0.45 + 0.02 * S)
-        px = int(np.clip(edge, 1, S - 3))
-        width = 1 + int(tf > 0.5)
-        height = int((0.3 + 0.4 * rng.random()) * S * (0.5 + tf))
-        top = max(0, foot - height)
-        paint((xx >= px) & (xx < px + width) & (yy >= top) & (yy <= foot), POLE, None)
-        if rng.random() < 0.6:
-            sw = 2 + int(rng.integers(1, 4))
-            sx, sy = px - sw // 2, top
-            paint((xx >= sx) & (xx < sx + sw) & (yy >= sy) & (yy < sy + sw), SIGN, None)
-
-    # People: torso ellipse + head, on the sidewalks or crossing the road.
-    for _ in range(int(rng.integers(0, 4 + round(6 * label_shift)))):
-        feet = rng.uniform(horizon + 0.2 * (S - horizon), S - 1)
-        tf = (feet - horizon) / max(S - horizon, 1)
-        h = (0.08 + 0.12 * tf) * S
-        cx = rng.uniform(0.1, 0.9) * S
-        body = ((xx - cx) / (0.18 * h)) ** 2 + ((yy - (feet - 0.4 * h)) / (0.4 * h)) ** 2 < 1
-        head = (xx - cx) ** 2 + (yy - (feet - 0.9 * h)) ** 2 < (0.13 * h) ** 2
-        paint(body | head, PERSON, 0.15 * _smooth_noise(rng, S, 8))
-
+    c = _Canvas(rng, style, S)
+    horizon = _sky_and_skyline(c, label_shift)
+    centre = _ground(c, horizon)
+    _poles_and_people(c, horizon, centre, label_shift)
     # Lighting, blur and noise of the domain.
-    image = image.clamp(0, 1) * style.brightness
+    image = c.image.clamp(0, 1) * style.brightness
     image = image.clamp(1e-6, 1) ** style.gamma
     if style.blur_sigma > 0:
         image = _gaussian_blur(image, style.blur_sigma)
     image = image + torch.from_numpy(rng.normal(0, style.noise, (3, S, S)).astype(np.float32))
     image = image.clamp(0, 1)
-
     # Void ring around small objects (label noise at borders, as annotators leave it).
+    label = c.label
     things = torch.zeros(S, S, dtype=torch.bool)
-    for c in THING_CLASSES:
-        things |= label == c
+    for cls in THING_CLASSES:
+        things |= label == cls
     grown = F.max_pool2d(things.float()[None, None], 3, stride=1, padding=1)[0, 0].bool()
     ring = grown & ~things & torch.from_numpy(rng.random((S, S)) < 0.8)
     label[ring] = IGNORE_INDEX

@@ -75,20 +75,12 @@ def propagate_pseudo_labels(
     R = region_classes.shape[0]
     dev = features.device
     f = features.reshape(D, -1).T.float()  # (P, D)
-    p = probs.reshape(C, -1).T.float()  # (P, C)
     r = regions.reshape(-1).long()  # (P,)
-    P = r.numel()
     pairs = region_classes[:, :C].to(dev) & labeled.to(dev)[:, None]  # (R, C) prototypes
-    out = torch.full((P,), ignore_index, dtype=torch.long, device=dev)
+    out = torch.full((r.numel(),), ignore_index, dtype=torch.long, device=dev)
     if not pairs.any():
         return out.view(H, W)
-
-    # 1. prototypes: first pixel of the region with the largest p_c
-    idx = r[:, None].expand(-1, C)
-    best = torch.full((R, C), float("-inf"), device=dev).scatter_reduce(0, idx, p, "amax")
-    pos = torch.where(p == best[r], torch.arange(P, device=dev)[:, None], torch.full_like(idx, P))
-    arg = torch.full((R, C), P, device=dev).scatter_reduce(0, idx, pos, "amin")
-    proto = f[arg.clamp(max=P - 1)]  # (R, C, D); rows of absent pairs are masked below
+    proto = _prototypes(f, probs.reshape(C, -1).T.float(), r, R)  # 1.
 
     def sims(pixels: torch.Tensor, owners: torch.Tensor) -> torch.Tensor:
         """(K, C) similarity of pixels to the prototypes of region ``owners``; -inf where
@@ -102,13 +94,11 @@ def propagate_pseudo_labels(
 
     # 2. intra-region localisation
     inside = pairs[r].any(1).nonzero().squeeze(1)  # pixels of labeled regions
-    own = sims(inside, r[inside])
-    s_own, c_own = own.max(1)
+    s_own, c_own = sims(inside, r[inside]).max(1)
     # 3. thresholds: median similarity of the pixels assigned to each prototype
     thr = _group_lower_median(s_own, r[inside] * C + c_own, R * C).view(R, C)
-
     # 4. expansion to the 8-neighbourhood of labeled regions
-    best_sim = torch.full((P,), float("-inf"), device=dev)
+    best_sim = torch.full((r.numel(),), float("-inf"), device=dev)
     for dy, dx in _SHIFTS:
         q = _shifted(regions.to(dev).long(), dy, dx).reshape(-1)
         cand = ((q >= 0) & (q != r)).nonzero().squeeze(1)
@@ -122,3 +112,16 @@ def propagate_pseudo_labels(
         out[cand[ok]] = c_nb[ok]
     out[inside] = c_own  # intra-region labels win
     return out.view(H, W)
+
+
+def _prototypes(f: torch.Tensor, p: torch.Tensor, r: torch.Tensor, R: int) -> torch.Tensor:
+    """(R, C, D) prototype of each (region, class): the feature of the first pixel of the
+    region with the largest p_c. ``f`` (P, D), ``p`` (P, C), ``r`` (P,) region ids."""
+    P, C = p.shape
+    idx = r[:, None].expand(-1, C)
+    best = torch.full((R, C), float("-inf"), device=p.device).scatter_reduce(0, idx, p, "amax")
+    pos = torch.where(
+        p == best[r], torch.arange(P, device=p.device)[:, None], torch.full_like(idx, P)
+    )
+    arg = torch.full((R, C), P, device=p.device).scatter_reduce(0, idx, pos, "amin")
+    return f[arg.clamp(max=P - 1)]  # rows of absent pairs are masked by the caller
