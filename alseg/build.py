@@ -203,6 +203,7 @@ def build_parts(cfg: DictConfig, progress: bool = True) -> Parts:
         crop_size=tuple(d.crop_size) if d.crop_size else None,
         source_set=source,
         unlabeled_target=cfg.adaptation.enabled and cfg.adaptation.alignment != "none",
+        void_class=train.num_classes if has_void_output(cfg) else None,
     )
     if cfg.adaptation.enabled and cfg.adaptation.source_sampling == "balanced":
         dm.set_source_prior(None, balanced=True)
@@ -338,7 +339,16 @@ def build_extensions(cfg: DictConfig) -> list[Extension]:
     keep = int(a.keep_checkpoints)
     out: list[Extension] = []
     if a.schedule == "continuous":
-        out.append(ContinuousSchedule(cfg.trainer.max_steps, a.init_steps or 0, a.rounds, keep))
+        out.append(
+            ContinuousSchedule(
+                cfg.trainer.max_steps,
+                a.init_steps or 0,
+                a.rounds,
+                keep,
+                a.final_steps or 0,
+                a.lr_total_steps or 0,
+            )
+        )
     if cfg.stage2.enabled:
         out.append(Stage2(keep))
     if cfg.sieve.enabled:

@@ -57,7 +57,7 @@ def _parser() -> argparse.ArgumentParser:
     sw.add_argument("--out", type=Path, default=None, help="results folder (runs/sweep-<name>)")
     sw.add_argument("overrides", nargs="*", help="extra key=value overrides for every run")
     bench = sub.add_parser("bench", help="benchmarks: print measured figures as JSON lines")
-    bench.add_argument("name", choices=["acquisition", "adaptive", "regions"])
+    bench.add_argument("name", choices=["acquisition", "adaptive", "regions", "scoring"])
     bench.add_argument("args", nargs=argparse.REMAINDER, help="options of the benchmark (--quick)")
     cfg = sub.add_parser("config", help="print the composed config")
     cfg.add_argument("overrides", nargs="*", help=OVERRIDE_HELP)

@@ -126,11 +126,14 @@ def validate(cfg: DictConfig) -> None:
             )
         if cfg.stage2.enabled:
             raise ConfigError("active.schedule=continuous cannot be combined with stage2")
-    elif cfg.active.init_steps is not None:
-        raise ConfigError(
-            f"active.init_steps={cfg.active.init_steps}: the iterations of round 0 of "
-            "active.schedule=continuous; set active.schedule=continuous or init_steps=null"
-        )
+    else:
+        for key in ("init_steps", "final_steps", "lr_total_steps"):
+            if cfg.active[key] is not None:
+                raise ConfigError(
+                    f"active.{key}={cfg.active[key]} belongs to active.schedule=continuous "
+                    "(the iterations of round 0 / of the last round / of the lr schedule); "
+                    f"set active.schedule=continuous or active.{key}=null"
+                )
     if adapt and cfg.labeling.type == "multiclass":
         raise ConfigError("adaptation.enabled=true trains with dominant or pixel labels only")
     if cfg.adaptation.match_labels and not adapt:

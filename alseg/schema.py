@@ -56,6 +56,12 @@ class ActiveConfig:
         help="the iterations of round 0 of active.schedule=continuous, an integer >= 1, or "
         "null (= trainer.max_steps)",
     )
+    final_steps: int | None = _opt(
+        ge=1, help="the iterations of the last round of active.schedule=continuous, or null"
+    )
+    lr_total_steps: int | None = _opt(
+        ge=1, help="the lr schedule's length in active.schedule=continuous, or null"
+    )
     keep_checkpoints: int = _req(ge=1, help="a resumed run needs the last round's checkpoint")
     channels_last: bool = _req()
 
@@ -277,8 +283,8 @@ def _type_name(cls: type, key: str) -> str:
         if not match:
             return ann
         ann, node = str(match[0].type), _sub_schema(match[0])
-    optional = ann.startswith("Optional[")
-    bare = ann[len("Optional[") : -1] if optional else ann
+    optional = ann.endswith(" | None")
+    bare = ann[: -len(" | None")] if optional else ann
     words = {"int": "an integer", "float": "a number", "bool": "true or false", "str": "a string"}
     if bare.startswith("list[") and bare[5:-1] in words:
         text = f"a list of {bare[5:-1]} values"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# README results of adaptive superpixels (METHODS.md B) on the synthetic scenes: merged vs
+# README results of adaptive superpixels (docs/methods.md) on the synthetic scenes: merged vs
 # base superpixels with size-balanced BvSB, with and without sieving, same click budget.
 #   SEEDS="0 1 2" bash scripts/adaptive.sh [OUT_DIR] [PARALLEL]
 set -euo pipefail

@@ -117,7 +117,9 @@ def test_selections_of_two_processes_equal_one_process(tmp_path, name):
             if name == "lamda":
                 ref = json.loads((out / "label_dist" / f"round_{r:02d}.json").read_text())
                 mine = json.loads((copy / "label_dist" / f"round_{r:02d}.json").read_text())
-                assert mine == ref
+                # floats of a forward pass over other batches: equal to rounding
+                assert mine["round"] == ref["round"] and mine["true"] == ref["true"]
+                np.testing.assert_allclose(mine["estimate"], ref["estimate"], rtol=1e-6)
             if name == "adaptive_sizebal":
                 sieve = Path("sieve") / f"round_{r:02d}" / "manifest.json"
                 assert (copy / sieve).read_text() == (out / sieve).read_text()

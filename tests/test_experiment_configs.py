@@ -117,6 +117,12 @@ def test_domain_adaptation_protocol_values():
     ripu = compose(["experiment=ripu_gta5_cityscapes"])
     assert ripu.data.name == "gta5_cityscapes" and ripu.labeling.type == "pixel"
     assert ripu.active.strategy == "ripu" and ripu.active.schedule == "continuous"
+    # RIPU's DeepLabV3+ protocol: 5% of 2,975 x 640 x 1280 pixels in 4x4 windows over 5
+    # selections at 10K..18K iterations, training stopped at 40K, poly lr over 62.5K
+    assert ripu.active.budget * 5 * 16 == pytest.approx(0.05 * 2975 * 640 * 1280)
+    assert (ripu.active.init_steps, ripu.trainer.max_steps) == (10000, 2000)
+    assert ripu.active.init_steps + 4 * 2000 + ripu.active.final_steps == 40000
+    assert ripu.active.lr_total_steps == 62500 and ripu.data.batch_size == 2
     rs = compose(["experiment=ripu_synthetic"])
     assert rs.regions.cell == 3 and rs.data.domain == "target" and rs.data.label_shift == 0.5
 
@@ -133,6 +139,9 @@ def test_ripu_gta5_cityscapes_config_runs_on_fixture_trees(tmp_path):
         f"data.source_root={gta}",
         "data.image_size=[32,64]",
         "active.budget=20",
+        "active.init_steps=2",  # the protocol's 10K / 22K / 62.5K iterations, at CPU scale
+        "active.final_steps=2",
+        "active.lr_total_steps=8",
         f"regions.cache_dir={tmp_path / 'cache'}",
         f"run_dir={run_dir}",
         *[o for o in CPU if not o.startswith("regions.n_segments")],

@@ -10,6 +10,8 @@ pixels whose confidence is below the knee of their merged region (``sieve.enable
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
 
@@ -94,31 +96,24 @@ def merge_regions(
 
 
 def knee_threshold(confidences: torch.Tensor | np.ndarray, step: int = 20) -> float:
-    """Confidence value at the knee of the sorted confidence curve (concave, increasing),
-    after the Kneedle method (Satopaa et al., 2011).
-
-    The confidences are sorted ascending and subsampled every ``n // step`` values; x (rank)
-    and y (confidence) are normalised to [0, 1]; the knee is the point of largest
-    y - x. A curve with no point above the diagonal by more than the sampling resolution
-    (straight or convex) has no knee: returns -inf, so that a ``p >= threshold`` sieve
-    keeps every pixel.
+    """Confidence value at the knee of the sorted confidence curve, as the official
+    adaptive-superpixel code finds it: the confidences are sorted ascending and every
+    (n // ``step``)-th one kept; kneed's ``KneeLocator(S=1, curve="concave",
+    direction="increasing")`` gives the first knee (Kneedle, Satopaa et al., 2011); no knee
+    means the smallest value, so a ``p >= threshold`` sieve keeps every pixel.
     """
+    from kneed import KneeLocator
+
     c = np.sort(np.asarray(confidences, dtype=np.float64).ravel())
-    n = c.size
-    if n < 3:
+    if c.size == 0:
         return float("-inf")
-    sub = c[:: max(1, n // step)]
-    if sub[-1] != c[-1]:
-        sub = np.append(sub, c[-1])
-    if sub[-1] - sub[0] <= 0:
-        return float("-inf")
-    x = np.linspace(0.0, 1.0, sub.size)
-    y = (sub - sub[0]) / (sub[-1] - sub[0])
-    diff = y - x
-    k = int(np.argmax(diff))
-    if diff[k] <= 1.0 / sub.size:  # within the sampling resolution of the diagonal
-        return float("-inf")
-    return float(sub[k])
+    y = c[:: max(1, c.size // step)]
+    if y.size < 3 or y[-1] <= y[0]:  # nothing to bend: keep all
+        return float(y[0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "No knee/elbow found"
+        knee = KneeLocator(np.arange(y.size), y, S=1.0, curve="concave", direction="increasing")
+    return float(y[int(knee.knee)]) if knee.knee is not None else float(y[0])
 
 
 def merge_roots(label: torch.Tensor, region_uncertainty: torch.Tensor) -> torch.Tensor:
@@ -147,7 +142,7 @@ class AdaptiveSizeBalancedBvSB(SizeBalancedBvSB):
     name = "adaptive_sizebal"
 
     def __init__(
-        self, eps: float = 0.1, temperature: float = 1.0, power: float | None = None
+        self, eps: float = 0.1, temperature: float | None = None, power: float | None = None
     ) -> None:
         super().__init__(temperature, power)
         if not eps > 0:
@@ -157,7 +152,7 @@ class AdaptiveSizeBalancedBvSB(SizeBalancedBvSB):
     def region_stats(self, batch: BatchOutputs) -> Stats:
         logits, regions, n = batch.logits, batch.regions, batch.num_regions
         C = logits.shape[1]
-        pixel_bvsb = S.bvsb(logits, temperature=self.temperature)
+        pixel_bvsb = S.bvsb(batch.scaled_logits(self.temperature))
         probs = region_reduce(torch.softmax(logits.float(), 1).movedim(1, -1), regions, n)
         base_bvsb = region_reduce(pixel_bvsb, regions, n, "mean")
         edges = region_adjacency(regions)  # batch-compact ids: images never touch

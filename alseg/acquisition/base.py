@@ -47,8 +47,12 @@ class BatchOutputs:
         features: (B, D, h, w) decoder features, when the strategy asked for them.
         domain: (B, H, W) probability that each pixel is from the source domain (the
             discriminator of a DomainAdaptationModule), when the strategy asked for it.
+        backbone: (B, F, h, w) the encoder's deepest features, when asked for.
+        images: (n,) long pool index of the image of each region.
         pass_index: which pass over the pool this is (0, 1, ... < ``Strategy.passes``).
         context: what ``Strategy.end_pass`` returned after the previous pass.
+        head_temperature: the temperature the model's classifier divides its raw scores
+            by (cosine head: its temperature; linear head: 1), so raw = logits x this.
     """
 
     logits: torch.Tensor
@@ -58,8 +62,19 @@ class BatchOutputs:
     ids: torch.Tensor
     features: torch.Tensor | None = None
     domain: torch.Tensor | None = None
+    backbone: torch.Tensor | None = None
+    images: torch.Tensor | None = None
     pass_index: int = 0
     context: Stats = field(default_factory=dict)
+    head_temperature: float = 1.0
+
+    def scaled_logits(self, temperature: float | None) -> torch.Tensor:
+        """Logits whose softmax is softmax(raw scores / ``temperature``): a strategy's
+        temperature applies to the classifier's raw scores (the cosine of a cosine head,
+        the logits of a linear one). None: the logits the model trains with."""
+        if temperature is None:
+            return self.logits
+        return self.logits * (self.head_temperature / temperature)
 
 
 @dataclass

@@ -123,7 +123,7 @@ def region_gradient_embedding(
 def sizebal_weights(
     region_classes: torch.Tensor, region_sizes: torch.Tensor, num_classes: int
 ) -> torch.Tensor:
-    """Size-aware class weights (METHODS.md B): w_c = exp(-P_c), P_c = total pixels of the
+    """Size-aware class weights (docs/methods.md): w_c = exp(-P_c), P_c = total pixels of the
     regions predicted as c / total pixels of all candidate regions.
 
     Args:
@@ -139,7 +139,7 @@ def sizebal_weights(
 
 
 def pixbal_weights(mean_probs: torch.Tensor, delta: float) -> torch.Tensor:
-    """Pixel-balanced class weights (METHODS.md A): w_c = (1 + delta * pi_c) ** -2.
+    """Pixel-balanced class weights (docs/methods.md): w_c = (1 + delta * pi_c) ** -2.
 
     Args:
         mean_probs: (C,) pi_c, mean over pool images of the spatial mean of softmax.

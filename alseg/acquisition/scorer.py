@@ -58,10 +58,14 @@ class PoolScorer:
         self.labeled = torch.from_numpy(np.ascontiguousarray(lab))
         self.reset()
 
-    def reset(self, pass_index: int = 0, context: Stats | None = None) -> None:
+    def reset(
+        self, pass_index: int = 0, context: Stats | None = None, head_temperature: float = 1.0
+    ) -> None:
         """Forget the statistics of the last pass; the next batches belong to pass
-        ``pass_index``, whose strategy context (``Strategy.end_pass``) is ``context``."""
+        ``pass_index``, whose strategy context (``Strategy.end_pass``) is ``context``, of a
+        model whose classifier divides raw scores by ``head_temperature``."""
         self.pass_index, self.context = pass_index, dict(context or {})
+        self.head_temperature = head_temperature
         self.buffers: Stats = {}
         self.scored: torch.Tensor | None = None
         self.image_scored: torch.Tensor | None = None
@@ -108,8 +112,11 @@ class PoolScorer:
             gids,
             out.get("features"),
             out.get("domain"),
+            out.get("backbone"),
+            torch.repeat_interleave(idx, counts).to(device),
             self.pass_index,
             self.context,
+            self.head_temperature,
         )
         stats = self.strategy.region_stats(batch)
         if "pred" not in stats:  # the model's majority class, for the selection record

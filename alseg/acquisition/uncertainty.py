@@ -4,6 +4,10 @@
 ``classbal`` (Cai et al.), ``sizebal`` (adaptive superpixels' size-aware weights),
 ``pixbal`` (MulActSeg, two passes) and ``ripu`` (region impurity x uncertainty). The
 formulas and the papers' values are in ``docs/methods.md``.
+
+A ``temperature`` T applies to the classifier's raw scores (the cosine of a cosine head,
+the logits of a linear one): p = softmax(raw / T). ``None`` means the logits the model
+trains with (raw / the head's own temperature).
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from collections.abc import Callable
 import torch
 
 from alseg.acquisition import scores as S
-from alseg.acquisition.base import BatchOutputs, Stats, Strategy
+from alseg.acquisition.base import BatchOutputs, Selection, Stats, Strategy
 from alseg.acquisition.reduce import (
     classbal_weights,
     minmax_normalize,
@@ -26,21 +30,27 @@ from alseg.acquisition.reduce import (
 )
 
 
+def _check_temperature(temperature: float | None) -> None:
+    if temperature is not None and temperature <= 0:
+        raise ValueError(f"temperature={temperature} must be > 0 (or null: the model's logits)")
+
+
 class PixelScoreStrategy(Strategy):
     """Mean over each region of a pixel score of ``scores.PIXEL_SCORES``."""
 
-    def __init__(self, score: str, temperature: float = 1.0, power: float | None = None) -> None:
+    def __init__(
+        self, score: str, temperature: float | None = None, power: float | None = None
+    ) -> None:
         super().__init__(power)
         if score not in S.PIXEL_SCORES:
             raise ValueError(f"score={score!r} is not valid; choose one of {list(S.PIXEL_SCORES)}")
-        if temperature <= 0:
-            raise ValueError(f"temperature={temperature} must be > 0")
+        _check_temperature(temperature)
         self.name = score
         self._fn: Callable[..., torch.Tensor] = S.PIXEL_SCORES[score]
         self.temperature = temperature
 
     def region_stats(self, batch: BatchOutputs) -> Stats:
-        pixel = self._fn(batch.logits, temperature=self.temperature)  # (B, H, W)
+        pixel = self._fn(batch.scaled_logits(self.temperature))  # (B, H, W)
         return {"score": region_reduce(pixel, batch.regions, batch.num_regions, "mean")}
 
 
@@ -69,12 +79,13 @@ class ClassBalancedBvSB(Strategy):
 
     name = "classbal"
 
-    def __init__(self, temperature: float = 1.0, power: float | None = None) -> None:
+    def __init__(self, temperature: float | None = None, power: float | None = None) -> None:
         super().__init__(power)
+        _check_temperature(temperature)
         self.temperature = temperature
 
     def region_stats(self, batch: BatchOutputs) -> Stats:
-        pixel = S.bvsb(batch.logits, temperature=self.temperature)
+        pixel = S.bvsb(batch.scaled_logits(self.temperature))
         pred = batch.logits.argmax(dim=1)  # (B, H, W)
         n = batch.num_regions
         return {
@@ -119,11 +130,11 @@ class SizeBalancedBvSB(ClassBalancedBvSB):
 class PixelBalancedBvSB(Strategy):
     """MulActSeg (Hwang et al., NeurIPS 2023), two passes over the pool.
 
-    Pass 0: pi_c = mean over images of the spatial mean of softmax(logits / T);
-    w_c = (1 + delta pi_c) ** -2, handed to pass 1 as the context ``class_weights``. Pass 1:
-    region mean of BvSB(T) x w[top-1 class of the pixel]. With ``void_class`` set (the
-    model's extra void output), regions whose majority top-1 prediction is void score 0,
-    and the void weight is 1.
+    Pass 0: pi_c = mean over images of the spatial mean of softmax(raw / T) (every output,
+    void included); w_c = (1 + delta pi_c) ** -2, handed to pass 1 as the context
+    ``class_weights``. Pass 1: region mean of BvSB(raw / T) x w[top-1 class of the pixel].
+    With ``void_class`` set (the model's extra void output), regions whose majority top-1
+    prediction is void score 0. T = 0.1 applies to the raw cosine of MulActSeg's head.
     """
 
     name = "pixbal"
@@ -142,12 +153,12 @@ class PixelBalancedBvSB(Strategy):
         self.delta, self.temperature, self.void_class = delta, temperature, void_class
 
     def region_stats(self, batch: BatchOutputs) -> Stats:
-        logits = batch.logits
+        logits = batch.scaled_logits(self.temperature)
         if batch.pass_index == 0:
-            probs = torch.softmax(logits.float() / self.temperature, dim=1)
+            probs = torch.softmax(logits.float(), dim=1)
             return {"image/mean_probs": probs.mean(dim=(2, 3))}  # (B, C)
         weights = batch.context["class_weights"]
-        pixel = S.bvsb(logits, temperature=self.temperature)
+        pixel = S.bvsb(logits)
         top1 = logits.argmax(dim=1)
         w = weights.to(logits.device)[top1]
         score = region_reduce(pixel * w, batch.regions, batch.num_regions, "mean")
@@ -158,10 +169,7 @@ class PixelBalancedBvSB(Strategy):
 
     def end_pass(self, index: int, stats: Stats) -> Stats:
         per_image = stats["image/mean_probs"][stats["image/scored"]]  # (N, C)
-        w = pixbal_weights(per_image.mean(0), self.delta)
-        if self.void_class is not None:
-            w[self.void_class] = 1.0
-        return {"class_weights": w}
+        return {"class_weights": pixbal_weights(per_image.mean(0), self.delta)}
 
 
 class RIPUStrategy(Strategy):
@@ -171,9 +179,18 @@ class RIPUStrategy(Strategy):
     uncertainty = mean pixel entropy in the region / log C. With window regions
     (``regions.method=grid regions.cell=2k+1``) a region is a (2k+1)^2 window of RIPU; the
     non-overlapping tiling plays the role of RIPU's suppression radius 2k.
+
+    ``per_image`` (default, as RIPU's code): every image gets its share of the round's
+    budget in proportion to its pixels (RIPU: ceil(H W ratio / (2k+1)^2) windows per
+    image), the remainder going to the images whose next region scores highest, and takes
+    its best regions; otherwise the best regions of the whole pool.
     """
 
     name = "ripu"
+
+    def __init__(self, per_image: bool = True, power: float | None = None) -> None:
+        super().__init__(power)
+        self.per_image = per_image
 
     def region_stats(self, batch: BatchOutputs) -> Stats:
         logits, n = batch.logits, batch.num_regions
@@ -181,4 +198,67 @@ class RIPUStrategy(Strategy):
         counts = region_class_counts(logits.argmax(1), batch.regions, n, C)
         impurity = normalized_entropy(counts)
         uncertainty = region_reduce(S.entropy(logits, normalize=True), batch.regions, n, "mean")
-        return {"score": impurity * uncertainty, "impurity": impurity, "uncertainty": uncertainty}
+        out = {"score": impurity * uncertainty, "impurity": impurity, "uncertainty": uncertainty}
+        if batch.images is not None:
+            out["image"] = batch.images
+            out["size"] = torch.bincount(batch.regions.reshape(-1), minlength=n)
+        return out
+
+    def select(
+        self,
+        scores: torch.Tensor,
+        costs: torch.Tensor,
+        labeled: torch.Tensor,
+        budget: float,
+        stats: Stats,
+        generator: torch.Generator,
+        round_index: int = 1,
+    ) -> Selection:
+        if not self.per_image or "image" not in stats:
+            return super().select(scores, costs, labeled, budget, stats, generator, round_index)
+        return Selection(per_image_topk(scores, costs, labeled, budget, stats))
+
+
+def per_image_topk(
+    scores: torch.Tensor, costs: torch.Tensor, labeled: torch.Tensor, budget: float, stats: Stats
+) -> torch.Tensor:
+    """Split ``budget`` over the scored images in proportion to their pixels (floor), give
+    the rest one share at a time to the images whose next region scores highest, then take
+    each image's best regions while their cost fits its share (vectorised: one sort).
+
+    Returns:
+        (K,) long global ids, grouped by image, each image's by descending score.
+    """
+    scored = stats["scored"].cpu() & ~labeled.cpu()
+    ids = scored.nonzero().squeeze(1)
+    if ids.numel() == 0:
+        raise ValueError("the pool is empty: every region is already labeled")
+    img = stats["image"].cpu().long()[ids]
+    s = scores.cpu().float().nan_to_num(nan=float("-inf"))[ids]
+    c = costs.cpu().double()[ids]
+    num = int(img.max()) + 1
+    px = torch.zeros(num, dtype=torch.float64).index_add_(0, img, stats["size"].cpu()[ids].double())
+    share = torch.floor(budget * px / px.sum())
+    by_score = torch.argsort(s, descending=True, stable=True)
+    order = by_score[torch.argsort(img[by_score], stable=True)]  # by image, best first
+    img, s, c, ids = img[order], s[order], c[order], ids[order]
+    start = torch.zeros(num, dtype=torch.float64)
+    cum = torch.cumsum(c, 0)
+    first = torch.ones_like(img, dtype=torch.bool)
+    first[1:] = img[1:] != img[:-1]
+    start[img[first]] = (cum - c)[first]
+    spent_in_image = cum - start[img]  # cost of an image's regions up to this one
+
+    def taken() -> torch.Tensor:  # a prefix of each image's regions
+        return spent_in_image <= share[img] + 1e-9
+
+    left = int((budget - float(c[taken()].sum())) // float(c.min()))
+    if left > 0:  # the rest: images whose first region left out scores highest
+        keep = taken()
+        prev_kept = torch.cat([torch.zeros(1, dtype=torch.bool), keep[:-1]])
+        head = ~keep & (first | prev_kept)  # each image's first region left out
+        nxt = torch.full((num,), float("-inf"))
+        nxt[img[head]] = s[head]
+        best = torch.argsort(nxt, descending=True, stable=True)[:left]
+        share[best[nxt[best] > float("-inf")]] += float(c.max())
+    return ids[taken()]

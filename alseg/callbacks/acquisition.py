@@ -30,11 +30,17 @@ class AcquisitionCallback(PredictionCallback):
         super().__init__(outputs)
         self.scorer = scorer
         self.stats: Stats | None = None
+        self.pass_index, self.context = 0, Stats()
 
     def begin(self, pass_index: int, context: Stats) -> None:
         """Prepare pass ``pass_index`` with the strategy's context of the previous pass."""
-        self.scorer.reset(pass_index, context)
+        self.pass_index, self.context = pass_index, context
         self.stats = None
+
+    def on_predict_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        super().on_predict_start(trainer, pl_module)
+        temperature = getattr(pl_module, "head_temperature", 1.0)
+        self.scorer.reset(self.pass_index, self.context, float(temperature))
 
     def on_batch(self, outputs: Any, batch: dict[str, Any]) -> None:
         self.scorer.update(outputs, batch["regions"], batch["index"])

@@ -42,9 +42,10 @@ class LabeledView(Dataset):
         mask_fn: Callable[[int], torch.Tensor],
         ignore_index: int = 255,
         augment: TrainAugment | None = None,
+        void_class: int | None = None,
     ) -> None:
         self.dataset, self.regions, self.mask_fn = dataset, regions, mask_fn
-        self.ignore_index = ignore_index
+        self.ignore_index, self.void_class = ignore_index, void_class
         self.indices = np.zeros(0, dtype=np.int64)
         self.region_targets = torch.full((regions.total,), ignore_index, dtype=torch.long)
         self.store: LabelStore | None = None
@@ -55,7 +56,8 @@ class LabeledView(Dataset):
         self.augment.ignore_index, self.augment.pad_region = ignore_index, self.max_regions
 
     def refresh(self, store: LabelStore) -> None:
-        targets = torch.from_numpy(store.region_targets())  # class, DENSE, MULTI, NO_CLASS
+        # class (void_class for void-only answers), DENSE, MULTI, NO_CLASS
+        targets = torch.from_numpy(store.region_targets(self.void_class))
         targets[(targets == NO_CLASS) | (targets == MULTI)] = self.ignore_index
         self.region_targets = targets
         self.store = store
@@ -223,6 +225,10 @@ class ActiveDataModule(pl.LightningDataModule):
         hflip: random horizontal flips for training.
         scale_range: (min, max) random rescale of training images (None: off).
         crop_size: (height, width) random training crop, padded if larger (None: off).
+        source_set: the labeled source domain (active domain adaptation), or None.
+        unlabeled_target: also yield unlabeled pool batches (alignment losses).
+        void_class: the model's void output (multi-class answers with a void bit): answers
+            of the void bit alone train it; None: they give no target.
     """
 
     def __init__(
@@ -242,6 +248,7 @@ class ActiveDataModule(pl.LightningDataModule):
         crop_size: tuple[int, int] | None = None,
         source_set: Dataset | None = None,
         unlabeled_target: bool = False,
+        void_class: int | None = None,
     ) -> None:
         super().__init__()
         if len(regions) != len(train_set):  # type: ignore[arg-type]
@@ -257,7 +264,7 @@ class ActiveDataModule(pl.LightningDataModule):
         self.batch_size, self.pool_batch_size = batch_size, pool_batch_size
         self.num_workers = num_workers
         augment = TrainAugment(scale_range, crop_size, hflip)
-        self.labeled = LabeledView(train_set, regions, mask_fn, ignore_index, augment)
+        self.labeled = LabeledView(train_set, regions, mask_fn, ignore_index, augment, void_class)
         self.pool = ImageView(train_set, regions, np.arange(len(regions)))
         self.source = SourceView(source_set, augment) if source_set is not None else None
         self.unlabeled_target = unlabeled_target

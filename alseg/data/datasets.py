@@ -1,7 +1,7 @@
 """Data sets on disk: image files + label-id mask files, in any layout.
 
 ``FileSegmentationDataset`` reads one split given as (image, mask) path pairs and follows
-the alseg sample contract (DESIGN.md §4). The layouts (Cityscapes, GTA5, VOC, plain
+the alseg sample contract (docs/design.md). The layouts (Cityscapes, GTA5, VOC, plain
 folders) only differ in how they list the pairs and map raw mask values to class ids;
 they live in ``alseg.data.layouts``. Checks that are cheap run when a split is opened
 (empty split, missing mask, image/mask size mismatch, read from the file headers); each

@@ -23,7 +23,7 @@ _KIND_CODE = {"none": 0, "dominant": 1, "pixel": 2, "multiclass": 3}
 DENSE = -1  # region_targets(): the region's own pixels are the label (pixel labels)
 MULTI = -2  # region_targets(): a set of two or more classes (multiclass labels)
 NO_CLASS = 255  # "no usable class" (e.g. a void-majority region under dominant labeling)
-_FORMAT_VERSION = 1
+_FORMAT_VERSION = 2  # 2: + query (merged-region queries); version-1 files still load
 
 
 @dataclass
@@ -134,6 +134,9 @@ class LabelStore:
         self.kind = np.zeros(num_regions, dtype=np.uint8)  # _KIND_CODE
         self.cls = np.full(num_regions, NO_CLASS, dtype=np.uint8)  # dominant class
         self.cost = np.zeros(num_regions, dtype=np.float32)
+        # root of a merged query (-1: its own); int32 while global ids fit (4 bytes a region)
+        self.query_dtype = np.int32 if num_regions < 2**31 else np.int64
+        self.query = np.full(num_regions, -1, dtype=self.query_dtype)
         self.bits: np.ndarray | None = None  # (R, nbytes) packed multi-hot answers
 
     @property
@@ -176,6 +179,8 @@ class LabelStore:
         self.kind[ids] = _KIND_CODE[annotations.label_type]
         self.cls[ids] = annotations.classes.astype(np.uint8)
         self.cost[ids] = annotations.costs.astype(np.float32)
+        if annotations.query is not None:
+            self.query[ids] = annotations.query
 
     # -- queries -----------------------------------------------------------------------
     def labeled_mask(self) -> np.ndarray:
@@ -187,25 +192,31 @@ class LabelStore:
         sel = self.round >= 0 if round_index is None else self.round == round_index
         return float(self.cost[sel].sum(dtype=np.float64))
 
-    def region_targets(self) -> np.ndarray:
+    def region_targets(self, void_class: int | None = None) -> np.ndarray:
         """(num_regions,) int64 per-region training class: the dominant (or one-hot
         multi-class) answer, DENSE (-1) for ``pixel`` labels, MULTI (-2) for answers of two
-        or more classes, NO_CLASS for unlabeled or unusable regions."""
+        or more classes, NO_CLASS for unlabeled or unusable regions. With ``void_class``
+        (a model with a void output), an answer of the void bit alone trains that output,
+        as any other one-hot answer."""
         out = self.cls.astype(np.int64)
         out[self.kind == _KIND_CODE["pixel"]] = DENSE
         if self.bits is not None:
             multi = (self.kind == _KIND_CODE["multiclass"]) & (self.cls == NO_CLASS)
-            counts = np.unpackbits(self.bits[multi], axis=1, count=self.num_bits).sum(1)
+            bits = np.unpackbits(self.bits[multi], axis=1, count=self.num_bits)
             idx = np.flatnonzero(multi)
+            counts = bits.sum(1)
             out[idx[counts >= 2]] = MULTI
+            if void_class is not None:
+                out[idx[(counts == 1) & (bits[:, -1] == 1)]] = void_class
         out[self.round < 0] = NO_CLASS
         return out
 
-    def class_sets(self, region_ids: np.ndarray) -> np.ndarray:
+    def class_sets(self, region_ids: np.ndarray, void_bit: bool = False) -> np.ndarray:
         """(K, C) bool set of classes each region is known to contain: the multi-class
-        answer, or the dominant class; empty for unlabeled and pixel-labeled regions."""
+        answer, or the dominant class; empty for unlabeled and pixel-labeled regions.
+        ``void_bit``: (K, C + 1), the void bit of multi-class answers last."""
         ids = np.asarray(region_ids, dtype=np.int64)
-        out = self.answer_bits(ids)[:, : self.num_classes].copy()
+        out = self.answer_bits(ids)[:, : self.num_classes + int(void_bit)].copy()
         cls = self.cls[ids].astype(np.int64)
         one = (self.round[ids] >= 0) & (cls < self.num_classes)
         out[np.flatnonzero(one), cls[one]] = True
@@ -227,6 +238,7 @@ class LabelStore:
             "kind": self.kind.copy(),
             "cls": self.cls.copy(),
             "cost": self.cost.copy(),
+            "query": self.query.copy(),
             **({"bits": self.bits.copy()} if self.bits is not None else {}),
         }
 
@@ -247,6 +259,8 @@ class LabelStore:
         self.kind = state["kind"].astype(np.uint8)
         self.cls = state["cls"].astype(np.uint8)
         self.cost = state["cost"].astype(np.float32)
+        q = state.get("query")
+        self.query = (q if q is not None else np.full(self.num_regions, -1)).astype(self.query_dtype)
         self.bits = state["bits"].astype(np.uint8) if "bits" in state else None
 
     def save(self, path: str | Path) -> None:

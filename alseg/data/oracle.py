@@ -63,7 +63,7 @@ def region_label_counts(
 
 
 def trimmed_interior(regions: torch.Tensor, kernel: int = 5) -> torch.Tensor:
-    """(H, W) bool: pixels outside the regions' boundary band (MulActSeg, METHODS.md A).
+    """(H, W) bool: pixels outside the regions' boundary band (MulActSeg, docs/methods.md).
 
     The band is the thick boundary (pixels with a 4-neighbour in another region, on both
     sides) dilated by a ``kernel`` x ``kernel`` square.

@@ -2,7 +2,7 @@
 
 A region map is an integer array (H, W) with ids 0..R_i-1 for image i. A ``RegionSet``
 holds the maps of a whole split plus the offsets that give every region a stable global
-id ``offsets[i] + region_id`` (DESIGN.md §3).
+id ``offsets[i] + region_id`` (docs/design.md).
 """
 
 from __future__ import annotations

@@ -2,8 +2,10 @@
 do: round r's fit continues round r-1's (weights, optimizer state, one learning-rate
 schedule over the whole run) for ``steps_per_round`` iterations; round 0 runs
 ``init_steps`` (LAMDA's source-only stage 0, trained longer than the gaps between
-selections). The optimizer state of each round is saved with its checkpoint, so a killed
-run resumes the same schedule.
+selections) and the last round ``final_steps`` (RIPU trains on after its last selection);
+the learning rate follows one schedule over ``lr_total_steps`` (default: the whole run).
+The optimizer state of each round is saved with its checkpoint, so a killed run resumes
+the same schedule.
 """
 
 from __future__ import annotations
@@ -20,21 +22,35 @@ class ContinuousSchedule(Extension):
     init_steps: iterations of round 0 (0: ``steps_per_round``).
     rounds: rounds of the run (the schedule spans all of them).
     keep_checkpoints: optimizer states kept (last rounds).
+    final_steps: iterations of the last round (0: ``steps_per_round``).
+    lr_total_steps: length of the lr schedule (0: the run's iterations).
     """
 
     name = "continuous"
 
     def __init__(
-        self, steps_per_round: int, init_steps: int, rounds: int, keep_checkpoints: int = 2
+        self,
+        steps_per_round: int,
+        init_steps: int,
+        rounds: int,
+        keep_checkpoints: int = 2,
+        final_steps: int = 0,
+        lr_total_steps: int = 0,
     ) -> None:
         if steps_per_round < 1:
             raise ValueError(f"steps_per_round={steps_per_round} must be >= 1")
         self.steps, self.init_steps = steps_per_round, init_steps or steps_per_round
+        self.final_steps = final_steps or steps_per_round
         self.rounds, self.keep = rounds, keep_checkpoints
+        self.lr_total = lr_total_steps or self.step_offset(rounds)
 
     def step_offset(self, r: int) -> int:
-        """Iterations done before round ``r``."""
-        return 0 if r == 0 else self.init_steps + (r - 1) * self.steps
+        """Iterations done before round ``r`` (``r = rounds``: the whole run)."""
+        if r == 0:
+            return 0
+        if r == self.rounds and r > 1:
+            return self.step_offset(r - 1) + self.final_steps
+        return self.init_steps + (r - 1) * self.steps
 
     def plan_fit(self, r: int, plan: FitPlan) -> FitPlan:
         if plan.stage != 1:
@@ -42,7 +58,7 @@ class ContinuousSchedule(Extension):
         rundir = self.loop.rundir
         span = TrainSpan(
             self.step_offset(r),
-            self.step_offset(self.rounds),
+            self.lr_total,
             rundir.load_optimizer(r - 1) if r > 0 else None,
         )
         return replace(

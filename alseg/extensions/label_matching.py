@@ -25,7 +25,8 @@ def target_distribution(label_counts: np.ndarray, free_probs: np.ndarray | None)
 
     Args:
         label_counts: (C,) labels of each class bought so far (this round's included).
-        free_probs: (F, C) mean softmax of each free pick, or None (no free picks).
+        free_probs: (F, C) mean softmax of each free pick (a zero row adds nothing: the
+            strategy zeroes free picks that are labeled), or None (no free picks).
     Returns:
         (C,) probabilities.
     """

@@ -1,11 +1,13 @@
 """Label sieving of adaptive superpixels (``sieve.enabled``; Kim et al., ICCV 2023;
-docs/methods.md): in each labeled merged region of at least ``min_size`` pixels, drop the
-pixels whose confidence (the model that selected the region) for the region's answered
-class is below the knee of the region's sorted confidences.
+docs/methods.md): in each labeled (merged) region of at least ``min_size`` pixels, drop
+the pixels whose confidence for the region's answered class is below the knee of the
+region's sorted confidences.
 
-Once a round's answers are known, a prediction pass over the images they touch writes a
-drop mask per image (``sieve/round_XX/<image>.png``, 1 = drop) before the labels are
-committed; training targets leave those pixels out (``LabeledView.set_sieve``). The kept
+As the official code, every round re-sieves every labeled region of every round (round 0's
+base regions included) with the newest model: once round r's answers are known, a
+prediction pass with the model of round r - 1 over the images of all labels so far writes
+a drop mask per image (``sieve/round_XX/<image>.png``, 1 = drop) before the labels are
+committed, and round r trains on those masks only (``LabeledView.set_sieve``). The kept
 and dropped pixels' accuracy against ground truth is recorded, never used for training.
 """
 
@@ -152,8 +154,19 @@ class SieveWriter(MapWriter):
         }
 
 
+def all_answers(store: Any, new: Annotations) -> Annotations:
+    """The dominant answers of every region labeled so far (``store``) and of ``new``, with
+    their queries (merged regions: the root; else the region itself)."""
+    old = np.flatnonzero(store.labeled_mask())
+    ids = np.concatenate([old, new.region_ids])
+    classes = np.concatenate([store.cls[old].astype(np.int64), new.classes])
+    own = new.query if new.query is not None else new.region_ids
+    query = np.concatenate([np.where(store.query[old] >= 0, store.query[old], old), own])
+    return Annotations(ids, "dominant", classes, np.zeros(ids.size), query=query)
+
+
 class Sieving(Extension):
-    """Sieves each round's new labels with the model that selected them."""
+    """Re-sieves every label of every round with the newest model, each round."""
 
     name = "sieve"
 
@@ -170,7 +183,7 @@ class Sieving(Extension):
         if r == 0:
             return
         loop = self.loop
-        answers = image_answers(ann, loop.dm.regions, self.cfg)
+        answers = image_answers(all_answers(loop.store, ann), loop.dm.regions, self.cfg)
         loop.tracker.phase(r - 1, "sieve", len(answers))
         folder, self.stats = write_maps(
             loop,
@@ -180,12 +193,12 @@ class Sieving(Extension):
             np.array(sorted(answers), dtype=np.int64),
             lambda f: SieveWriter(f, answers, loop, self.cfg),
         )
-        self.folders.append(folder)
+        self.folders = [folder]  # the newest sieve replaces the earlier ones
         loop.dm.labeled.set_sieve(self.folders)
 
     def on_resume(self, r: int, phase: str) -> None:
         rundir = self.loop.rundir
-        self.folders = [rundir.round_folder(KIND, k) for k in range(1, r + 1)]
+        self.folders = [rundir.round_folder(KIND, r)] if r > 0 else []
         self.stats = rundir.folder_stats(KIND, r) if r > 0 else {}
         self.loop.dm.labeled.set_sieve(self.folders)
 

@@ -25,8 +25,10 @@ KIND = "pseudo_labels"
 
 
 class PseudoLabelWriter(MapWriter):
-    """Per labeled image: decoder features upsampled to the image and L2-normalised, softmax
-    of the evaluated classes, ``propagate_pseudo_labels`` with the image's answers.
+    """Per labeled image: decoder features upsampled to the image and L2-normalised, the
+    softmax of the classifier's raw scores over every output (as the official code: the
+    raw cosine, no temperature; a void output included, so void prototypes label pixels
+    with the void class C), ``propagate_pseudo_labels`` with the image's answers.
     Counts: pixels correct, pixels assigned, non-void pixels (against ground truth)."""
 
     def __init__(self, folder: Path, loop: Any) -> None:
@@ -34,22 +36,27 @@ class PseudoLabelWriter(MapWriter):
         self.store, self.regions = loop.store, loop.dm.regions
         self.mask_fn, self.ignore = loop.dm.labeled.mask_fn, loop.dm.labeled.ignore_index
         self.labeled = self.store.labeled_mask()
+        self.head_temperature = 1.0
+
+    def on_predict_start(self, trainer: Any, pl_module: Any) -> None:
+        super().on_predict_start(trainer, pl_module)
+        self.head_temperature = float(pl_module.head_temperature)
 
     def on_batch(self, outputs: Any, batch: dict[str, Any]) -> None:
         feats, logits = outputs["features"], outputs["logits"]
-        C = self.store.num_classes
+        void_bit = logits.shape[1] > self.store.num_classes
         size = logits.shape[-2:]
         feats = F.normalize(
             F.interpolate(feats.float(), size=size, mode="bilinear", align_corners=False), dim=1
         )
-        probs = torch.softmax(logits[:, :C].float(), dim=1)
+        probs = torch.softmax(logits.float() * self.head_temperature, dim=1)  # raw scores
         for b, index in enumerate(batch["index"].tolist()):
             ids = np.arange(self.regions.offsets[index], self.regions.offsets[index + 1])
             pseudo = propagate_pseudo_labels(
                 feats[b],
                 probs[b],
                 batch["regions"][b],
-                torch.from_numpy(self.store.class_sets(ids)),
+                torch.from_numpy(self.store.class_sets(ids, void_bit)),
                 torch.from_numpy(self.labeled[ids]),
                 self.ignore,
             ).cpu()

@@ -5,7 +5,7 @@ Loss = CE(source) + CE(labeled target) + alignment, with alignment
   * ``dann``: a domain discriminator on the decoder features (per pixel; for
     classification the image embedding) or on the output space (softmax maps), behind a
     gradient-reversal layer whose coefficient ramps as 2 / (1 + exp(-step / scale)) - 1
-    (METHODS.md E); the discriminator tells source (1) from target (0);
+    (docs/methods.md); the discriminator tells source (1) from target (0);
   * ``entropy``: mean pixel entropy of the unlabeled target predictions.
 The same module drives smp segmentation models and ``ClassificationNet`` (one region per
 image). Batches come from ``ActiveDataModule`` as ``{"source", "target", "unlabeled"}``
@@ -131,6 +131,13 @@ class DomainAdaptationModule(SegmentationModule):
     def provides_domain(self) -> bool:
         return self.discriminator is not None
 
+    def grl_coefficient(self) -> float:
+        """The gradient-reversal coefficient at this step of the whole training run: the
+        ramp continues across the fits of a continuous schedule (``span.step_offset``), as
+        the official warm-start GRL counts every iteration of one run."""
+        step = (self.global_step if self._trainer is not None else 0) + self.span.step_offset
+        return grl_coefficient(step, self.align.grl_scale)
+
     def _feature_channels(self) -> int:
         net: Any = self.network
         was = net.training
@@ -167,7 +174,8 @@ class DomainAdaptationModule(SegmentationModule):
             loss = loss + tgt
         a = self.align
         if a.alignment == "dann":
-            coef = grl_coefficient(self.global_step, a.grl_scale)
+            coef = self.grl_coefficient()
+            self.log("train/grl", coef, batch_size=n)
             d_logits, d_labels = [], []
             for key in f_by:
                 d = self._domain_logits(f_by[key], l_by[key], coef)

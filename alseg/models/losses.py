@@ -1,6 +1,6 @@
 """Losses per label type (pure functions, shapes in docstrings).
 
-Multi-class labels (MulActSeg, METHODS.md A): a labeled region s carries the set Y_s of
+Multi-class labels (MulActSeg, docs/methods.md): a labeled region s carries the set Y_s of
 classes present. One-hot regions train with CE; multi-hot regions with the merged
 positive loss (pixel level) and the prototypical pixel loss (region level).
 """

@@ -38,6 +38,20 @@ def _shifted(regions: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
     return out
 
 
+def region_neighbours(regions: torch.Tensor) -> torch.Tensor:
+    """(E, 2) long pairs (s, u): region u meets the 3x3 dilation of region s (u = s
+    included, 8-neighbourhood, both directions); sorted."""
+    r = regions.long()
+    n = int(r.max()) + 1 if r.numel() else 1
+    keys = [torch.arange(n, device=r.device) * (n + 1)]  # (s, s)
+    for dy, dx in _SHIFTS:
+        q = _shifted(r, dy, dx)
+        touch = (q >= 0) & (q != r)
+        keys.append(r[touch] * n + q[touch])
+    key = torch.unique(torch.cat(keys))
+    return torch.stack([key // n, key % n], 1)
+
+
 @torch.no_grad()
 def propagate_pseudo_labels(
     features: torch.Tensor,
@@ -48,24 +62,27 @@ def propagate_pseudo_labels(
     ignore_index: int = 255,
     block: int = 16384,
 ) -> torch.Tensor:
-    """Pseudo labels of one image from its multi-class region labels.
+    """Pseudo labels of one image from its multi-class region labels (as the official
+    MulActSeg code).
 
     1. Prototype of (region s, class c in Y_s): the feature of the pixel of s with the
        largest p_c (first such pixel on ties).
     2. Each pixel of a labeled region takes the class of its most similar prototype of
        its region (cosine: features are L2-normalised).
     3. Threshold of a prototype: the (lower) median similarity of the pixels of s assigned
-       to it.
-    4. A pixel next to s (3x3 dilation of s's mask) and outside it takes the argmax over
-       s's prototypes if that similarity exceeds the prototype's threshold; when several
-       labeled regions touch it, the most similar prototype wins. Intra-region labels
-       are written last and win.
+       to it (a prototype no pixel chose never passes).
+    4. Expansion: every pixel of the regions that meet the 3x3 dilation of s (whole
+       neighbouring regions) takes the class of s's most similar prototype if any of s's
+       prototypes is more similar to it than that prototype's threshold. Labeled regions
+       are visited by increasing id and a later one overwrites an earlier one. Intra-region
+       labels (2.) are written last and win.
 
     Args:
         features: (D, H, W) L2-normalised features.
-        probs: (C, H, W) class probabilities.
+        probs: (C, H, W) probabilities of the classes a prototype may have (with the void
+            output when answers carry a void bit: a void prototype gives label C).
         regions: (H, W) long region ids in [0, R).
-        region_classes: (R, C') bool answers (C' >= C; a void bit beyond C is ignored).
+        region_classes: (R, C) bool answers.
         labeled: (R,) bool.
     Returns:
         (H, W) long pseudo labels, ``ignore_index`` where unassigned.
@@ -75,7 +92,7 @@ def propagate_pseudo_labels(
     R = region_classes.shape[0]
     dev = features.device
     f = features.reshape(D, -1).T.float()  # (P, D)
-    r = regions.reshape(-1).long()  # (P,)
+    r = regions.reshape(-1).long().to(dev)  # (P,)
     pairs = region_classes[:, :C].to(dev) & labeled.to(dev)[:, None]  # (R, C) prototypes
     out = torch.full((r.numel(),), ignore_index, dtype=torch.long, device=dev)
     if not pairs.any():
@@ -97,21 +114,37 @@ def propagate_pseudo_labels(
     s_own, c_own = sims(inside, r[inside]).max(1)
     # 3. thresholds: median similarity of the pixels assigned to each prototype
     thr = _group_lower_median(s_own, r[inside] * C + c_own, R * C).view(R, C)
-    # 4. expansion to the 8-neighbourhood of labeled regions
-    best_sim = torch.full((r.numel(),), float("-inf"), device=dev)
-    for dy, dx in _SHIFTS:
-        q = _shifted(regions.to(dev).long(), dy, dx).reshape(-1)
-        cand = ((q >= 0) & (q != r)).nonzero().squeeze(1)
-        cand = cand[pairs[q[cand]].any(1)]
-        if cand.numel() == 0:
-            continue
-        owners = q[cand]
-        s_nb, c_nb = sims(cand, owners).max(1)
-        ok = (s_nb > thr[owners, c_nb]) & (s_nb > best_sim[cand])
-        best_sim[cand[ok]] = s_nb[ok]
-        out[cand[ok]] = c_nb[ok]
+    # 4. expansion to whole neighbouring regions
+    pixels, owners = _neighbour_pixels(regions.to(dev), r, pairs.any(1))
+    if pixels.numel():
+        sim = sims(pixels, owners)
+        valid = (sim > thr[owners]).any(1)  # NaN thresholds (no pixel chose it) never pass
+        pixels, owners, label = pixels[valid], owners[valid], sim[valid].argmax(1)
+        last = torch.full((r.numel(),), -1, dtype=torch.long, device=dev)
+        last = last.scatter_reduce(0, pixels, owners, "amax")  # the last labeled region
+        won = owners == last[pixels]
+        out[pixels[won]] = label[won]
     out[inside] = c_own  # intra-region labels win
     return out.view(H, W)
+
+
+def _neighbour_pixels(
+    regions: torch.Tensor, r: torch.Tensor, is_labeled: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every (pixel, labeled region s) with the pixel's region meeting s's 3x3 dilation:
+    (K,) flat pixel indices and (K,) owners s, s ascending."""
+    nb = region_neighbours(regions)
+    nb = nb[is_labeled[nb[:, 0]]]
+    order = torch.argsort(r, stable=True)  # pixels grouped by region
+    counts = torch.bincount(r, minlength=is_labeled.numel())
+    starts = torch.cumsum(counts, 0) - counts
+    reps = counts[nb[:, 1]]
+    owners = torch.repeat_interleave(nb[:, 0], reps)
+    first = torch.repeat_interleave(starts[nb[:, 1]], reps)
+    within = torch.arange(int(reps.sum()), device=r.device) - torch.repeat_interleave(
+        torch.cumsum(reps, 0) - reps, reps
+    )
+    return order[first + within], owners
 
 
 def _prototypes(f: torch.Tensor, p: torch.Tensor, r: torch.Tensor, R: int) -> torch.Tensor:

@@ -68,7 +68,8 @@ class OptimSpec:
         optimizer: "adamw" | "sgd" (momentum 0.9, as DeepLab training).
         lr: learning rate of the backbone; the classifier gets ``lr * head_lr_mult``.
         weight_decay: decoupled (AdamW) or L2 (SGD) weight decay.
-        head_lr_mult: lr factor of the classifier (``segmentation_head``) (MulActSeg: 10).
+        head_lr_mult: lr factor of everything after the encoder (``head_parameters``:
+            decoder, classifier, a domain discriminator) (MulActSeg, LAMDA: 10).
         lr_schedule: "poly" ((1 - t / T) ** poly_power) | "inv" ((1 + 1e-4 t) ** -0.75).
         poly_power: exponent of the poly schedule.
         nesterov: Nesterov momentum (sgd).
@@ -112,17 +113,20 @@ class PredictOutputs:
         domain: the domain discriminator's P(source) per pixel (B, H, W); needs a module
             with a discriminator (``provides_domain``).
         channels_last: run the network on NHWC tensors (faster convolutions on GPUs).
+        backbone: the encoder's deepest features (B, F, h, w) as well (LAMDA's kernel; an
+            image classifier's pooled backbone vector is (B, F, 1, 1)).
     """
 
     features: bool = False
     mc_samples: int = 1
     domain: bool = False
     channels_last: bool = False
+    backbone: bool = False
 
     @property
     def plain(self) -> bool:
         """Only logits are asked for."""
-        return not self.features and self.mc_samples <= 1 and not self.domain
+        return not (self.features or self.backbone or self.domain) and self.mc_samples <= 1
 
 
 class SegmentationModule(pl.LightningModule):
@@ -186,6 +190,15 @@ class SegmentationModule(pl.LightningModule):
         self.test_acc = self.val_acc.clone()
         self.last_metrics: dict[str, float] = {}
         self.predict_outputs = PredictOutputs()
+
+    @property
+    def head_temperature(self) -> float:
+        """The temperature the classifier divides its raw scores by (a cosine head's; 1 for
+        a linear head): raw scores = logits x head_temperature."""
+        from alseg.models.heads import CosineClassifier
+
+        heads = [m for m in self.network.modules() if isinstance(m, CosineClassifier)]
+        return float(heads[0].temperature) if heads else 1.0
 
     @property
     def provides_domain(self) -> bool:
@@ -280,12 +293,27 @@ class SegmentationModule(pl.LightningModule):
 
     def forward_features(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, 3, H, W) -> (decoder features (B, D, h, w), logits (B, C, H, W)) of an smp model."""
+        out = self.forward_all(image)
+        return out["features"], out["logits"]
+
+    def forward_all(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``backbone`` (the encoder's deepest features, (B, F, h', w')), ``features`` (the
+        decoder's, (B, D, h, w)) and ``logits`` (B, C, H, W) of one forward pass."""
         net: Any = self.network
         if not all(hasattr(net, a) for a in ("encoder", "decoder", "segmentation_head")):
             raise TypeError(f"{type(net).__name__} is not an smp model: no encoder/decoder/head")
         x = self._input(image)
-        dec = net.decoder(net.encoder(x))
-        return self._crop(dec, image, x), self._crop(net.segmentation_head(dec), image, x)
+        enc = net.encoder(x)
+        dec = net.decoder(enc)
+        tensors = [t for t in enc if isinstance(t, torch.Tensor)]  # smp: a list, deepest last
+        deepest = tensors[-1]
+        if deepest.dim() == 2:  # an image classifier's pooled vector
+            deepest = deepest[:, :, None, None]
+        return {
+            "backbone": deepest,
+            "features": self._crop(dec, image, x),
+            "logits": self._crop(net.segmentation_head(dec), image, x),
+        }
 
     def _mc_logits(self, image: torch.Tensor, samples: int) -> torch.Tensor:
         """(B, C, H, W, T) logits of T passes with dropout layers on (batch norm stays in
@@ -322,20 +350,32 @@ class SegmentationModule(pl.LightningModule):
         if spec.plain:
             return self(image)
         out: dict[str, torch.Tensor] = {}
-        if spec.features:
-            out["features"], out["logits"] = self.forward_features(image)
+        if spec.features or spec.backbone:
+            everything = self.forward_all(image)
+            out["logits"] = everything["logits"]
+            if spec.features:
+                out["features"] = everything["features"]
+            if spec.backbone:
+                out["backbone"] = everything["backbone"]
         if spec.mc_samples > 1:
             out["logits"] = self._mc_logits(image, spec.mc_samples)
         return out
 
-    def _head_parameter_ids(self) -> set[int]:
-        """Parameters trained at ``lr * head_lr_mult``."""
-        head = getattr(self.network, "segmentation_head", None)
-        return {id(p) for p in head.parameters()} if head is not None else set()
+    def head_parameters(self) -> list[torch.nn.Parameter]:
+        """Parameters trained at ``lr * head_lr_mult``: everything after the encoder — the
+        decoder and the classifier (MulActSeg's DeepLabV3+ head: ASPP, decoder, classifier;
+        LAMDA's bottleneck and classifier). The encoder (backbone) trains at ``lr``."""
+        net = self.network
+        encoder = getattr(net, "encoder", None)
+        if encoder is None:  # not an encoder-decoder: the final layer only, if named so
+            head = getattr(net, "segmentation_head", None)
+            return list(head.parameters()) if head is not None else []
+        backbone = {id(p) for p in encoder.parameters()}
+        return [p for p in self.parameters() if id(p) not in backbone]
 
     def configure_optimizers(self) -> Any:
         o = self.optim
-        head_ids = self._head_parameter_ids()
+        head_ids = {id(p) for p in self.head_parameters()}
         groups: list[dict[str, Any]] = [
             {"params": [p for p in self.parameters() if id(p) not in head_ids], "lr": o.lr},
             {

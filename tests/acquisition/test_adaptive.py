@@ -76,9 +76,38 @@ def test_knee_on_constructed_curves():
     kept = np.concatenate([high, low]) >= knee
     assert kept[:800].mean() > 0.9 and kept[800:].mean() < 0.1
     # a straight line or a convex curve has no knee: keep everything
-    assert knee_threshold(np.linspace(0, 1, 500)) == float("-inf")
-    assert knee_threshold(np.linspace(0, 1, 500) ** 3) == float("-inf")
-    assert knee_threshold(np.full(100, 0.7)) == float("-inf")
+    for flat in (np.linspace(0, 1, 500), np.linspace(0, 1, 500) ** 3, np.full(100, 0.7)):
+        assert (flat >= knee_threshold(flat)).all()
+
+
+def official_knee(conf: np.ndarray, step: int = 20) -> float:
+    """The adaptive-superpixel code's sieve value, written out: sort, every
+    int(n / step)-th value, kneed's first knee (S=1, concave, increasing), else the first."""
+    from kneed import KneeLocator
+
+    y = np.sort(conf)[:: max(1, int(len(conf) / step))]
+    k = KneeLocator(np.arange(len(y)), y, S=1, curve="concave", direction="increasing").knee
+    return float(y[k if k is not None else 0])
+
+
+def test_knee_equals_the_official_first_knee_on_realistic_curves():
+    rng = np.random.default_rng(0)
+    for _ in range(50):  # a region's confidences for its answer: mostly right, a wrong tail
+        n = int(rng.integers(512, 4000))
+        wrong = rng.uniform(0.02, 0.4, int(n * rng.uniform(0.05, 0.4)))
+        right = rng.beta(rng.uniform(2, 8), 1.0, n - len(wrong))
+        conf = np.concatenate([right, wrong])
+        assert knee_threshold(conf) == official_knee(conf)
+
+
+def test_first_knee_is_not_the_largest_gap_to_the_diagonal():
+    # two bends: kneed takes the first (the earlier rule, the largest y - x, took the second)
+    y = np.concatenate([np.linspace(0, 0.5, 5), np.linspace(0.52, 0.6, 5), np.linspace(0.6, 1, 3)])
+    y = np.concatenate([y, np.full(8, 1.0)])
+    conf = np.repeat(y, 50)
+    x = np.linspace(0, 1, len(y))
+    largest_gap = float(y[np.argmax((y - y[0]) / (y[-1] - y[0]) - x)])
+    assert knee_threshold(conf) == official_knee(conf) != largest_gap
 
 
 def test_batched_adjacency_never_joins_images():

@@ -32,11 +32,12 @@ def make_pool(n: int) -> RegionSet:
 
 def outputs_of(index: torch.Tensor) -> dict[str, torch.Tensor]:
     """Deterministic fake model outputs of pool images (no model: exact comparisons)."""
-    out = {"logits": [], "features": []}
+    out = {"logits": [], "features": [], "backbone": []}
     for i in index.tolist():
         g = torch.Generator().manual_seed(1000 + i)
         out["logits"].append(torch.randn(C, H, W, generator=g) * 2)
         out["features"].append(torch.randn(D, H // 2, W // 2, generator=g))
+        out["backbone"].append(torch.randn(D + 1, H // 4, W // 4, generator=g))
     return {k: torch.stack(v) for k, v in out.items()}
 
 

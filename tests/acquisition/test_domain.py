@@ -23,7 +23,7 @@ def test_eada_keeps_high_energy_then_small_gap():
     # 4 regions: energies (-logsumexp) and top-2 gaps chosen by hand
     logits = torch.tensor([[5.0, 0.0], [5.0, 4.9], [1.0, 0.0], [1.0, 0.9]]).T.reshape(1, 2, 1, 4)
     regions = torch.arange(4).reshape(1, 1, 4)
-    s = EADAStrategy(energy_ratio=2.0)
+    s = EADAStrategy(first_ratio=0.5)  # half of the 4 regions: the 2 of highest energy
     stats = s.region_stats(
         BatchOutputs(logits, regions, 4, torch.zeros(4, dtype=torch.bool), torch.arange(4))
     )

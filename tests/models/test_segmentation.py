@@ -36,7 +36,8 @@ def test_classifier_learning_rate_factor_and_sgd():
     assert isinstance(opt, torch.optim.SGD) and opt.defaults["momentum"] == 0.9
     lrs = [g["lr"] for g in opt.param_groups]
     assert lrs == pytest.approx([2e-5, 2e-4])
-    head = {id(p) for p in net.segmentation_head.parameters()}
+    # MulActSeg trains the whole DeepLabV3+ head (ASPP, decoder, classifier) at 10x
+    head = {id(p) for m in (net.decoder, net.segmentation_head) for p in m.parameters()}
     assert {id(p) for p in opt.param_groups[1]["params"]} == head
     n = sum(len(g["params"]) for g in opt.param_groups)
     assert n == len(list(model.parameters()))
