@@ -259,8 +259,9 @@ class LabelStore:
         self.kind = state["kind"].astype(np.uint8)
         self.cls = state["cls"].astype(np.uint8)
         self.cost = state["cost"].astype(np.float32)
-        q = state.get("query")
-        self.query = (q if q is not None else np.full(self.num_regions, -1)).astype(self.query_dtype)
+        q = state.get("query")  # version-1 files have none: every region was its own query
+        q = q if q is not None else np.full(self.num_regions, -1)
+        self.query = q.astype(self.query_dtype)
         self.bits = state["bits"].astype(np.uint8) if "bits" in state else None
 
     def save(self, path: str | Path) -> None:
