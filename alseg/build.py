@@ -21,7 +21,7 @@ from rich.console import Console
 
 from alseg.acquisition.strategies import Strategy, get_strategy
 from alseg.config import ConfigError, changed_keys
-from alseg.data.datamodule import ActiveDataModule
+from alseg.data.datamodule import ActiveDataModule, load_image_weights
 from alseg.data.datasets import DataError
 from alseg.data.imagefolder import build_imagefolder
 from alseg.data.labels import LabelStore
@@ -50,6 +50,8 @@ def default_run_dir(cfg: DictConfig) -> Path:
     torchrun (the same in every process), else the time."""
     job = os.environ.get("SLURM_JOB_ID") or os.environ.get("TORCHELASTIC_RUN_ID")
     stamp = f"job{job}" if job and job != "none" else time.strftime("%Y%m%d-%H%M%S")
+    if cfg.task == "debias":
+        return Path("runs") / f"{cfg.debias.method}-{cfg.data.name}-seed{cfg.seed}-{stamp}"
     return Path("runs") / f"{cfg.active.strategy}-{cfg.labeling.type}-seed{cfg.seed}-{stamp}"
 
 
@@ -204,6 +206,8 @@ def build_parts(cfg: DictConfig, progress: bool = True) -> Parts:
         source_set=source,
         unlabeled_target=cfg.adaptation.enabled and cfg.adaptation.alignment != "none",
         void_class=train.num_classes if has_void_output(cfg) else None,
+        image_weights=load_image_weights(d.image_weights, len(train)) if d.image_weights else None,
+        seed=int(cfg.seed),
     )
     if cfg.adaptation.enabled and cfg.adaptation.source_sampling == "balanced":
         dm.set_source_prior(None, balanced=True)
@@ -319,7 +323,8 @@ def build_logger(cfg: DictConfig, rundir: RunDir, state: dict[str, Any]) -> Any:
 
     os.environ.setdefault("WANDB_MODE", cfg.logger.mode)
     os.environ.setdefault("WANDB_SILENT", "true")
-    group = cfg.logger.group or f"{cfg.data.name}-{cfg.active.strategy}-{cfg.labeling.type}"
+    what = [cfg.debias.method] if cfg.task == "debias" else [cfg.active.strategy, cfg.labeling.type]
+    group = cfg.logger.group or "-".join([cfg.data.name, *what])
     return WandbLogger(
         project=cfg.logger.project,
         name=rundir.path.name,
@@ -328,7 +333,7 @@ def build_logger(cfg: DictConfig, rundir: RunDir, state: dict[str, Any]) -> Any:
         id=state.get("wandb_id"),
         resume="allow",
         group=group,
-        tags=list(cfg.logger.tags) + [cfg.active.strategy, cfg.labeling.type],
+        tags=list(cfg.logger.tags) + what,
         config=OmegaConf.to_container(cfg, resolve=True),
     )
 

@@ -57,7 +57,9 @@ def _parser() -> argparse.ArgumentParser:
     sw.add_argument("--out", type=Path, default=None, help="results folder (runs/sweep-<name>)")
     sw.add_argument("overrides", nargs="*", help="extra key=value overrides for every run")
     bench = sub.add_parser("bench", help="benchmarks: print measured figures as JSON lines")
-    bench.add_argument("name", choices=["acquisition", "adaptive", "regions", "scoring"])
+    bench.add_argument(
+        "name", choices=["acquisition", "adaptive", "committee", "regions", "scoring"]
+    )
     bench.add_argument("args", nargs=argparse.REMAINDER, help="options of the benchmark (--quick)")
     cfg = sub.add_parser("config", help="print the composed config")
     cfg.add_argument("overrides", nargs="*", help=OVERRIDE_HELP)
@@ -118,6 +120,12 @@ def _run(args: argparse.Namespace) -> int:
     else:
         cfg = compose(args.overrides)
         run_dir = Path(cfg.run_dir or shared_run_dir() or default_run_dir(cfg))
+    if cfg.task == "debias":
+        from alseg.debias.run import run_debias
+
+        run_debias(cfg, run_dir, resume=args.command == "resume")
+        print(f"run dir: {run_dir}")
+        return 0
     # Processes that Lightning launches later (DDP) rerun this command: same run dir.
     with exported(RUN_DIR_VARIABLE, str(run_dir.resolve())):
         build_loop(cfg, run_dir, resume=args.command == "resume").run()
@@ -133,13 +141,29 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _split_tasks(run_dirs: list[Path]) -> tuple[list[Path], list[Path]]:
+    """(active-learning run dirs, debiasing run dirs)."""
+    from alseg.debias.report import is_debias_run
+
+    debias = [d for d in run_dirs if is_debias_run(d)]
+    return [d for d in run_dirs if d not in debias], debias
+
+
 def _summarize(args: argparse.Namespace) -> int:
+    from alseg.debias.report import load_results, results_table
     from alseg.report import load_runs, markdown_table
 
-    df, notes = load_runs(args.run_dirs)
+    active, debias = _split_tasks(args.run_dirs)
+    tables = []
+    if debias:
+        df, notes = load_results(debias)
+        tables.append(results_table(df))
+    if active or not debias:
+        df, notes = load_runs(active)
+        tables.append(markdown_table(df, args.metric))
     for note in notes:
         print(f"note: {note}", file=sys.stderr)
-    print(markdown_table(df, args.metric))
+    print("\n\n".join(tables))
     return 0
 
 
@@ -153,8 +177,17 @@ def _sweep(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
+    from alseg.debias.report import write_results_report
     from alseg.report import write_report
 
+    active, debias = _split_tasks(args.run_dirs)
+    if debias and not active:
+        for note in write_results_report(debias, args.out):
+            print(f"note: {note}", file=sys.stderr)
+        print(f"report: {args.out}/ (runs.csv, runs.parquet, table.md)")
+        return 0
+    if debias:
+        raise ValueError("alseg report: give debiasing and active-learning runs separately")
     for note in write_report(args.run_dirs, args.out, args.metric):
         print(f"note: {note}", file=sys.stderr)
     print(f"report: {args.out}/ (runs.csv, runs.parquet, curves.png, classes.png, table.md)")

@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from alseg.acquisition.strategies import STRATEGIES, get_strategy
 from alseg.models.segmentation import ARCHITECTURES
 from alseg.rundir import RunDir
-from alseg.schema import SchemaError, check
+from alseg.schema import DEBIAS_DATA, SchemaError, check
 
 FREE_FORM = ("active.strategy_params.",)  # keys without a fixed schema
 # Batch norm after global pooling (ASPP, PAN's attention, the classifier's bottleneck)
@@ -99,6 +99,15 @@ def typed(cfg: DictConfig) -> DictConfig:
 
 def validate(cfg: DictConfig) -> None:
     """Check what the schema cannot: combinations of values."""
+    debias_data = cfg.data.name in DEBIAS_DATA
+    if cfg.task == "debias" or debias_data:
+        if cfg.task != "debias" or not debias_data:
+            raise ConfigError(
+                f"task={cfg.task} cannot run data={cfg.data.name}: task=debias needs a data set "
+                f"with a bias attribute ({', '.join(DEBIAS_DATA)}), task=active any other "
+                "(e.g. alseg run experiment=lwbc_colored_shapes)"
+            )
+        return
     dominant_only = [
         k
         for k, on in (

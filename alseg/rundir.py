@@ -61,6 +61,8 @@ OWNED = (
     "pseudo_labels",
     "sieve",
     "label_dist",
+    "results.json",  # debiasing runs (alseg.debias.run)
+    "weights.parquet",
 )
 
 

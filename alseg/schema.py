@@ -174,6 +174,7 @@ class DataCommon:
     hflip: bool = _req()
     scale_range: list[float] | None = _opt(length=2, item_gt=0)
     crop_size: list[int] | None = _opt(length=2, item_ge=1)
+    image_weights: str | None = _opt()  # a weights.parquet: sample labeled images by weight
 
 
 @dataclass
@@ -242,6 +243,41 @@ class ImageFolderData(DataCommon):
     val_holdout: int = _req(ge=1)
 
 
+# Data sets with a bias attribute (task=debias; alseg.debias.data)
+@dataclass
+class GroupCommon:
+    name: str = _req()
+    seed: int = _req(ge=0)
+    image_size: int = _req(ge=8, help="the side of the square images the backbone sees")
+    num_workers: int = _req(ge=0)
+
+
+@dataclass
+class GroupSyntheticData(GroupCommon):
+    conflict_ratio: float = _req(
+        ge=0, le=1, help="the share of bias-conflicting training images, e.g. 0.05"
+    )
+    num_train: int = _req(ge=1)
+    num_val: int = _req(ge=1)
+    num_test: int = _req(ge=1)
+
+
+@dataclass
+class GroupFileData(GroupCommon):
+    root: str | None = _opt()
+
+
+@dataclass
+class CelebAData(GroupFileData):
+    target_attr: str = _req()
+    bias_attr: str = _req()
+
+
+@dataclass
+class GroupFolderData(GroupFileData):
+    groups_csv: str = _req()
+
+
 DATA_SCHEMAS: dict[str, type] = {
     "synthetic": SyntheticData,
     "shapes": ShapesData,
@@ -251,13 +287,88 @@ DATA_SCHEMAS: dict[str, type] = {
     "folder": FolderData,
     "gta5_cityscapes": PairData,
     "imagefolder_da": ImageFolderData,
+    "colored_shapes": GroupSyntheticData,
+    "waterbird_shapes": GroupSyntheticData,
+    "celeba": CelebAData,
+    "waterbirds": GroupFileData,
+    "group_folder": GroupFolderData,
 }
+DEBIAS_DATA = ("colored_shapes", "waterbird_shapes", "celeba", "waterbirds", "group_folder")
+
+
+@dataclass
+class LWBCSettings:
+    members: int = _req(ge=1)
+    set_size: int = _req(ge=1, help="bootstrap indices per class and member")
+    alpha: float = _req(gt=0)
+    loss_scale: float = _req(gt=0)
+    kd_lambda: float = _req(ge=0, le=1)
+    kd_temperature: float = _req(gt=0)
+    warmup: int = _req(ge=0)
+
+
+@dataclass
+class JTTSettings:
+    identify_epochs: list[int] = _req(item_ge=1)
+    upweight: list[float] = _req(item_ge=1)
+
+
+@dataclass
+class LfFSettings:
+    q: float = _req(gt=0, le=1)
+    ema: float = _req(ge=0, lt=1)
+
+
+@dataclass
+class GroupDROSettings:
+    step_size: float = _req(gt=0)
+
+
+@dataclass
+class FeatureSettings:
+    backbone: str = _req(**_choices("simclr", "torchvision", "checkpoint"))
+    arch: str = _req()
+    weights: str | None = _opt()
+    checkpoint: str | None = _opt()
+    batch_size: int = _req(ge=1)
+    cache_dir: str = _req()
+
+
+@dataclass
+class SSLSettings:
+    epochs: int = _req(ge=0)
+    batch_size: int = _req(ge=2)
+    lr: float = _req(gt=0)
+    temperature: float = _req(gt=0)
+    seed: int = _req(ge=0)
+
+
+@dataclass
+class DebiasConfig:
+    method: str = _req(**_choices("erm", "jtt", "lff", "lwbc", "groupdro"))
+    epochs: int = _req(ge=1)
+    batch_size: int = _req(ge=1)
+    optimizer: str = _req(**_choices("adam", "sgd"))
+    lr: float = _req(gt=0)
+    weight_decay: float = _req(ge=0)
+    hidden: int | None = _opt(ge=1)
+    bias: bool = _req()
+    temperature: float = _req(gt=0)
+    select: str = _req(**_choices("worst", "unbiased", "conflicting", "accuracy", "last"))
+    top_samples: int = _req(ge=0)
+    lwbc: LWBCSettings = field(default_factory=LWBCSettings)
+    jtt: JTTSettings = field(default_factory=JTTSettings)
+    lff: LfFSettings = field(default_factory=LfFSettings)
+    groupdro: GroupDROSettings = field(default_factory=GroupDROSettings)
+    features: FeatureSettings = field(default_factory=FeatureSettings)
+    ssl: SSLSettings = field(default_factory=SSLSettings)
 
 
 @dataclass
 class RootConfig:
     seed: int = _req(ge=0, le=SEED_MAX, help="seed * 1000 + round seeds each round's training")
     run_dir: str | None = _opt()
+    task: str = _req(**_choices("active", "debias"))
     active: ActiveConfig = field(default_factory=ActiveConfig)
     stage2: Stage2Config = field(default_factory=Stage2Config)
     adaptation: AdaptationConfig = field(default_factory=AdaptationConfig)
@@ -267,6 +378,7 @@ class RootConfig:
     labeling: LabelingConfig = field(default_factory=LabelingConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
+    debias: DebiasConfig = field(default_factory=DebiasConfig)
     data: Any = _req()  # checked against DATA_SCHEMAS[data.name]
 
 

@@ -158,6 +158,34 @@ class SourceView(Dataset):
         return self.augment({"image": item["image"], "mask": item["mask"], "index": k})
 
 
+def load_image_weights(path: str | Path, num_images: int) -> np.ndarray:
+    """(num_images,) per-image weights from a ``weights.parquet`` (columns ``index`` and
+    ``weight``; a debiasing run writes one) that covers every pool image once."""
+    import pandas as pd
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"data.image_weights={path}: file not found")
+    df = pd.read_parquet(path)
+    missing = {"index", "weight"} - set(df.columns)
+    if missing:
+        raise ValueError(
+            f"{path} has no column {sorted(missing)[0]!r}; columns: {list(df.columns)}"
+        )
+    index, weight = df["index"].to_numpy(), df["weight"].to_numpy(dtype=np.float64)
+    if len(df) != num_images or np.any(np.sort(index) != np.arange(num_images)):
+        raise ValueError(
+            f"{path} has {len(df)} rows (indices {index.min() if len(df) else '-'}.."
+            f"{index.max() if len(df) else '-'}); the pool has {num_images} images: it needs "
+            "one row per pool image, index 0..N-1"
+        )
+    if not np.all(np.isfinite(weight)) or np.any(weight < 0):
+        raise ValueError(f"{path}: weights must be finite and >= 0")
+    out = np.empty(num_images)
+    out[index] = weight
+    return out
+
+
 def source_image_weights(class_pixels: np.ndarray, prior: np.ndarray | None) -> np.ndarray:
     """Sampling weight of each source image so that source batches follow ``prior``.
 
@@ -229,6 +257,10 @@ class ActiveDataModule(pl.LightningDataModule):
         unlabeled_target: also yield unlabeled pool batches (alignment losses).
         void_class: the model's void output (multi-class answers with a void bit): answers
             of the void bit alone train it; None: they give no target.
+        image_weights: (N,) sampling weight of each pool image (e.g. the weights of a
+            debiasing run, ``load_image_weights``): labeled images are drawn with
+            replacement in proportion to them; None: shuffled uniformly.
+        seed: seed of the weighted sampler (the same on every rank).
     """
 
     def __init__(
@@ -249,6 +281,8 @@ class ActiveDataModule(pl.LightningDataModule):
         source_set: Dataset | None = None,
         unlabeled_target: bool = False,
         void_class: int | None = None,
+        image_weights: np.ndarray | None = None,
+        seed: int = 0,
     ) -> None:
         super().__init__()
         if len(regions) != len(train_set):  # type: ignore[arg-type]
@@ -270,6 +304,9 @@ class ActiveDataModule(pl.LightningDataModule):
         self.unlabeled_target = unlabeled_target
         self.source_weights: np.ndarray | None = None
         self._source_pixels: np.ndarray | None = None
+        if image_weights is not None and len(image_weights) != len(regions):
+            raise ValueError(f"{len(image_weights)} image weights for {len(regions)} pool images")
+        self.image_weights, self.seed = image_weights, seed
         self.refresh()
 
     @property
@@ -365,8 +402,28 @@ class ActiveDataModule(pl.LightningDataModule):
         if len(self.labeled) == 0:
             raise RuntimeError("no labeled image to train on: the LabelStore is empty")
         # drop_last avoids a final batch of one image (BatchNorm cannot train on it).
-        return self._loader(
-            self.labeled, self.batch_size, True, drop_last=len(self.labeled) > self.batch_size
+        drop_last = len(self.labeled) > self.batch_size
+        if self.image_weights is None:
+            return self._loader(self.labeled, self.batch_size, True, drop_last=drop_last)
+        from torch.utils.data import WeightedRandomSampler
+
+        weights = self.image_weights[self.labeled.indices]
+        if not (weights > 0).any():
+            raise RuntimeError("every labeled image has image weight 0: nothing to train on")
+        # A fixed seed: every DDP rank draws the same sequence (Lightning shards it).
+        sampler = WeightedRandomSampler(
+            weights.tolist(),
+            len(weights),
+            replacement=True,
+            generator=torch.Generator().manual_seed(self.seed),
+        )
+        return DataLoader(
+            self.labeled,
+            batch_size=self.batch_size,
+            sampler=sampler,
+            drop_last=drop_last,
+            num_workers=self.num_workers,
+            collate_fn=collate,
         )
 
     def val_dataloader(self) -> DataLoader:
