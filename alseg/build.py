@@ -52,6 +52,10 @@ def default_run_dir(cfg: DictConfig) -> Path:
     stamp = f"job{job}" if job and job != "none" else time.strftime("%Y%m%d-%H%M%S")
     if cfg.task == "debias":
         return Path("runs") / f"{cfg.debias.method}-{cfg.data.name}-seed{cfg.seed}-{stamp}"
+    if cfg.task == "prune":
+        p = cfg.prune
+        what = "score" if p.stage == "score" else f"{p.rule}-{p.by}-keep{p.keep:g}"
+        return Path("runs") / f"prune-{what}-{cfg.data.name}-seed{cfg.seed}-{stamp}"
     return Path("runs") / f"{cfg.active.strategy}-{cfg.labeling.type}-seed{cfg.seed}-{stamp}"
 
 

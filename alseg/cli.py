@@ -5,6 +5,8 @@ alseg resume RUN_DIR [key=value]  continue a killed run from its last committed 
                                 (keys that are safe to change, e.g. trainer.devices=4)
 alseg regions [key=value ...]   precompute the region maps of the configured data set
 alseg data check [key=value ...]  read every file of the data set; class frequencies
+alseg prune score|retrain [key=value ...]  data pruning: score the labeled set / retrain
+                                on a kept subset (keep=0.5 by=el2n rule=hardest scores=DIR)
 alseg summarize RUN_DIR...      mean ± std learning-curve table over runs
 alseg config [key=value ...]    print the composed config
 """
@@ -44,6 +46,14 @@ def _parser() -> argparse.ArgumentParser:
     data = sub.add_parser("data", help="data set tools")
     data.add_argument("action", choices=["check"], help="check: read every image and mask")
     data.add_argument("overrides", nargs="*", help=OVERRIDE_HELP)
+    prune = sub.add_parser("prune", help="data pruning: score, then retrain on a subset")
+    prune.add_argument("stage", choices=["score", "retrain"])
+    prune.add_argument(
+        "overrides",
+        nargs="*",
+        help="key=value overrides; prune keys may drop their prefix: keep=0.5 by=el2n "
+        "rule=hardest scores=runs/prune-score (see conf/config.yaml's prune section)",
+    )
     summ = sub.add_parser("summarize", help="mean ± std learning-curve table over run dirs")
     summ.add_argument("run_dirs", nargs="+", type=Path)
     summ.add_argument("--metric", default="mIoU", help="metrics.csv column (default mIoU)")
@@ -58,7 +68,7 @@ def _parser() -> argparse.ArgumentParser:
     sw.add_argument("overrides", nargs="*", help="extra key=value overrides for every run")
     bench = sub.add_parser("bench", help="benchmarks: print measured figures as JSON lines")
     bench.add_argument(
-        "name", choices=["acquisition", "adaptive", "committee", "regions", "scoring"]
+        "name", choices=["acquisition", "adaptive", "committee", "pruning", "regions", "scoring"]
     )
     bench.add_argument("args", nargs=argparse.REMAINDER, help="options of the benchmark (--quick)")
     cfg = sub.add_parser("config", help="print the composed config")
@@ -126,12 +136,31 @@ def _run(args: argparse.Namespace) -> int:
         run_debias(cfg, run_dir, resume=args.command == "resume")
         print(f"run dir: {run_dir}")
         return 0
+    if cfg.task == "prune":
+        from alseg.prune.run import run_prune
+
+        if args.command == "resume":
+            raise ValueError(f"{run_dir}: a pruning run is not resumed; run it again")
+        run_prune(cfg, run_dir)
+        print(f"run dir: {run_dir}")
+        return 0
     # Processes that Lightning launches later (DDP) rerun this command: same run dir.
     with exported(RUN_DIR_VARIABLE, str(run_dir.resolve())):
         build_loop(cfg, run_dir, resume=args.command == "resume").run()
     if is_rank_zero():
         print(f"run dir: {run_dir}")
     return 0
+
+
+PRUNE_KEYS = ("keep", "by", "rule", "scores", "offset", "ccs_beta", "ccs_strata", "window")
+
+
+def _prune(args: argparse.Namespace) -> int:
+    """``alseg prune score|retrain``: ``alseg run task=prune prune.stage=...``."""
+    overrides = [f"prune.{o}" if o.split("=", 1)[0] in PRUNE_KEYS else o for o in args.overrides]
+    args.overrides = ["task=prune", f"prune.stage={args.stage}", *overrides]
+    args.command = "run"
+    return _run(args)
 
 
 def _bench(args: argparse.Namespace) -> int:
@@ -141,26 +170,37 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
-def _split_tasks(run_dirs: list[Path]) -> tuple[list[Path], list[Path]]:
-    """(active-learning run dirs, debiasing run dirs)."""
+def _split_tasks(run_dirs: list[Path]) -> dict[str, list[Path]]:
+    """Run dirs by task: "active", "debias", "prune"."""
     from alseg.debias.report import is_debias_run
+    from alseg.prune.report import is_prune_run
 
-    debias = [d for d in run_dirs if is_debias_run(d)]
-    return [d for d in run_dirs if d not in debias], debias
+    out: dict[str, list[Path]] = {"active": [], "debias": [], "prune": []}
+    for d in run_dirs:
+        task = "debias" if is_debias_run(d) else "prune" if is_prune_run(d) else "active"
+        out[task].append(d)
+    return out
 
 
 def _summarize(args: argparse.Namespace) -> int:
     from alseg.debias.report import load_results, results_table
+    from alseg.prune.report import load_retrains, metric_of, retrain_table
     from alseg.report import load_runs, markdown_table
 
-    active, debias = _split_tasks(args.run_dirs)
-    tables = []
-    if debias:
-        df, notes = load_results(debias)
+    tasks = _split_tasks(args.run_dirs)
+    tables, notes = [], []
+    if tasks["debias"]:
+        df, more = load_results(tasks["debias"])
         tables.append(results_table(df))
-    if active or not debias:
-        df, notes = load_runs(active)
+        notes += more
+    if tasks["prune"]:
+        df, more = load_retrains(tasks["prune"])
+        tables.append(retrain_table(df, metric_of(df)))
+        notes += more
+    if tasks["active"] or not tables:
+        df, more = load_runs(tasks["active"])
         tables.append(markdown_table(df, args.metric))
+        notes += more
     for note in notes:
         print(f"note: {note}", file=sys.stderr)
     print("\n\n".join(tables))
@@ -180,14 +220,22 @@ def _report(args: argparse.Namespace) -> int:
     from alseg.debias.report import write_results_report
     from alseg.report import write_report
 
-    active, debias = _split_tasks(args.run_dirs)
-    if debias and not active:
-        for note in write_results_report(debias, args.out):
+    tasks = _split_tasks(args.run_dirs)
+    given = [t for t, dirs in tasks.items() if dirs]
+    if len(given) > 1:
+        raise ValueError(f"alseg report: give the runs of one task at a time (here: {given})")
+    if given == ["debias"]:
+        for note in write_results_report(tasks["debias"], args.out):
             print(f"note: {note}", file=sys.stderr)
         print(f"report: {args.out}/ (runs.csv, runs.parquet, table.md)")
         return 0
-    if debias:
-        raise ValueError("alseg report: give debiasing and active-learning runs separately")
+    if given == ["prune"]:
+        from alseg.prune.report import write_prune_report
+
+        for note in write_prune_report(tasks["prune"], args.out):
+            print(f"note: {note}", file=sys.stderr)
+        print(f"report: {args.out}/ (runs.csv, runs.parquet, table.md, pruning.png)")
+        return 0
     for note in write_report(args.run_dirs, args.out, args.metric):
         print(f"note: {note}", file=sys.stderr)
     print(f"report: {args.out}/ (runs.csv, runs.parquet, curves.png, classes.png, table.md)")
@@ -200,6 +248,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "data": _data,
     "run": _run,
     "resume": _run,
+    "prune": _prune,
     "bench": _bench,
     "summarize": _summarize,
     "sweep": _sweep,

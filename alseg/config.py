@@ -108,6 +108,11 @@ def validate(cfg: DictConfig) -> None:
                 "(e.g. alseg run experiment=lwbc_colored_shapes)"
             )
         return
+    if cfg.task == "prune" and cfg.labeling.type != "pixel":
+        raise ConfigError(
+            f"task=prune trains on fully labeled images: labeling={cfg.labeling.type} must be "
+            "labeling=pixel"
+        )
     dominant_only = [
         k
         for k, on in (

@@ -344,6 +344,23 @@ class SSLSettings:
 
 
 @dataclass
+class PruneConfig:
+    stage: str = _req(**_choices("score", "retrain"))
+    score_seeds: list[int] = _req(item_ge=0)
+    el2n_epochs: list[int] = _req(item_ge=1)
+    grand_epochs: list[int] = _req(item_ge=1)
+    window: int = _req(ge=2)
+    grand_chunk: int = _req(ge=1)
+    scores: str | None = _opt()
+    by: str = _req(**_choices("el2n", "grand", "grand_last", "forgetting", "dyn_unc", "aum"))
+    rule: str = _req(**_choices("hardest", "easiest", "offset", "random", "random_balanced", "ccs"))
+    keep: float = _req(gt=0, le=1)
+    offset: float = _req(ge=0, lt=1)
+    ccs_beta: float = _req(ge=0, lt=1)
+    ccs_strata: int = _req(ge=1)
+
+
+@dataclass
 class DebiasConfig:
     method: str = _req(**_choices("erm", "jtt", "lff", "lwbc", "groupdro"))
     epochs: int = _req(ge=1)
@@ -368,7 +385,7 @@ class DebiasConfig:
 class RootConfig:
     seed: int = _req(ge=0, le=SEED_MAX, help="seed * 1000 + round seeds each round's training")
     run_dir: str | None = _opt()
-    task: str = _req(**_choices("active", "debias"))
+    task: str = _req(**_choices("active", "debias", "prune"))
     active: ActiveConfig = field(default_factory=ActiveConfig)
     stage2: Stage2Config = field(default_factory=Stage2Config)
     adaptation: AdaptationConfig = field(default_factory=AdaptationConfig)
@@ -379,6 +396,7 @@ class RootConfig:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     debias: DebiasConfig = field(default_factory=DebiasConfig)
+    prune: PruneConfig = field(default_factory=PruneConfig)
     data: Any = _req()  # checked against DATA_SCHEMAS[data.name]
 
 

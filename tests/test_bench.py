@@ -36,3 +36,13 @@ def test_bench_regions_quick(capsys):
     for r in done.values():
         assert r["size"] == "256x512" and r["images"] == 2 and r["images_per_s"] > 0
         assert 100 < r["regions_per_image"] <= 2048 * 1.5
+
+
+@pytest.mark.slow
+def test_bench_committee_and_pruning_quick(capsys):
+    assert main(["bench", "committee", "--quick"]) == 0
+    assert main(["bench", "pruning", "--quick"]) == 0
+    rows = [json.loads(s) for s in capsys.readouterr().out.splitlines() if s.startswith("{")]
+    assert [r["bench"] for r in rows] == ["committee_epoch", "pruning_scores"]
+    assert rows[0]["members"] == 40 and rows[0]["lwbc_s"] > 0 and rows[0]["single_head_s"] > 0
+    assert rows[1]["images"] == 64 and rows[1]["plain_s"] > 0

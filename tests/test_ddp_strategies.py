@@ -58,7 +58,7 @@ SETTINGS = {
 }
 
 
-def run_two_ranks(run_dir: Path, overrides: list[str]) -> None:
+def run_two_ranks(run_dir: Path, overrides: list[str], worker: str = "ddp_worker.py") -> None:
     """Start 2 ranks the way torchrun does (environment variables), wait for both."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -74,8 +74,7 @@ def run_two_ranks(run_dir: Path, overrides: list[str]) -> None:
             MASTER_ADDR="127.0.0.1",
             MASTER_PORT=str(port),
         )
-        worker = str(Path(__file__).parent / "ddp_worker.py")
-        cmd = [sys.executable, worker, str(run_dir), *overrides]
+        cmd = [sys.executable, str(Path(__file__).parent / worker), str(run_dir), *overrides]
         procs.append(subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True))
     for p in procs:
         _, err = p.communicate(timeout=600)
@@ -130,3 +129,36 @@ def test_selections_of_two_processes_equal_one_process(tmp_path, name):
         labeled = LabelStore.from_file(out / "labels" / "round_02.npz", loop.store.num_regions, 8)
         images = np.unique(loop.dm.regions.image_of(np.flatnonzero(labeled.labeled_mask())))
         assert sorted(manifest["files"]) == [f"{i:06d}.png" for i in images]
+
+
+def test_pruning_scores_are_the_same_on_every_rank(tmp_path):
+    """A scoring run on 2 ranks: both hold the same training dynamics (every presented
+    sample recorded, whichever rank trained on it) and the same EL2N, which equals one
+    process's EL2N with the final model (rank 0's batch-norm statistics)."""
+    overrides = [
+        "task=prune",
+        "experiment=prune_shapes",
+        "data.num_train=24",
+        "data.num_val=6",
+        "data.num_test=6",
+        "data.image_size=16",
+        "regions.cell=16",
+        "data.batch_size=4",
+        "trainer.max_epochs=2",
+        "prune.window=2",
+        "prune.score_seeds=[0]",
+        "prune.el2n_epochs=[2]",
+        "prune.grand_epochs=[]",
+        f"regions.cache_dir={tmp_path / 'cache'}",
+        "trainer.enable_progress_bar=false",
+        "logger=none",
+        *DDP,
+    ]
+    run_two_ranks(tmp_path / "score", overrides, "ddp_prune_worker.py")
+    ranks = [json.loads((tmp_path / f"prune.rank{r}.json").read_text()) for r in (0, 1)]
+    assert ranks[0]["dynamics"] == ranks[1]["dynamics"]
+    assert ranks[0]["el2n"] == ranks[1]["el2n"]
+    presented = ~np.isnan(np.array(ranks[0]["dynamics"]["acc"]))
+    assert presented.sum(1).tolist() == [24, 24]  # 2 ranks x 3 batches of 4, each epoch
+    assert np.allclose(ranks[0]["el2n"], ranks[0]["local_el2n"], atol=1e-5)
+    assert (tmp_path / "score" / "scores.parquet").is_file()

@@ -190,6 +190,9 @@ class SegmentationModule(pl.LightningModule):
         self.test_acc = self.val_acc.clone()
         self.last_metrics: dict[str, float] = {}
         self.predict_outputs = PredictOutputs()
+        # training_step also returns the (detached) logits, for callbacks that record
+        # training dynamics (alseg.prune.callbacks.TrainingDynamics)
+        self.record_train_logits = False
 
     @property
     def head_temperature(self) -> float:
@@ -240,8 +243,14 @@ class SegmentationModule(pl.LightningModule):
         x = self._input(image)
         return self._crop(self.network(x), image, x)
 
-    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> Any:
         logits = self(batch["image"])
+        loss = self._training_loss(logits, batch)
+        if self.record_train_logits:
+            return {"loss": loss, "logits": logits.detach()}
+        return loss
+
+    def _training_loss(self, logits: torch.Tensor, batch: dict[str, Any]) -> torch.Tensor:
         target = batch["target"]
         if "region_classes" in batch:  # multi-class labels
             parts = multiclass_loss(

@@ -1,0 +1,130 @@
+"""Tables and plots over pruning run dirs (``alseg summarize`` / ``alseg report`` of
+``task=prune`` retrain runs): test accuracy or mIoU against the kept fraction."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+from omegaconf import DictConfig, OmegaConf
+
+from alseg.plots import _pyplot
+from alseg.rundir import RunDir
+
+
+def is_prune_run(run_dir: Path | str) -> bool:
+    path = RunDir(run_dir).config_path
+    if not path.is_file():
+        return False
+    cfg = OmegaConf.load(path)
+    return isinstance(cfg, DictConfig) and cfg.get("task", "active") == "prune"
+
+
+def load_retrains(run_dirs: Sequence[Path | str]) -> tuple[pd.DataFrame, list[str]]:
+    """One row per finished retrain run: data, rule, score, keep, seed, test metrics."""
+    rows, notes = [], []
+    for d in map(Path, run_dirs):
+        path = d / "results.json"
+        if not path.is_file():
+            notes.append(f"{d}: no results.json (unfinished); skipped")
+            continue
+        res = json.loads(path.read_text())
+        if res.get("stage") != "retrain":
+            continue  # scoring runs
+        cfg = OmegaConf.load(RunDir(d).config_path)
+        random = res["rule"] in ("random", "random_balanced") or res["keep"] == 1.0
+        rows.append(
+            {
+                "run": d.name,
+                "data": str(cfg.data.name),
+                "setting": "full data"
+                if res["keep"] == 1.0
+                else (res["rule"] if random else f"{res['rule']} {res['by']}"),
+                "keep": float(res["keep"]),
+                "seed": int(cfg.seed),
+                "mIoU": float(res["mIoU"]),
+                "acc": float(res["acc"]),
+                "val_mIoU": float(res["val_mIoU"]),
+            }
+        )
+    return pd.DataFrame(rows), notes
+
+
+def retrain_table(df: pd.DataFrame, metric: str) -> str:
+    """Markdown per data set: one row per setting, a column per kept fraction (mean ± std
+    over seeds); the full-data row fills every column with its one value."""
+    if df.empty:
+        raise ValueError("no finished pruning retrain run among the given folders")
+    out = []
+    for data, g in df.groupby("data"):
+        keeps = sorted(g.loc[g.keep < 1.0, "keep"].unique(), reverse=True)
+        head = " | ".join(f"keep {100 * k:.0f} %" for k in keeps)
+        lines = [
+            f"**{data}** (test {metric})",
+            "",
+            f"| setting | {head} |",
+            "|" + "---|" * (len(keeps) + 1),
+        ]
+        full = g[g.keep == 1.0][metric]
+        if len(full):
+            lines.append(f"| full data (100 %) | {_cell(full)} |" + " |" * (len(keeps) - 1))
+        for setting, s in sorted(g[g.keep < 1.0].groupby("setting"), key=lambda t: t[0]):
+            cells = [_cell(s[s.keep == k][metric]) for k in keeps]
+            lines.append(f"| {setting} | " + " | ".join(cells) + " |")
+        out.append("\n".join(lines))
+    return "\n\n".join(out)
+
+
+def _cell(v: pd.Series) -> str:
+    if not len(v):
+        return "—"
+    return f"{v.mean():.1f} ± {v.std(ddof=0):.1f}" if len(v) > 1 else f"{v.iloc[0]:.1f}"
+
+
+def plot_retrains(df: pd.DataFrame, path: Path, metric: str) -> None:
+    """Test metric vs kept fraction, one line per setting (mean ± std band), a panel per
+    data set."""
+    plt = _pyplot()
+    sets = sorted(df.data.unique())
+    fig, axes = plt.subplots(1, len(sets), figsize=(5.5 * len(sets), 4), squeeze=False)
+    for ax, data in zip(axes[0], sets):
+        g = df[df.data == data]
+        full = g[g.keep == 1.0][metric]
+        for setting, s in sorted(g[g.keep < 1.0].groupby("setting"), key=lambda t: t[0]):
+            stats = s.groupby("keep")[metric].agg(["mean", "std"]).fillna(0.0)
+            if len(full):
+                stats.loc[1.0] = [full.mean(), full.std(ddof=0) if len(full) > 1 else 0.0]
+            stats = stats.sort_index()
+            x = 100 * stats.index.to_numpy()
+            ax.plot(x, stats["mean"], marker="o", label=setting)
+            ax.fill_between(
+                x, stats["mean"] - stats["std"], stats["mean"] + stats["std"], alpha=0.15
+            )
+        ax.set_xlabel("kept training images (%)")
+        ax.set_ylabel(f"test {metric}")
+        ax.set_title(data)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def metric_of(df: pd.DataFrame) -> str:
+    """acc for classification sets (shapes, imagefolder_da), mIoU otherwise."""
+    return "acc" if set(df.data) <= {"shapes", "imagefolder_da"} else "mIoU"
+
+
+def write_prune_report(run_dirs: Sequence[Path | str], out: Path) -> list[str]:
+    df, notes = load_retrains(run_dirs)
+    metric = metric_of(df) if not df.empty else "mIoU"
+    table = retrain_table(df, metric)
+    out.mkdir(parents=True, exist_ok=True)
+    df.to_csv(out / "runs.csv", index=False)
+    df.to_parquet(out / "runs.parquet", index=False)
+    (out / "table.md").write_text(table + "\n")
+    plot_retrains(df, out / "pruning.png", metric)
+    return notes

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# README results of data pruning: for each data set (shapes classification, synthetic
+# scenes segmentation) one scoring run (3 seeds averaged), then models retrained from
+# scratch on the kept images (same iterations as the full run) for each rule and kept
+# fraction, 3 seeds, and the full data. A table and a plot in OUT/report.
+#   SEEDS="0 1 2" SETS="shapes synthetic" KEEPS="0.7 0.5 0.3" \
+#     BY="el2n grand forgetting dyn_unc" bash scripts/prune.sh [OUT_DIR] [PARALLEL] [overrides...]
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+out=${1:-runs/prune}
+par=${2:-1}
+shift $(( $# > 2 ? 2 : $# ))
+seeds=${SEEDS:-0 1 2}
+sets=${SETS:-shapes synthetic}
+keeps=${KEEPS:-0.7 0.5 0.3}
+scores=${BY:-el2n grand forgetting dyn_unc}
+threads=${THREADS:-$(( $(nproc) / par ))}; [ "$threads" -ge 1 ] || threads=1
+prune_plan() {  # DIR ARGS...: like plan_run, for `alseg prune`
+  local d=$1
+  shift
+  if [ ! -f "$d/state.json" ]; then
+    echo "prune $* run_dir=$d logger=none trainer.enable_progress_bar=false"
+  fi
+}
+# 1. the scores of each data set (3 scoring seeds, averaged)
+for s in $sets; do
+  prune_plan "$out/$s-score" score "experiment=prune_$s" "${@:1}"
+done | run_plans "$out" "$par" "$threads"
+# 2. retrained models
+for s in $sets; do for seed in $seeds; do
+  sc="scores=$out/$s-score"
+  prune_plan "$out/$s-full-keep1-seed$seed" retrain "experiment=prune_$s" rule=random keep=1.0 "seed=$seed" "${@:1}"
+  for k in $keeps; do
+    for by in $scores; do
+      prune_plan "$out/$s-hardest-$by-keep$k-seed$seed" retrain "experiment=prune_$s" "$sc" rule=hardest "by=$by" "keep=$k" "seed=$seed" "${@:1}"
+    done
+    prune_plan "$out/$s-ccs-aum-keep$k-seed$seed" retrain "experiment=prune_$s" "$sc" rule=ccs by=aum "keep=$k" "seed=$seed" "${@:1}"
+    prune_plan "$out/$s-random-keep$k-seed$seed" retrain "experiment=prune_$s" rule=random "keep=$k" "seed=$seed" "${@:1}"
+  done
+done; done | run_plans "$out" "$par" "$threads"
+alseg report "$out"/*/ --out "$out/report"
+cat "$out/report/table.md"
