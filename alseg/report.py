@@ -6,13 +6,15 @@ mean ± std bands per setting, a per-class IoU heat map and a markdown table.
 
 from __future__ import annotations
 
+import json
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from alseg.plots import _pyplot
 from alseg.rundir import RunDir
@@ -89,6 +91,36 @@ def markdown_table(df: pd.DataFrame, metric: str = "mIoU") -> str:
     return "\n".join(lines)
 
 
+def mean_std(v: pd.Series) -> str:
+    """A table cell: mean ± std (population) over runs, the value of a single run, or —."""
+    if not len(v):
+        return "—"
+    return f"{v.mean():.1f} ± {v.std(ddof=0):.1f}" if len(v) > 1 else f"{v.iloc[0]:.1f}"
+
+
+def finished_results(
+    run_dirs: Sequence[Path | str], notes: list[str]
+) -> Iterator[tuple[Path, dict[str, Any], DictConfig]]:
+    """(run dir, its results.json, its config) of each finished run of a one-shot task
+    (debias, prune); an unfinished one is named in ``notes``."""
+    for d in map(Path, run_dirs):
+        path = d / "results.json"
+        if not path.is_file():
+            notes.append(f"{d}: no results.json (unfinished); skipped")
+            continue
+        cfg = OmegaConf.load(RunDir(d).config_path)
+        assert isinstance(cfg, DictConfig)
+        yield d, json.loads(path.read_text()), cfg
+
+
+def save_figure(fig: Any, path: Path) -> None:
+    """Lay out, write (making the folder) and close a figure."""
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    _pyplot().close(fig)
+
+
 def plot_curves(df: pd.DataFrame, path: Path, metric: str = "mIoU") -> None:
     """``metric`` vs clicks: mean over the runs of each setting, ± std as a band."""
     plt = _pyplot()
@@ -104,10 +136,7 @@ def plot_curves(df: pd.DataFrame, path: Path, metric: str = "mIoU") -> None:
     ax.set_ylabel(f"test {metric} (%)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def plot_class_heatmap(df: pd.DataFrame, path: Path) -> None:
@@ -126,10 +155,7 @@ def plot_class_heatmap(df: pd.DataFrame, path: Path) -> None:
         )
     fig.colorbar(im, ax=ax, label="IoU (%)")
     ax.set_title("per-class IoU at the last round")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def write_report(run_dirs: Sequence[Path | str], out: Path, metric: str = "mIoU") -> list[str]:

@@ -347,8 +347,8 @@ class SSLSettings:
 class PruneConfig:
     stage: str = _req(**_choices("score", "retrain"))
     score_seeds: list[int] = _req(item_ge=0)
-    el2n_epochs: list[int] = _req(item_ge=1)
-    grand_epochs: list[int] = _req(item_ge=1)
+    el2n_epochs: list[int] = _req(item_ge=0)
+    grand_epochs: list[int] = _req(item_ge=0)
     window: int = _req(ge=2)
     grand_chunk: int = _req(ge=1)
     scores: str | None = _opt()

@@ -16,5 +16,5 @@ plan_run() {
 
 run_plans() {
   mkdir -p "$1"
-  xargs -P "$2" -L 1 env OMP_NUM_THREADS="$3" alseg >> "$1/log.txt" 2>&1
+  xargs -r -P "$2" -L 1 env OMP_NUM_THREADS="$3" alseg >> "$1/log.txt" 2>&1
 }

@@ -27,7 +27,7 @@ for s in $sets; do
   prune_plan "$out/$s-score" score "experiment=prune_$s" "${@:1}"
 done | run_plans "$out" "$par" "$threads"
 # 2. retrained models
-for s in $sets; do for seed in $seeds; do
+for seed in $seeds; do for s in $sets; do  # seed by seed: a partial run has whole seeds
   sc="scores=$out/$s-score"
   prune_plan "$out/$s-full-keep1-seed$seed" retrain "experiment=prune_$s" rule=random keep=1.0 "seed=$seed" "${@:1}"
   for k in $keeps; do

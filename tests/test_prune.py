@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from alseg.cli import main
 from alseg.config import ConfigError, compose
-from alseg.prune.callbacks import TrainingDynamics
+from alseg.prune.callbacks import EpochScores, TrainingDynamics
 from alseg.prune.scores import (
     dynamic_uncertainty,
     forgetting,
@@ -109,6 +109,28 @@ def test_grand_vmap_equals_a_per_sample_backward_loop():
             ]
             loop.append(torch.cat(grads).norm())
         assert torch.allclose(fast, torch.stack(loop), atol=1e-5)
+
+
+def test_grand_at_initialization_scores_the_untrained_model():
+    """grand_epochs=[0] scores before the first step (GraNd's paper), with BN in eval mode,
+    and leaves the module in training mode."""
+    torch.manual_seed(0)
+    net = _Net()
+    net.device, net.num_classes, net.ignore_index = torch.device("cpu"), 3, 255
+    x = torch.randn(6, 3, 6, 6)
+    y = torch.randint(3, (6, 6, 6))
+    data = [{"image": x[i], "mask": y[i], "index": i} for i in range(6)]
+    cb = EpochScores(data, 6, el2n_epochs=[], grand_epochs=[0], batch_size=4, grand_chunk=2)
+    trainer = SimpleNamespace(world_size=1, current_epoch=0)
+    net.train()
+    cb.on_train_start(trainer, net)  # type: ignore[arg-type]
+    assert net.training
+    cb.on_train_epoch_end(trainer, net)  # type: ignore[arg-type]  # epoch 1: not asked for
+    net.eval()
+    expected = grand(net, x, y, _loss, None, chunk_size=6)
+    out = cb.scores()
+    assert set(out) == {"grand", "grand_last"}
+    assert np.allclose(out["grand"], expected.numpy(), atol=1e-5)
 
 
 def test_training_dynamics_stream_equals_data_diet_updates():

@@ -3,7 +3,6 @@ runs): one row per run from its results.json, mean ± std per setting."""
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -11,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
+from alseg.report import finished_results, mean_std
 from alseg.rundir import RunDir
 
 COLUMNS = ("unbiased", "aligned", "conflicting", "worst")
@@ -34,14 +34,9 @@ def _setting(run_dir: Path, method: str, data: str) -> str:
 def load_results(run_dirs: Sequence[Path | str]) -> tuple[pd.DataFrame, list[str]]:
     """One row per finished run: setting, method, data, conflict ratio, seed, the selected
     epoch and the val_/test_ summaries; notes on unfinished runs."""
-    rows, notes = [], []
-    for d in map(Path, run_dirs):
-        res_path = d / "results.json"
-        if not res_path.is_file():
-            notes.append(f"{d}: no results.json (unfinished); skipped")
-            continue
-        res = json.loads(res_path.read_text())
-        cfg = OmegaConf.load(RunDir(d).config_path)
+    rows: list[dict] = []
+    notes: list[str] = []
+    for d, res, cfg in finished_results(run_dirs, notes):
         row = {
             "run": d.name,
             "setting": _setting(d, res["method"], str(cfg.data.name)),
@@ -65,12 +60,7 @@ def results_table(df: pd.DataFrame, split: str = "test") -> str:
     head = " | ".join(f"{split} {c}" for c in COLUMNS)
     lines = [f"| setting | runs | {head} |", "|" + "---|" * (len(COLUMNS) + 2)]
     for setting, g in sorted(df.groupby("setting"), key=lambda t: t[0]):
-        cells = []
-        for c in COLUMNS:
-            v = g[f"{split}_{c}"]
-            cells.append(
-                f"{v.mean():.1f} ± {v.std(ddof=0):.1f}" if len(v) > 1 else f"{v.iloc[0]:.1f}"
-            )
+        cells = [mean_std(g[f"{split}_{c}"]) for c in COLUMNS]
         lines.append(f"| {setting} | {len(g)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

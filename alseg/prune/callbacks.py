@@ -97,7 +97,7 @@ class EpochScores(pl.Callback):
         dataset: the training images, items with "image", "mask" (the full labels) and
             "index".
         num_samples: its size.
-        el2n_epochs, grand_epochs: epochs (1-based) after which to score.
+        el2n_epochs, grand_epochs: epochs after which to score (0: at initialization).
         batch_size: images per scoring batch.
         grand_chunk: samples per vmap chunk of GraNd (memory).
     """
@@ -122,8 +122,13 @@ class EpochScores(pl.Callback):
         ds = self.dataset
         return DataLoader(ds, self.batch_size, sampler=EvalShardSampler(ds), collate_fn=collate)
 
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._score(trainer, pl_module, 0)  # epoch 0: at initialization (GraNd's paper)
+
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        e = trainer.current_epoch + 1
+        self._score(trainer, pl_module, trainer.current_epoch + 1)
+
+    def _score(self, trainer: pl.Trainer, pl_module: pl.LightningModule, e: int) -> None:
         kinds = [
             k for k, at in (("el2n", self.el2n_epochs), ("grand", self.grand_epochs)) if e in at
         ]

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from alseg.plots import _pyplot
+from alseg.report import finished_results, mean_std, save_figure
 from alseg.rundir import RunDir
 
 
@@ -24,16 +24,11 @@ def is_prune_run(run_dir: Path | str) -> bool:
 
 def load_retrains(run_dirs: Sequence[Path | str]) -> tuple[pd.DataFrame, list[str]]:
     """One row per finished retrain run: data, rule, score, keep, seed, test metrics."""
-    rows, notes = [], []
-    for d in map(Path, run_dirs):
-        path = d / "results.json"
-        if not path.is_file():
-            notes.append(f"{d}: no results.json (unfinished); skipped")
-            continue
-        res = json.loads(path.read_text())
+    rows: list[dict] = []
+    notes: list[str] = []
+    for d, res, cfg in finished_results(run_dirs, notes):
         if res.get("stage") != "retrain":
             continue  # scoring runs
-        cfg = OmegaConf.load(RunDir(d).config_path)
         random = res["rule"] in ("random", "random_balanced") or res["keep"] == 1.0
         rows.append(
             {
@@ -69,18 +64,12 @@ def retrain_table(df: pd.DataFrame, metric: str) -> str:
         ]
         full = g[g.keep == 1.0][metric]
         if len(full):
-            lines.append(f"| full data (100 %) | {_cell(full)} |" + " |" * (len(keeps) - 1))
+            lines.append(f"| full data (100 %) | {mean_std(full)} |" + " |" * (len(keeps) - 1))
         for setting, s in sorted(g[g.keep < 1.0].groupby("setting"), key=lambda t: t[0]):
-            cells = [_cell(s[s.keep == k][metric]) for k in keeps]
+            cells = [mean_std(s[s.keep == k][metric]) for k in keeps]
             lines.append(f"| {setting} | " + " | ".join(cells) + " |")
         out.append("\n".join(lines))
     return "\n\n".join(out)
-
-
-def _cell(v: pd.Series) -> str:
-    if not len(v):
-        return "—"
-    return f"{v.mean():.1f} ± {v.std(ddof=0):.1f}" if len(v) > 1 else f"{v.iloc[0]:.1f}"
 
 
 def plot_retrains(df: pd.DataFrame, path: Path, metric: str) -> None:
@@ -107,10 +96,7 @@ def plot_retrains(df: pd.DataFrame, path: Path, metric: str) -> None:
         ax.set_title(data)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def metric_of(df: pd.DataFrame) -> str:
