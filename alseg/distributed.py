@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 RANK_VARIABLES = ("RANK", "SLURM_PROCID", "NODE_RANK", "LOCAL_RANK")
 RUN_DIR_VARIABLE = "ALSEG_RUN_DIR"
@@ -42,3 +43,17 @@ def exported(name: str, value: str) -> Iterator[None]:
             os.environ.pop(name, None)
         else:
             os.environ[name] = old
+
+
+def adopt_rank_zero_state(trainer: Any, module: Any, buffers_only: bool = False) -> None:
+    """Under DDP, give every rank rank 0's weights (or only its buffers): DDP keeps the
+    parameters equal, not batch-norm statistics. No-op in a single process."""
+    if trainer.world_size <= 1:
+        return
+    import torch
+
+    named = module.named_buffers() if buffers_only else module.state_dict().items()
+    state = trainer.strategy.broadcast({k: v.detach().cpu() for k, v in named}, src=0)
+    with torch.no_grad():
+        for k, v in module.named_buffers() if buffers_only else module.state_dict().items():
+            v.copy_(state[k].to(v.device))

@@ -21,13 +21,13 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 
-from alseg.acquisition.base import RandomStrategy, Selection, Stats, Strategy
+from alseg.acquisition.base import RandomStrategy, Selection, Strategy
 from alseg.acquisition.decide import decide
-from alseg.acquisition.scorer import PoolScorer
-from alseg.callbacks.acquisition import AcquisitionCallback
+from alseg.callbacks.acquisition import score_pool
 from alseg.data.datamodule import ActiveDataModule
 from alseg.data.labels import NO_CLASS, Annotations
 from alseg.data.oracle import SimulatedOracle
+from alseg.distributed import adopt_rank_zero_state
 from alseg.extensions.base import Extension, FitPlan, FitResult, ModelFactory, TrainerFactory
 from alseg.models.segmentation import SegmentationModule, TrainSpan
 from alseg.plots import plot_curve
@@ -143,14 +143,9 @@ class ActiveLoop:
         self.tracker.phase(r, "fit" if plan.stage == 1 else "fit stage 2", len(self.dm.labeled))
         trainer = self.trainer_factory([], plan.max_steps, plan.max_epochs)
         trainer.fit(model, train_dataloaders=self.dm.train_dataloader())
-        if trainer.world_size > 1:
-            # DDP syncs parameters, not batch-norm statistics: every rank continues with
-            # rank 0's weights, the ones the checkpoint holds (so a resumed run evaluates
-            # and scores with the same model as an uninterrupted one).
-            state = trainer.strategy.broadcast(
-                {k: v.cpu() for k, v in model.state_dict().items()}, src=0
-            )
-            model.load_state_dict(state)
+        # every rank continues with the weights the checkpoint holds (so a resumed run
+        # evaluates and scores with the same model as an uninterrupted one)
+        adopt_rank_zero_state(trainer, model)
         return model, trainer
 
     def fit(self, r: int) -> None:
@@ -217,16 +212,16 @@ class ActiveLoop:
         # MC dropout draws from the global RNG: seed it so that a resumed run scores alike.
         pl.seed_everything(self.seed * 1000 + r + 500, workers=True, verbose=False)
         self.tracker.phase(r - 1, "score", len(self.dm.pool))
-        regions = self.dm.regions
-        scorer = PoolScorer(s, regions.num_regions, regions.offsets, labeled)
-        callback = AcquisitionCallback(scorer, s.outputs(self.channels_last))
-        trainer = self.trainer_factory([callback])
-        stats: Stats = {}  # the context of pass p, then the statistics of the last pass
-        for p in range(s.passes):
-            callback.begin(p, stats if p else {})
-            trainer.predict(model, dataloaders=self.dm.pool_dataloader(), return_predictions=False)
-            assert callback.stats is not None
-            stats = s.end_pass(p, callback.stats) if p < s.passes - 1 else callback.stats
+        dm = self.dm
+        stats, trainer = score_pool(
+            s,
+            model,
+            self.trainer_factory,
+            dm.pool_dataloader,
+            dm.regions,
+            labeled,
+            self.channels_last,
+        )
         result = None
         if trainer.is_global_zero:
             result = decide(s, stats, self.oracle, labeled, self.budget, gen, r)

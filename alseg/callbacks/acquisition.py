@@ -10,11 +10,13 @@ broadcasts.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import pytorch_lightning as pl
 
-from alseg.acquisition.base import Stats
+from alseg.acquisition.base import Stats, Strategy
 from alseg.acquisition.scorer import PoolScorer
 from alseg.callbacks.prediction import PredictionCallback, sum_over_ranks
 from alseg.models.segmentation import PredictOutputs
@@ -53,3 +55,32 @@ class AcquisitionCallback(PredictionCallback):
             (lambda t: ts.all_gather(t)) if multi else None,
             (lambda obj: ts.broadcast(obj, src=0)) if multi else None,
         )
+
+
+def score_pool(
+    strategy: Strategy,
+    model: pl.LightningModule,
+    make_trainer: Callable[[list[pl.Callback]], pl.Trainer],
+    pool_loader: Callable[[], Any],
+    regions: Any,
+    labeled: np.ndarray,
+    channels_last: bool = False,
+) -> tuple[Stats, pl.Trainer]:
+    """The strategy's statistics of the pool (``strategy.passes`` prediction passes, each
+    given the context the strategy made of the previous one), and the trainer that ran them.
+
+    Args:
+        regions: the pool's ``RegionSet`` (``num_regions``, ``offsets``).
+        labeled: (R_total,) bool, regions already labeled.
+    """
+    scorer = PoolScorer(strategy, regions.num_regions, regions.offsets, labeled)
+    callback = AcquisitionCallback(scorer, strategy.outputs(channels_last))
+    trainer = make_trainer([callback])
+    stats: Stats = {}  # the context of pass p, then the statistics of the last pass
+    for p in range(strategy.passes):
+        callback.begin(p, stats if p else {})
+        trainer.predict(model, dataloaders=pool_loader(), return_predictions=False)
+        assert callback.stats is not None
+        last = p == strategy.passes - 1
+        stats = callback.stats if last else strategy.end_pass(p, callback.stats)
+    return stats, trainer

@@ -19,6 +19,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from alseg.callbacks.prediction import sum_over_ranks
+from alseg.distributed import adopt_rank_zero_state
 from alseg.models.losses import masked_cross_entropy
 from alseg.prune.scores import dynamic_uncertainty, forgetting, grand, last_layer, pixel_statistics
 
@@ -134,15 +135,8 @@ class EpochScores(pl.Callback):
         ]
         if not kinds:
             return
-        if trainer.world_size > 1:
-            # DDP keeps parameters equal, not batch-norm statistics: score with rank 0's
-            # buffers everywhere, so that the shards come from one model
-            state = trainer.strategy.broadcast(
-                {k: v.detach().cpu() for k, v in pl_module.named_buffers()}, src=0
-            )
-            with torch.no_grad():
-                for k, v in pl_module.named_buffers():
-                    v.copy_(state[k].to(v.device))
+        # score with rank 0's batch-norm statistics everywhere: the shards come from one model
+        adopt_rank_zero_state(trainer, pl_module, buffers_only=True)
         was_training = pl_module.training
         pl_module.eval()
         try:
