@@ -1,0 +1,186 @@
+"""Image-level labels (alseg.weak): pooling and the tag loss against hand values, CAM
+normalisation, path indexing against a per-pair loop, the boundary MIL loss on a
+two-region image, and the sparse random walk against IRN's dense matrix power."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from alseg.weak.cam import (
+    cam_labels,
+    confident_labels,
+    normalized_cams,
+    pool_class_maps,
+    tag_loss,
+)
+from alseg.weak.paths import PathIndex, boundary_mil_loss, random_walk
+
+
+def test_pooling_hand_values():
+    maps = torch.tensor([[[[0.0, 1.0], [2.0, 5.0]]]])  # (1, 1, 2, 2)
+    assert pool_class_maps(maps, "gap").item() == pytest.approx(2.0)
+    assert pool_class_maps(maps, "gmp").item() == pytest.approx(5.0)
+    r = 2.0
+    lse = math.log((math.exp(0) + math.exp(2) + math.exp(4) + math.exp(10)) / 4) / r
+    assert pool_class_maps(maps, "lse", r).item() == pytest.approx(lse)
+    # lse lies between the mean and the max, and tends to them
+    assert pool_class_maps(maps, "lse", 1e-4).item() == pytest.approx(2.0, abs=1e-3)
+    assert pool_class_maps(maps, "lse", 1e3).item() == pytest.approx(5.0, abs=1e-2)
+    with pytest.raises(ValueError, match="unknown pooling 'avg'; valid: gap, gmp, lse"):
+        pool_class_maps(maps, "avg")
+
+
+def test_tag_loss_hand_value():
+    s = torch.tensor([[2.0, -1.0, 0.0]])
+    t = torch.tensor([[1, 0, 1]])
+
+    def logsig(v: float) -> float:
+        return -math.log(1 + math.exp(-v))
+
+    expected = -(logsig(2.0) + logsig(1.0) + logsig(0.0)) / 3
+    assert tag_loss(s, t).item() == pytest.approx(expected)
+
+
+def test_cams_normalised_and_restricted_to_tags():
+    torch.manual_seed(0)
+    maps = torch.randn(2, 3, 4, 4)
+    tags = torch.tensor([[1, 0, 1], [0, 1, 0]])
+    cam = normalized_cams(maps, tags, (8, 8))
+    assert cam.shape == (2, 3, 8, 8)
+    assert (cam[0, 1] == 0).all() and (cam[1, 0] == 0).all() and (cam[1, 2] == 0).all()
+    peaks = cam.flatten(2).amax(2)
+    assert peaks[0, 0] == pytest.approx(1.0, abs=1e-4) and peaks[1, 1] == pytest.approx(
+        1.0, abs=1e-4
+    )
+    assert (cam >= 0).all()
+
+
+def test_cam_labels_and_confident_areas():
+    # one image, 3 classes, 1 x 4 pixels; classes 0 and 2 tagged
+    cam = torch.tensor(
+        [[[[0.9, 0.2, 0.04, 0.31]], [[1.0, 1.0, 1.0, 1.0]], [[0.1, 0.25, 0.03, 0.3]]]]
+    )
+    tags = torch.tensor([[1, 0, 1]])
+    assert cam_labels(cam, tags).tolist() == [[[0, 2, 0, 0]]]  # class 1 untagged
+    # street scenes: top > 0.3 and the other <= 0.05
+    assert confident_labels(cam, tags).tolist() == [[[255, 255, 255, 255]]]
+    cam2 = cam.clone()
+    cam2[0, 2, 0, 0] = 0.05
+    assert confident_labels(cam2, tags).tolist() == [[[0, 255, 255, 255]]]
+    # with a background class 0 (IRN): channels 1.. are the classes
+    bg = torch.tensor([[[[0.0, 0.0, 0.0]], [[0.5, 0.2, 0.05]], [[0.1, 0.1, 0.01]]]])
+    tags_bg = torch.tensor([[0, 1, 1]])
+    assert confident_labels(bg, tags_bg, background=True).tolist() == [[[1, 255, 0]]]
+    assert cam_labels(bg, tags_bg, background=0.15).tolist() == [[[1, 1, 0]]]
+
+
+def _segment_pixels(p: tuple[int, int], q: tuple[int, int]) -> set[tuple[int, int]]:
+    """Pixels of the box between p and q within distance 1 of the line through them."""
+    (y0, x0), (y1, x1) = p, q
+    dy, dx = y1 - y0, x1 - x0
+    out = set()
+    for y in range(min(y0, y1), max(y0, y1) + 1):
+        for x in range(min(x0, x1), max(x0, x1) + 1):
+            if (dy * (x - x0) - dx * (y - y0)) ** 2 < dy * dy + dx * dx:
+                out.add((y, x))
+    return out
+
+
+def test_path_index_directions():
+    idx = PathIndex(5)
+    assert len(idx.directions) == 34  # 4 + 9 + 9 + 7 + 5
+    dirs = {tuple(d) for d in idx.directions.tolist()}
+    assert (0, 4) in dirs and (4, 2) in dirs and (1, -4) in dirs
+    assert (0, -1) not in dirs and (4, 3) not in dirs  # the other half-plane; outside r
+    k = idx.directions.tolist().index([0, 3])
+    assert {tuple(o) for o in idx.offsets[k].tolist()} == {(0, 0), (0, 1), (0, 2), (0, 3)}
+
+
+def test_path_max_equals_a_per_pair_loop():
+    torch.manual_seed(0)
+    H, W = 7, 9
+    idx = PathIndex(4)
+    B = torch.rand(2, H, W)
+    peak, valid = idx.path_max(B)
+    checked = 0
+    for k, (dy, dx) in enumerate(idx.directions.tolist()):
+        for y in range(H):
+            for x in range(W):
+                inside = 0 <= y + dy < H and 0 <= x + dx < W
+                assert bool(valid[k, y, x]) == inside
+                if not inside:
+                    continue
+                pix = _segment_pixels((y, x), (y + dy, x + dx))
+                for n in range(2):
+                    ref = max(B[n, a, b].item() for a, b in pix)
+                    assert peak[n, k, y, x].item() == pytest.approx(ref)
+                checked += 1
+    assert checked > 500
+
+
+def test_pair_labels_same_and_different():
+    labels = torch.tensor([[[0, 0, 1], [255, 0, 1]]])
+    idx = PathIndex(2)  # (0, 1), (1, -1), (1, 0), (1, 1)
+    same, diff = idx.pair_labels(labels)
+    k = {tuple(d): i for i, d in enumerate(idx.directions.tolist())}
+    assert same[0, k[(0, 1)], 0, 0] and diff[0, k[(0, 1)], 0, 1]
+    assert not same[0, k[(1, 0)], 0, 0] and not diff[0, k[(1, 0)], 0, 0]  # to an ignored pixel
+    assert same[0, k[(1, 0)], 0, 1] and same[0, k[(1, 0)], 0, 2]
+    assert diff[0, k[(1, 1)], 0, 1] and diff[0, k[(1, -1)], 0, 2]
+    down = [i for d, i in k.items() if d[0] > 0]
+    assert not (same | diff)[0, down, 1].any()  # no pairs below the last row
+    assert diff[0, k[(0, 1)], 1, 1] and not (same | diff)[0, k[(0, 1)], 1, 0]
+
+
+def test_mil_loss_known_value_and_learns_the_boundary():
+    """Two regions (left class 0, right class 1). With B constant b the loss is
+    (-log(1 - b) - log(b)) / 2; gradient descent on B from a constant start learns a
+    boundary: in every row one of the two columns at the region border rises (one
+    boundary pixel per crossing path is enough: multiple instances), the interior falls."""
+    H, W = 6, 10
+    labels = torch.zeros(1, H, W, dtype=torch.long)
+    labels[:, :, W // 2 :] = 1
+    idx = PathIndex(3)
+    b = 0.3
+    loss = boundary_mil_loss(torch.full((1, H, W), b), labels, idx, eps=0.0)
+    assert loss.item() == pytest.approx((-math.log(1 - b) - math.log(b)) / 2, rel=1e-5)
+
+    logits = torch.zeros(1, H, W, requires_grad=True)
+    opt = torch.optim.SGD([logits], lr=20.0)
+    for _ in range(200):
+        opt.zero_grad()
+        boundary_mil_loss(torch.sigmoid(logits), labels, idx).backward()
+        opt.step()
+    B = torch.sigmoid(logits)[0]
+    edge = B[:, W // 2 - 1 : W // 2 + 1]
+    inner = torch.cat([B[:, : W // 2 - 2], B[:, W // 2 + 2 :]], dim=1)
+    assert edge.amax(1).min() > 0.5 and inner.max() < 0.1
+
+
+def test_random_walk_equals_irn_dense_matrix_power():
+    torch.manual_seed(0)
+    H, W, C = 5, 6, 2
+    idx = PathIndex(3)
+    B = torch.rand(H, W).double() * 0.5
+    scores = torch.rand(C, H, W).double()
+    beta, steps = 2.0, 4
+    out = random_walk(scores, B, idx, beta=beta, steps=steps)
+    # IRN: dense affinities over pairs within the radius, columns normalised, T^steps
+    n = H * W
+    A = torch.eye(n, dtype=torch.double)
+    for y0 in range(H):
+        for x0 in range(W):
+            for y1 in range(H):
+                for x1 in range(W):
+                    d2 = (y1 - y0) ** 2 + (x1 - x0) ** 2
+                    if 0 < d2 < 9:
+                        pix = _segment_pixels((y0, x0), (y1, x1))
+                        a = (1 - max(B[a_, b_].item() for a_, b_ in pix)) ** beta
+                        A[y0 * W + x0, y1 * W + x1] = a
+    T = A / A.sum(0, keepdim=True)
+    x = (scores * (1 - B)).reshape(C, n)
+    ref = (x @ torch.linalg.matrix_power(T, steps)).reshape(C, H, W)
+    assert torch.allclose(out, ref, atol=1e-10)
