@@ -34,13 +34,14 @@ from alseg.data.synthetic import SyntheticScenes
 from alseg.distributed import is_rank_zero
 from alseg.extensions.base import Extension, ModelFactory, TrainerFactory
 from alseg.extensions.continuous import ContinuousSchedule
+from alseg.extensions.image_labels import ImageLabels, boundary_network
 from alseg.extensions.label_matching import LabelMatching
 from alseg.extensions.sieve import SieveConfig, Sieving
 from alseg.extensions.stage2 import Stage2
 from alseg.loop import ActiveLoop
 from alseg.models.adaptation import AlignSpec
 from alseg.models.factory import ModelSpec
-from alseg.models.segmentation import OptimSpec, SegmentationModule, TrainSpan
+from alseg.models.segmentation import OptimSpec, SegmentationModule, TagSpec, TrainSpan
 from alseg.rundir import RunDir, RunDirError
 from alseg.tracking import Tracker
 
@@ -246,6 +247,19 @@ def check_budget(pool_cost: float, init_budget: float, budget: float, rounds: in
 
 
 # -- model, trainer, logger, extensions ----------------------------------------------------
+def optim_spec(cfg: DictConfig) -> OptimSpec:
+    m = cfg.model
+    return OptimSpec(
+        m.optimizer,
+        m.lr,
+        m.weight_decay,
+        m.head_lr_mult,
+        m.lr_schedule,
+        m.poly_power,
+        bool(m.nesterov),
+    )
+
+
 def model_spec(cfg: DictConfig, train: Any) -> ModelSpec:
     """Every model setting of the experiment, typed."""
     m, a = cfg.model, cfg.adaptation
@@ -266,15 +280,7 @@ def model_spec(cfg: DictConfig, train: Any) -> ModelSpec:
         encoder_weights=m.encoder_weights,
         num_classes=train.num_classes,
         class_names=tuple(train.class_names),
-        optim=OptimSpec(
-            m.optimizer,
-            m.lr,
-            m.weight_decay,
-            m.head_lr_mult,
-            m.lr_schedule,
-            m.poly_power,
-            bool(m.nesterov),
-        ),
+        optim=optim_spec(cfg),
         void_output=has_void_output(cfg),
         cosine=m.head == "cosine",
         head_temperature=m.head_temperature,
@@ -282,6 +288,9 @@ def model_spec(cfg: DictConfig, train: Any) -> ModelSpec:
         loss_weights=(m.loss_weights[0], m.loss_weights[1], m.loss_weights[2]),
         ignore_index=train.ignore_index,
         align=align,
+        tags=TagSpec(cfg.weak.pooling, float(cfg.weak.lse_r))
+        if cfg.labeling.type == "image"
+        else None,
     )
 
 
@@ -360,6 +369,10 @@ def build_extensions(cfg: DictConfig) -> list[Extension]:
         )
     if cfg.stage2.enabled:
         out.append(Stage2(keep))
+    if cfg.labeling.type == "image":
+        m = cfg.model
+        net = boundary_network(m.arch, m.encoder, m.encoder_weights)
+        out.append(ImageLabels(cfg.weak, net, optim_spec(cfg), keep))
     if cfg.sieve.enabled:
         s = cfg.sieve
         out.append(Sieving(SieveConfig(s.min_size, s.reference_area, s.min_pixels, s.step)))

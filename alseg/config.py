@@ -148,7 +148,19 @@ def validate(cfg: DictConfig) -> None:
                     "(the iterations of round 0 / of the last round / of the lr schedule); "
                     f"set active.schedule=continuous or active.{key}=null"
                 )
-    if adapt and cfg.labeling.type == "multiclass":
+    image = cfg.labeling.type == "image"
+    if image != (cfg.regions.method == "image"):
+        raise ConfigError(
+            f"labeling={cfg.labeling.type} with regions.method={cfg.regions.method}: image-level "
+            "labels (labeling=image) ask about whole images, so they go with "
+            "regions.method=image (one region per image), and only they do"
+        )
+    if image and (cfg.labeling.void_bit or cfg.stage2.enabled or cfg.sieve.enabled):
+        raise ConfigError(
+            "labeling=image trains its own pseudo labels (weak.*): set labeling.void_bit=false, "
+            "stage2.enabled=false and sieve.enabled=false"
+        )
+    if adapt and cfg.labeling.type in ("multiclass", "image"):
         raise ConfigError("adaptation.enabled=true trains with dominant or pixel labels only")
     if cfg.adaptation.match_labels and not adapt:
         raise ConfigError(
@@ -226,6 +238,20 @@ def load_run_config(run_dir: Path, overrides: list[str] | tuple[str, ...] = ()) 
                 f"{key} cannot change in a started run (it changes what the run computes); "
                 f"safe to change: {', '.join(SAFE_TO_CHANGE)}"
             )
+    loaded = with_new_sections(loaded)
     cfg = OmegaConf.merge(loaded, OmegaConf.from_dotlist(list(overrides))) if overrides else loaded
     assert isinstance(cfg, DictConfig)
     return typed(cfg)
+
+
+def with_new_sections(saved: DictConfig) -> DictConfig:
+    """A run's saved config with the top-level sections that alseg gained after the run
+    started (``weak``, ``prune``, ...) filled with today's defaults: they did not exist, so
+    the run did not use them, and an older run dir still resumes."""
+    defaults = compose([])
+    missing = [k for k in defaults if k not in saved]
+    if not missing:
+        return saved
+    merged = OmegaConf.merge({k: defaults[k] for k in missing}, saved)
+    assert isinstance(merged, DictConfig)
+    return merged

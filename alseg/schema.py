@@ -73,6 +73,20 @@ class Stage2Config:
 
 
 @dataclass
+class WeakConfig:
+    pooling: str = _req(**_choices("gap", "gmp", "lse"))
+    lse_r: float = _req(gt=0)
+    cam_scales: list[float] = _req(item_gt=0)
+    fg_threshold: float = _req(ge=0, le=1)
+    bg_threshold: float = _req(ge=0, le=1)
+    radius: int = _req(ge=2)
+    beta: float = _req(gt=0)
+    walk_steps: int = _req(ge=0)
+    boundary_epochs: int | None = _opt(ge=1)
+    pseudo_labels: bool = _req()
+
+
+@dataclass
 class AdaptationConfig:
     enabled: bool = _req()
     alignment: str = _req(**_choices("none", "dann", "entropy"))
@@ -103,7 +117,7 @@ class SeedsConfig:
 
 @dataclass
 class RegionsConfig:
-    method: str = _req(**_choices("slic", "seeds", "grid"))
+    method: str = _req(**_choices("slic", "seeds", "grid", "image"))
     n_segments: int = _req(ge=2)
     compactness: float = _req(gt=0)
     seeds: SeedsConfig = field(default_factory=SeedsConfig)
@@ -132,7 +146,7 @@ class ModelConfig:
 
 @dataclass
 class LabelingConfig:
-    type: str = _req(**_choices("dominant", "pixel", "multiclass"))
+    type: str = _req(**_choices("dominant", "pixel", "multiclass", "image"))
     cost_per_region: float = _req(gt=0)
     void_bit: bool = _req()
     trim_kernel: int = _req(ge=1, odd=True)
@@ -388,6 +402,7 @@ class RootConfig:
     task: str = _req(**_choices("active", "debias", "prune"))
     active: ActiveConfig = field(default_factory=ActiveConfig)
     stage2: Stage2Config = field(default_factory=Stage2Config)
+    weak: WeakConfig = field(default_factory=WeakConfig)
     adaptation: AdaptationConfig = field(default_factory=AdaptationConfig)
     sieve: SieveSettings = field(default_factory=SieveSettings)
     regions: RegionsConfig = field(default_factory=RegionsConfig)

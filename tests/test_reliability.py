@@ -24,7 +24,7 @@ from test_loop import Crash, crash_in, read_csv
 
 from alseg.build import build_loop
 from alseg.cli import main
-from alseg.config import ConfigError, compose, load_run_config
+from alseg.config import ConfigError, compose, load_run_config, typed
 from alseg.data.datasets import DataError
 from alseg.rundir import RunDir, RunDirError
 
@@ -196,6 +196,32 @@ def test_an_edited_config_is_refused_and_safe_keys_change_explicitly(finished, t
         {"round": 1, "keys": ["active.rounds", "trainer.log_every_n_steps"]}
     ]
     assert "rounds: 3" in (out / "config.yaml").read_text()
+
+
+def test_a_run_dir_of_an_older_alseg_resumes_with_the_new_sections(finished, tmp_path):
+    """config.yaml of a run started before the ``weak`` and ``prune`` sections existed:
+    they get today's defaults, and the run resumes."""
+    from omegaconf import OmegaConf
+
+    _, ref, _ = finished
+    out = copy_of(ref, tmp_path / "run")
+
+    def drop(text: str) -> str:
+        cfg = OmegaConf.create(text)
+        for key in ("weak", "prune"):
+            cfg.pop(key)
+        return OmegaConf.to_yaml(cfg)
+
+    (out / "config.yaml").write_text(drop((out / "config.yaml").read_text()))
+    state = json.loads((out / "state.json").read_text())
+    state["config"] = drop(state["config"])
+    (out / "state.json").write_text(json.dumps(state))
+    with pytest.raises(ConfigError, match="has no value"):  # as it is, it does not type
+        typed(OmegaConf.load(out / "config.yaml"))
+    cfg = load_run_config(out)
+    assert cfg.weak.pooling == "gap" and cfg.prune.by == "el2n"
+    assert main(["resume", str(out), "active.rounds=3"]) == 0
+    assert [r["round"] for r in read_csv(out / "metrics.csv")] == ["0", "1", "2"]
 
 
 @pytest.mark.parametrize(

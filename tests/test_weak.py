@@ -184,3 +184,89 @@ def test_random_walk_equals_irn_dense_matrix_power():
     x = (scores * (1 - B)).reshape(C, n)
     ref = (x @ torch.linalg.matrix_power(T, steps)).reshape(C, H, W)
     assert torch.allclose(out, ref, atol=1e-10)
+
+
+# -- labeling=image, end to end ------------------------------------------------------------------
+def test_image_answers_are_the_classes_of_the_whole_image():
+    """One region per image; the answer names every class present (void is not a class),
+    one click per class; stored as a multi-class answer."""
+    import numpy as np
+
+    from alseg.data.oracle import SimulatedOracle
+    from alseg.data.regions import RegionSet, compute_region_map
+
+    masks = [
+        torch.tensor([[0, 0, 3], [255, 3, 3]]),
+        torch.tensor([[2, 2, 2], [2, 2, 255]]),
+    ]
+    maps = [compute_region_map(np.zeros((2, 3, 3), np.uint8), "image", {}) for _ in masks]
+    assert (maps[0] == 0).all()
+    oracle = SimulatedOracle(masks.__getitem__, RegionSet(maps), 4, "image")
+    assert oracle.query_costs(np.array([0, 1])).tolist() == [2.0, 1.0]
+    ann = oracle.annotate(np.array([0, 1]))
+    assert ann.label_type == "multiclass"
+    assert ann.bits.tolist() == [[True, False, False, True], [False, False, True, False]]
+    assert ann.costs.tolist() == [2.0, 1.0] and ann.classes[1] == 2
+
+
+def test_tag_mode_trains_on_pooled_class_maps():
+    from alseg.models.segmentation import SegmentationModule, TagSpec
+
+    net = torch.nn.Conv2d(3, 3, 1)
+    m = SegmentationModule(net, 3, tags=TagSpec("gmp"))
+    m.log = lambda *a, **k: None  # type: ignore[method-assign]
+    logits = torch.randn(2, 3, 4, 4)
+    tags = torch.tensor([[1, 0, 1], [0, 1, 0]], dtype=torch.bool)
+    batch = {"target": torch.zeros(2, 4, 4, dtype=torch.long), "region_classes": tags[:, None]}
+    expected = tag_loss(logits.amax((2, 3)), tags)
+    assert m._training_loss(logits, batch).item() == pytest.approx(expected.item())
+
+
+def test_image_labels_need_image_regions():
+    from alseg.config import ConfigError, compose
+
+    with pytest.raises(ConfigError, match="labeling=image with regions.method=slic"):
+        compose(["labeling=image"])
+    with pytest.raises(ConfigError, match="labeling=dominant with regions.method=image"):
+        compose(["regions.method=image"])
+
+
+def test_image_labels_run_end_to_end_and_resume(tmp_path):
+    """Tags -> CAMs -> boundary MIL -> random walk -> stage 2, every file in the run dir,
+    and a run killed after a fit evaluates the same stage-2 model on resume."""
+    import json
+    import shutil
+
+    from helpers import rewind, tiny_overrides
+    from test_loop import QUIET, read_csv, run
+
+    from alseg.build import build_loop
+    from alseg.config import load_run_config
+
+    out = tmp_path / "tags"
+    args = tiny_overrides(
+        tmp_path, "experiment=image_labels_synthetic", "active.budget=20", "weak.walk_steps=8"
+    )
+    rows = run(args, out)
+    assert len(rows) == 3
+    for k in ("cam_mIoU", "confident_acc", "confident_coverage", "pseudo_mIoU"):
+        assert k in rows[-1]
+    tagged: set[str] = set()
+    for r in range(3):
+        sel = read_csv(out / "selections" / f"round_{r:02d}.csv")
+        assert all(int(x["region"]) == 0 for x in sel)  # the image is the region
+        tagged |= {x["image"] for x in sel}
+        for kind in ("cam_labels", "weak_labels"):  # a map per image tagged so far
+            folder = out / kind / f"round_{r:02d}"
+            assert (folder / "manifest.json").is_file()
+            assert len(list(folder.glob("*.png"))) == len(tagged)
+    for stage in ("", "_stage2", "_stage3"):  # the last two rounds' checkpoints are kept
+        assert (out / "checkpoints" / f"round_02{stage}.pt").is_file()
+    killed = tmp_path / "killed"
+    shutil.copytree(out, killed)
+    rewind(killed, 2, "fitted", metrics_rows=2)
+    cfg = load_run_config(killed)
+    resumed = build_loop(cfg, killed, resume=True, console=QUIET, progress=False).run()
+    assert resumed[-1]["mIoU"] == pytest.approx(rows[-1]["mIoU"])
+    assert resumed[-1]["pseudo_mIoU"] == pytest.approx(rows[-1]["pseudo_mIoU"])
+    assert json.loads((killed / "state.json").read_text())["phase"] == "done"

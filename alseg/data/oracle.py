@@ -116,8 +116,10 @@ class SimulatedOracle:
         regions: region maps of the pool.
         num_classes: number of classes.
         label_type: "dominant" (majority class; void-majority -> no usable class),
-            "pixel" (every pixel of the region) or "multiclass" (the set of classes
-            present, one click per class named; at least one click per query).
+            "pixel" (every pixel of the region), "multiclass" (the set of classes
+            present, one click per class named; at least one click per query) or "image"
+            (the same question about a whole image, a tag set: regions must be one per
+            image; answers are stored as multi-class answers).
         cost_model: prices dominant / pixel answers (default: one click per region).
         ignore_index: void label in masks.
         void_bit: multiclass answers carry a void bit (the model then has C + 1 outputs).
@@ -135,9 +137,9 @@ class SimulatedOracle:
         void_bit: bool = False,
         trim_kernel: int = 5,
     ) -> None:
-        if label_type not in LABEL_TYPES:
+        if label_type not in (*LABEL_TYPES, "image"):
             raise ValueError(
-                f"label_type={label_type!r} is not valid; choose one of {list(LABEL_TYPES)}"
+                f"label_type={label_type!r} is not valid; choose one of {[*LABEL_TYPES, 'image']}"
             )
         self.mask_fn, self.regions = mask_fn, regions
         self.num_classes, self.label_type = num_classes, label_type
@@ -145,6 +147,7 @@ class SimulatedOracle:
         self.ignore_index = ignore_index
         self.void_bit, self.trim_kernel = void_bit, trim_kernel
         self._bits: np.ndarray | None = None  # cached multi-hot answers of the whole pool
+        self.multi_hot = label_type in ("multiclass", "image")
 
     def _all_bits(self) -> np.ndarray:
         """(R_total, B) bool multi-hot answers of every pool region, computed once."""
@@ -173,7 +176,7 @@ class SimulatedOracle:
         selection of asking region after region until the budget is spent.
         """
         ids = np.asarray(region_ids, dtype=np.int64)
-        if self.label_type == "multiclass":
+        if self.multi_hot:
             return np.maximum(1, self._all_bits()[ids].sum(1)).astype(np.float64)
         return self.cost_model.query_costs(ids)
 
@@ -244,7 +247,7 @@ class SimulatedOracle:
         """Answer queries for the given global region ids (unique)."""
         ids = np.asarray(region_ids, dtype=np.int64)
         classes = np.full(ids.size, NO_CLASS, dtype=np.int64)
-        if self.label_type == "multiclass":
+        if self.multi_hot:
             bits = self._all_bits()[ids]
             n = bits.sum(1)
             one = (n == 1) & ~(bits[:, -1] if self.void_bit else np.zeros(ids.size, bool))

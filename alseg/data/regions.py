@@ -23,7 +23,7 @@ import torch
 
 from alseg.atomic import atomic_write
 
-METHODS: tuple[str, ...] = ("slic", "seeds", "grid")
+METHODS: tuple[str, ...] = ("slic", "seeds", "grid", "image")
 CHUNK = 64  # images per cache file: the unit of resuming
 MAX_IN_MEMORY_MB = 1024  # larger region sets are read from the cache per image
 
@@ -86,6 +86,8 @@ def compute_region_map(image: np.ndarray, method: str, params: dict[str, Any]) -
         return seeds_regions(image, **params)
     if method == "grid":
         return grid_regions(image.shape[0], image.shape[1], int(params["cell"]))
+    if method == "image":  # the whole image is one region (image-level labels)
+        return np.zeros(image.shape[:2], dtype=np.int32)
     raise ValueError(f"region method {method!r} is not valid; choose one of {list(METHODS)}")
 
 

@@ -72,6 +72,19 @@ class PseudoLabelWriter(MapWriter):
         return {"pseudo_acc": pct(hit, assigned), "pseudo_coverage": pct(assigned, valid)}
 
 
+def train_on_pseudo_labels(loop: Any, r: int, folder: Path, keep: int) -> SegmentationModule:
+    """Round ``r``'s stage-2 model: re-initialised, trained on the label maps in ``folder``
+    with CE, saved as ``checkpoints/round_XX_stage2.pt``."""
+    loop.dm.labeled.set_pseudo_labels(folder)
+    try:
+        model, _ = loop.train(r, FitPlan(stage=2))
+    finally:
+        loop.dm.labeled.set_pseudo_labels(None)
+    if loop.rank_zero:
+        loop.rundir.save_checkpoint(r, model.state_dict(), keep=keep, stage=2)
+    return model
+
+
 class Stage2(Extension):
     """Pseudo labels from the stage-1 model, then a stage-2 model trained on them."""
 
@@ -92,14 +105,7 @@ class Stage2(Extension):
             loop.dm.labeled.indices,
             lambda f: PseudoLabelWriter(f, loop),
         )
-        loop.dm.labeled.set_pseudo_labels(folder)
-        try:
-            model, _ = loop.train(r, FitPlan(stage=2))
-        finally:
-            loop.dm.labeled.set_pseudo_labels(None)
-        if loop.rank_zero:
-            loop.rundir.save_checkpoint(r, model.state_dict(), keep=self.keep, stage=2)
-        fit.eval_model = model
+        fit.eval_model = train_on_pseudo_labels(loop, r, folder, self.keep)
 
     def evaluation_model(self, r: int) -> SegmentationModule:
         self.stats = self.loop.rundir.folder_stats(KIND, r)

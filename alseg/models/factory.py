@@ -7,7 +7,13 @@ from dataclasses import dataclass, replace
 
 from alseg.models.adaptation import AlignSpec, DomainAdaptationModule
 from alseg.models.heads import use_cosine_head
-from alseg.models.segmentation import OptimSpec, SegmentationModule, TrainSpan, build_network
+from alseg.models.segmentation import (
+    OptimSpec,
+    SegmentationModule,
+    TagSpec,
+    TrainSpan,
+    build_network,
+)
 
 
 @dataclass(frozen=True)
@@ -22,6 +28,7 @@ class ModelSpec:
     loss_weights: (CE, merged positive, prototypical pixel) of multi-class labels.
     ignore_index: the void / unlabeled target value.
     align: train with the labeled source domain (``DomainAdaptationModule``), or None.
+    tags: stage 1 trains on image tags (``labeling=image``), or None.
     """
 
     arch: str
@@ -37,6 +44,7 @@ class ModelSpec:
     loss_weights: tuple[float, float, float] = (16.0, 8.0, 1.0)
     ignore_index: int = 255
     align: AlignSpec | None = None
+    tags: TagSpec | None = None
 
     def build(self, stage: int = 1, span: TrainSpan | None = None) -> SegmentationModule:
         """A freshly initialised module (draws from the global RNG: seed before)."""
@@ -48,7 +56,8 @@ class ModelSpec:
         if stage == 2 and self.stage2_lr is not None:
             optim = replace(optim, lr=self.stage2_lr)
         args = (network, self.num_classes, self.class_names, optim, self.ignore_index)
-        rest = (self.void_output, self.loss_weights, span)
+        tags = self.tags if stage == 1 else None  # stage 2 trains on pseudo labels
+        rest = (self.void_output, self.loss_weights, span, tags)
         if self.align is not None:
             return DomainAdaptationModule(*args, *rest, align=self.align)
         return SegmentationModule(*args, *rest)

@@ -14,6 +14,7 @@ from torchmetrics import Metric
 from torchmetrics.classification import MulticlassAccuracy, MulticlassJaccardIndex
 
 from alseg.models.losses import masked_cross_entropy, multiclass_loss
+from alseg.weak.cam import pool_class_maps, tag_loss
 
 # smp architectures selectable by name (the explicit dict keeps errors readable).
 ARCHITECTURES: dict[str, type[torch.nn.Module]] = {
@@ -93,6 +94,15 @@ class OptimSpec:
 
 
 @dataclass(frozen=True)
+class TagSpec:
+    """Training on image tags: class maps pooled by ``pooling`` ("gap" | "gmp" | "lse",
+    with ``lse_r``) into image scores, multi-label soft-margin loss (``alseg.weak.cam``)."""
+
+    pooling: str = "gap"
+    lse_r: float = 5.0
+
+
+@dataclass(frozen=True)
 class TrainSpan:
     """Where one ``fit`` sits in a longer training run (``active.schedule=continuous``):
     the lr follows one schedule over ``total_steps`` from ``step_offset``, and the optimizer
@@ -144,6 +154,8 @@ class SegmentationModule(pl.LightningModule):
         loss_weights: (CE, merged positive, prototypical pixel) weights for multi-class
             labels (MulActSeg: 16, 8, 1).
         span: this fit's place in a continuous training run (default: a fit of its own).
+        tags: train on image tags (the answers of ``labeling=image``) with pooled class
+            maps instead of pixel targets.
     """
 
     # smp encoders need sides divisible by their output stride (at most 32): inputs of other
@@ -160,8 +172,10 @@ class SegmentationModule(pl.LightningModule):
         void_output: bool = False,
         loss_weights: tuple[float, float, float] = (16.0, 8.0, 1.0),
         span: TrainSpan | None = None,
+        tags: TagSpec | None = None,
     ) -> None:
         super().__init__()
+        self.tags = tags
         self.optim = optim or OptimSpec()
         self.span = span or TrainSpan()
         self.network = network
@@ -252,6 +266,12 @@ class SegmentationModule(pl.LightningModule):
 
     def _training_loss(self, logits: torch.Tensor, batch: dict[str, Any]) -> torch.Tensor:
         target = batch["target"]
+        if self.tags is not None:  # image tags: region 0 is the whole image
+            C = self.num_classes
+            scores = pool_class_maps(logits[:, :C].float(), self.tags.pooling, self.tags.lse_r)
+            loss = tag_loss(scores, batch["region_classes"][:, 0, :C])
+            self.log("train/loss", loss, prog_bar=True, batch_size=target.shape[0])
+            return loss
         if "region_classes" in batch:  # multi-class labels
             parts = multiclass_loss(
                 logits,
