@@ -27,7 +27,7 @@ from alseg.data.imagefolder import build_imagefolder
 from alseg.data.labels import LabelStore
 from alseg.data.layouts import PAIRS, build_splits
 from alseg.data.layouts import build_source as build_source_split
-from alseg.data.oracle import ClickCost, SimulatedOracle
+from alseg.data.oracle import ClickCost, HumanOracle, SimulatedOracle
 from alseg.data.regions import RegionSet, RegionStats, compute_regions
 from alseg.data.shapes import SyntheticShapes
 from alseg.data.synthetic import SyntheticScenes
@@ -184,15 +184,19 @@ def build_parts(cfg: DictConfig, progress: bool = True) -> Parts:
     check_batchable({"train": train, "val": val, "test": test, "source": source}, d)
     regions = build_regions(cfg, train, progress)
     store = LabelStore(regions.total, train.num_classes)
-    oracle = SimulatedOracle(
+    lab = cfg.labeling
+    kind = HumanOracle if lab.oracle == "human" else SimulatedOracle
+    extra: dict[str, Any] = {"expected_cost": store.mean_cost} if lab.oracle == "human" else {}
+    oracle = kind(
         train.mask,
         regions,
         train.num_classes,
-        cfg.labeling.type,
-        ClickCost(cfg.labeling.cost_per_region),
+        lab.type,
+        ClickCost(lab.cost_per_region),
         train.ignore_index,
-        void_bit=bool(cfg.labeling.void_bit),
-        trim_kernel=int(cfg.labeling.trim_kernel),
+        void_bit=bool(lab.void_bit),
+        trim_kernel=int(lab.trim_kernel),
+        **extra,
     )
     dm = ActiveDataModule(
         train,

@@ -71,6 +71,14 @@ def _parser() -> argparse.ArgumentParser:
         "name", choices=["acquisition", "adaptive", "committee", "pruning", "regions", "scoring"]
     )
     bench.add_argument("args", nargs=argparse.REMAINDER, help="options of the benchmark (--quick)")
+    exp = sub.add_parser(
+        "export", help="a run waiting for answers: its queries as Label Studio tasks"
+    )
+    exp.add_argument("run_dir", type=Path)
+    exp.add_argument("--out", type=Path, default=None, help="folder (RUN_DIR/export/round_XX)")
+    imp = sub.add_parser("import", help="people's answers (a Label Studio JSON export) into a run")
+    imp.add_argument("run_dir", type=Path)
+    imp.add_argument("answers", type=Path, help="Label Studio's JSON export of the tasks")
     cfg = sub.add_parser("config", help="print the composed config")
     cfg.add_argument("overrides", nargs="*", help=OVERRIDE_HELP)
     return p
@@ -242,7 +250,33 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    from alseg.human.transfer import export_round
+
+    out, n = export_round(args.run_dir, args.out)
+    print(
+        f"{n} tasks: {out}/tasks.json, labelling config: {out}/label_config.xml\n"
+        "In Label Studio: create a project with that labelling config, import tasks.json, "
+        "answer, export the project as JSON, then: "
+        f"alseg import {args.run_dir} EXPORT.json && alseg resume {args.run_dir}"
+    )
+    return 0
+
+
+def _import(args: argparse.Namespace) -> int:
+    from alseg.human.transfer import import_answers
+
+    report = import_answers(args.run_dir, args.answers)
+    for line in report.lines():
+        print(line, file=sys.stderr if line.startswith(("error", "note")) else sys.stdout)
+    if not report.pending:
+        print(f"every query is answered: alseg resume {args.run_dir}")
+    return 2 if report.parsed.problems else 0
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "export": _export,
+    "import": _import,
     "config": _config,
     "regions": _regions,
     "data": _data,

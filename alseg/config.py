@@ -148,6 +148,24 @@ def validate(cfg: DictConfig) -> None:
                     "(the iterations of round 0 / of the last round / of the lr schedule); "
                     f"set active.schedule=continuous or active.{key}=null"
                 )
+    if cfg.labeling.oracle == "human":
+        simulated_only = [
+            k
+            for k, on in (
+                ("labeling=pixel", cfg.labeling.type == "pixel"),
+                ("active.schedule=continuous", cfg.active.schedule == "continuous"),
+                ("adaptation.enabled=true", adapt),
+                ("sieve.enabled=true", bool(cfg.sieve.enabled)),
+                ("active.strategy=adaptive_sizebal", cfg.active.strategy == "adaptive_sizebal"),
+            )
+            if on
+        ]
+        if simulated_only:
+            raise ConfigError(
+                f"labeling.oracle=human cannot run {', '.join(simulated_only)} yet (brush "
+                "masks, selections inside a training run and merged regions are simulated "
+                "only); use labeling.oracle=simulated"
+            )
     image = cfg.labeling.type == "image"
     if image != (cfg.regions.method == "image"):
         raise ConfigError(

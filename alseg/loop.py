@@ -29,6 +29,7 @@ from alseg.data.labels import NO_CLASS, Annotations
 from alseg.data.oracle import SimulatedOracle
 from alseg.distributed import adopt_rank_zero_state
 from alseg.extensions.base import Extension, FitPlan, FitResult, ModelFactory, TrainerFactory
+from alseg.human.queries import AWAITING, QueryRound, load_queries, save_queries
 from alseg.models.segmentation import SegmentationModule, TrainSpan
 from alseg.plots import plot_curve
 from alseg.rundir import RunDir
@@ -229,19 +230,44 @@ class ActiveLoop:
         assert decided is not None
         return decided
 
-    def select(self, r: int) -> None:
-        """Choose, answer and commit the labels of round ``r``."""
+    def _ask_people(self, ann: Annotations) -> bool:
+        """The answers come from people (nothing to ask: the empty round is committed)."""
+        return not self.oracle.answers_now and len(ann.region_ids) > 0
+
+    def await_answers(self, r: int, ann: Annotations) -> None:
+        """People answer: write round ``r``'s queries to the run dir and stop there
+        (``alseg export`` / ``alseg import``, then ``alseg resume``)."""
+        if self.rank_zero:
+            o = self.oracle
+            names = list(self.dm.class_names)
+            q = QueryRound.from_annotations(
+                r, ann, self.dm.regions, o.label_type, names, o.void_bit
+            )
+            save_queries(self.rundir, q)
+            self._commit_state(r, AWAITING)
+        self.tracker.awaiting(r, len(ann.region_ids))
+
+    def select(self, r: int) -> str:
+        """Choose, answer and commit the labels of round ``r``; the phase reached
+        (``labeled``, or ``awaiting_answers`` when people answer)."""
         ann, selection = self.acquire(r)
+        if self._ask_people(ann):
+            self.await_answers(r, ann)
+            return AWAITING
         for ext in self.extensions:
             ext.after_select(r, ann, selection)
         self.commit(r, ann)
         self.model = self.eval_model = None
+        return "labeled"
 
     # -- driver ---------------------------------------------------------------------------
     def _start(self) -> tuple[int, str]:
         """Round and phase to continue from: the run dir's state, or a new round 0."""
         if "phase" in self.state:
             r, phase = int(self.state["round"]), str(self.state["phase"])
+            if phase == AWAITING:  # nothing to do until the answers are imported
+                self.tracker.awaiting(r, len(load_queries(self.rundir, r).pending))
+                return r, phase
             self.store.load(self.rundir.labels_path(r))
             self.dm.refresh()
             for ext in self.extensions:
@@ -254,6 +280,9 @@ class ActiveLoop:
             init, _ = decide(RandomStrategy(), {}, self.oracle, labeled, self.init_budget, gen, 0)
         else:  # source-only round 0
             init = self.oracle.annotate(np.zeros(0, dtype=np.int64))
+        if self._ask_people(init):
+            self.await_answers(0, init)
+            return 0, AWAITING
         self.commit(0, init)
         return 0, "labeled"
 
@@ -261,7 +290,7 @@ class ActiveLoop:
         """Run from the state in the run dir (fresh or resumed) to the end."""
         try:
             r, phase = self._start()
-            while phase != "done":
+            while phase not in ("done", AWAITING):
                 if phase == "labeled":
                     self.fit(r)
                     phase = "fitted"
@@ -272,8 +301,7 @@ class ActiveLoop:
                     self._commit_state(r, "done")
                     phase = "done"
                 else:
-                    self.select(r + 1)
-                    r, phase = r + 1, "labeled"
+                    r, phase = r + 1, self.select(r + 1)
             # Other ranks may finish before rank 0 has written the last row: they return none.
             rows = [dict(x) for x in self.rundir.read_metrics()] if self.rank_zero else []
             self.tracker.finish(rows)

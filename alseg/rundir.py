@@ -42,7 +42,8 @@ import torch
 
 from alseg.atomic import atomic_write_bytes, atomic_write_text, buffered, is_temp_file
 
-PHASES: tuple[str, ...] = ("labeled", "fitted", "evaluated", "done")
+# awaiting_answers: a round's queries wait for people's answers (labeling.oracle=human)
+PHASES: tuple[str, ...] = ("labeled", "fitted", "evaluated", "done", "awaiting_answers")
 PARTIAL = ".partial"  # suffix of a folder being written
 MANIFEST = "manifest.json"
 # What alseg writes into a run dir: removed when a run that never committed round 0 starts

@@ -150,6 +150,7 @@ class LabelingConfig:
     cost_per_region: float = _req(gt=0)
     void_bit: bool = _req()
     trim_kernel: int = _req(ge=1, odd=True)
+    oracle: str = _opt("simulated", **_choices("simulated", "human"))
 
 
 @dataclass

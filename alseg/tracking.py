@@ -104,6 +104,15 @@ class Tracker:
             if last >= exp.step:  # offline: this piece continues the step count of the last
                 exp.log({"al/resumed_round": r}, step=last + 1)
 
+    def awaiting(self, r: int, pending: int) -> None:
+        """Round ``r``'s queries wait for people: say what to do next."""
+        d = self.rundir.path
+        self.console.log(
+            f"round {r}: {pending} queries wait for answers. Next: "
+            f"[bold]alseg export {d}[/] (Label Studio tasks), answer them, "
+            f"[bold]alseg import {d} ANSWERS.json[/], then [bold]alseg resume {d}[/]"
+        )
+
     def log_selection(
         self, r: int, ann: Annotations, rows: Sequence[dict[str, Any]], dm: ActiveDataModule
     ) -> None:

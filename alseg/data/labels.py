@@ -71,7 +71,9 @@ class Annotations:
         if (self.bits is not None) != (self.label_type == "multiclass"):
             raise ValueError("Annotations: bits are given exactly for multiclass answers")
         if self.bits is not None:
-            self.bits = np.asarray(self.bits, dtype=bool).reshape(k, -1)
+            self.bits = np.asarray(self.bits, dtype=bool)
+            if self.bits.ndim != 2 or self.bits.shape[0] != k:
+                self.bits = self.bits.reshape(k, -1)
 
     def __len__(self) -> int:
         return int(self.region_ids.size)
@@ -186,6 +188,11 @@ class LabelStore:
     def labeled_mask(self) -> np.ndarray:
         """(num_regions,) bool, True where a region has been labeled (paid for)."""
         return self.round >= 0
+
+    def mean_cost(self) -> float | None:
+        """The mean click cost of a labeled region (None when none is labeled)."""
+        paid = self.cost[self.round >= 0]
+        return float(paid.mean()) if paid.size else None
 
     def spent(self, round_index: int | None = None) -> float:
         """Total click cost paid, or the cost paid in one round."""

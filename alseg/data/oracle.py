@@ -8,7 +8,7 @@ imports answers with the same ``Annotations`` type).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -109,7 +109,8 @@ def multiclass_answers(
 
 
 class SimulatedOracle:
-    """Answers region queries from ground truth.
+    """Answers region queries from ground truth (``answers_now``: at once, inside the
+    round).
 
     Args:
         mask_fn: ``index -> (H, W) long`` ground truth of a pool image.
@@ -147,6 +148,7 @@ class SimulatedOracle:
         self.ignore_index = ignore_index
         self.void_bit, self.trim_kernel = void_bit, trim_kernel
         self._bits: np.ndarray | None = None  # cached multi-hot answers of the whole pool
+        self.answers_now = True
         self.multi_hot = label_type in ("multiclass", "image")
 
     def _all_bits(self) -> np.ndarray:
@@ -248,27 +250,81 @@ class SimulatedOracle:
         ids = np.asarray(region_ids, dtype=np.int64)
         classes = np.full(ids.size, NO_CLASS, dtype=np.int64)
         if self.multi_hot:
-            bits = self._all_bits()[ids]
-            n = bits.sum(1)
-            one = (n == 1) & ~(bits[:, -1] if self.void_bit else np.zeros(ids.size, bool))
-            classes[one] = bits[one].argmax(1)
-            return Annotations(
-                region_ids=ids,
-                label_type="multiclass",
-                classes=classes,
-                costs=np.maximum(1, n).astype(np.float64),
-                scores=np.zeros(ids.size) if scores is None else scores,
-                bits=bits,
-            )
+            return self.answers(ids, self._all_bits()[ids], scores)
         if self.label_type == "dominant" and ids.size:
             images, local = self.regions.split_ids(ids)
             for img in np.unique(images):
                 sel = images == img
                 classes[sel] = self.dominant_classes(int(img))[local[sel]]
+        return self.answers(ids, classes, scores)
+
+    def answers(
+        self, ids: np.ndarray, given: np.ndarray, scores: np.ndarray | None = None
+    ) -> Annotations:
+        """The Annotations of answers given to queries ``ids`` — from ground truth or from
+        people (``alseg import``): ``given`` is (K, B) bool multi-hot answers (multiclass,
+        image; B = C, + 1 with the void bit) or (K,) classes (dominant; NO_CLASS: no usable
+        class; pixel: NO_CLASS). Prices them: one click per class named (at least one), or
+        the cost model."""
+        ids = np.asarray(ids, dtype=np.int64)
+        scores = np.zeros(ids.size) if scores is None else scores
+        if self.multi_hot:
+            bits = np.asarray(given, dtype=bool)
+            n = bits.sum(1)
+            one = (n == 1) & ~(bits[:, -1] if self.void_bit else np.zeros(ids.size, bool))
+            classes = np.full(ids.size, NO_CLASS, dtype=np.int64)
+            classes[one] = bits[one].argmax(1)
+            costs = np.maximum(1, n).astype(np.float64)
+            return Annotations(ids, "multiclass", classes, costs, scores, bits=bits)
+        classes = np.asarray(given, dtype=np.int64)
+        costs = self.cost_model.answer_costs(ids, classes)
+        return Annotations(ids, self.label_type, classes, costs, scores)
+
+
+class HumanOracle(SimulatedOracle):
+    """Queries that people answer (``labeling.oracle=human``): the loop writes them to the
+    run dir and waits (``alseg export`` / ``alseg import``); ``answers`` turns what people
+    said into Annotations exactly as the simulated oracle prices its own.
+
+    A multi-class (or image) answer costs one click per class named, known only once
+    answered; selection prices such a query at ``expected_cost()`` (the mean cost of the
+    answers so far; before the first answer, the most it can cost: every class, and void),
+    so a round spends about its budget (round 0 at most its budget) and the real clicks
+    are what is recorded.
+
+    Args:
+        expected_cost: ``() ->`` the price of a multi-class query at selection time.
+        *args, **kwargs: those of ``SimulatedOracle`` (ground truth is never read).
+    """
+
+    def __init__(
+        self, *args: Any, expected_cost: Callable[[], float | None], **kwargs: Any
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.expected_cost = expected_cost
+        self.answers_now = False
+
+    def query_costs(self, region_ids: np.ndarray) -> np.ndarray:
+        ids = np.asarray(region_ids, dtype=np.int64)
+        if self.multi_hot:
+            known = self.expected_cost()
+            most = float(self.num_classes + int(self.void_bit))
+            return np.full(ids.size, max(1.0, known) if known is not None else most)
+        return self.cost_model.query_costs(ids)
+
+    def annotate(self, region_ids: np.ndarray, scores: np.ndarray | None = None) -> Annotations:
+        """The queries, not yet answered: no class, the selection-time price."""
+        ids = np.asarray(region_ids, dtype=np.int64)
+        none = np.full(ids.size, NO_CLASS, dtype=np.int64)
+        bits = np.zeros((ids.size, self.num_classes + int(self.void_bit)), bool)
         return Annotations(
-            region_ids=ids,
-            label_type=self.label_type,
-            classes=classes,
-            costs=self.cost_model.answer_costs(ids, classes),
-            scores=np.zeros(ids.size) if scores is None else scores,
+            ids,
+            "multiclass" if self.multi_hot else self.label_type,
+            none,
+            self.query_costs(ids),
+            np.zeros(ids.size) if scores is None else scores,
+            bits=bits if self.multi_hot else None,
         )
+
+    def annotate_merged(self, *args: Any, **kwargs: Any) -> Annotations:
+        raise ValueError("merged-region queries (adaptive superpixels) are simulated only")

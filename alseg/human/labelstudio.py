@@ -1,0 +1,248 @@
+"""Label Studio's side of a round: the labelling config, one task per queried image (the
+image inline as a PNG data URI; its queried regions as polygon pre-annotations, each with
+the id ``q<global region id>``), and the parsing of Label Studio's JSON export back into
+answers, with a message for every answer that cannot be used.
+
+Questions by label type: ``dominant`` — one choice per region (its main class, or
+``void``: no class); ``multiclass`` — several choices per region (``void`` as well with
+the void bit); ``image`` — several choices for the whole image. Pixel labels (brush masks)
+are not supported yet.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from dataclasses import dataclass, field
+from typing import Any
+from xml.sax.saxutils import quoteattr
+
+import numpy as np
+from PIL import Image
+
+from alseg.human.queries import QueryRound
+
+VOID = "void"
+FROM_REGION, FROM_CLASS = "region", "class"
+
+
+def choice_names(q: QueryRound) -> list[str]:
+    """The choices of a question: the classes, and ``void`` where it is an answer."""
+    void = q.label_type == "dominant" or (q.label_type == "multiclass" and q.void_bit)
+    return [*q.classes, *([VOID] if void else [])]
+
+
+def label_config(q: QueryRound) -> str:
+    """The Label Studio labelling config (XML) of the round's question."""
+    if q.label_type == "pixel":
+        raise ValueError("labeling=pixel with people (brush masks) is not supported yet")
+    choices = "\n".join(f"    <Choice value={quoteattr(c)}/>" for c in choice_names(q))
+    if q.label_type == "image":
+        question = "Which classes are in this image?"
+        regions, per_region, how = "", "", "multiple"
+    else:
+        question = (
+            "For each outlined region: its main class"
+            if q.label_type == "dominant"
+            else "For each outlined region: every class in it"
+        )
+        regions = (
+            f'  <PolygonLabels name="{FROM_REGION}" toName="image" strokeWidth="2">\n'
+            '    <Label value="query" background="#ff0000"/>\n'
+            "  </PolygonLabels>\n"
+        )
+        per_region = ' perRegion="true"'
+        how = "single" if q.label_type == "dominant" else "multiple"
+    return (
+        "<View>\n"
+        f"  <Header value={quoteattr(question)}/>\n"
+        '  <Image name="image" value="$image" zoom="true"/>\n'
+        f"{regions}"
+        f'  <Choices name="{FROM_CLASS}" toName="image" choice="{how}"{per_region} '
+        'showInline="true">\n'
+        f"{choices}\n"
+        "  </Choices>\n"
+        "</View>\n"
+    )
+
+
+def png_data_uri(image: np.ndarray) -> str:
+    """(H, W, 3) uint8 -> a data URI Label Studio shows without a file server."""
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def region_outline(mask: np.ndarray) -> list[list[float]]:
+    """The outline of a region (H, W) bool as polygon points in percent of the image (the
+    longest contour of its largest part; Label Studio's coordinates)."""
+    from skimage.measure import find_contours
+
+    H, W = mask.shape
+    padded = np.pad(mask.astype(float), 1)
+    contours = find_contours(padded, 0.5)
+    if not contours:
+        return []
+    c = max(contours, key=len) - 1.0  # undo the padding
+    ys = np.clip(c[:, 0] + 0.5, 0, H)
+    xs = np.clip(c[:, 1] + 0.5, 0, W)
+    step = max(1, len(c) // 200)  # at most ~200 points
+    return [[round(100 * x / W, 3), round(100 * y / H, 3)] for x, y in zip(xs[::step], ys[::step])]
+
+
+def tasks(q: QueryRound, image_fn: Any, region_map_fn: Any, run_name: str) -> list[dict]:
+    """One task per queried image: the image, the round's ids in ``data``, and (region
+    questions) the queried regions as polygon predictions with ids ``q<global id>``.
+
+    Args:
+        image_fn: ``index -> (H, W, 3) uint8``.
+        region_map_fn: ``index -> (H, W)`` local region ids.
+    """
+    by_image: dict[int, list[dict[str, Any]]] = {}
+    for query in q.pending:
+        by_image.setdefault(int(query["image"]), []).append(query)
+    out = []
+    for index, queries in sorted(by_image.items()):
+        image = image_fn(index)
+        H, W = image.shape[:2]
+        result = []
+        if q.label_type != "image":
+            rmap = np.asarray(region_map_fn(index))
+            for query in queries:
+                points = region_outline(rmap == int(query["region"]))
+                result.append(
+                    {
+                        "id": f"q{query['id']}",
+                        "from_name": FROM_REGION,
+                        "to_name": "image",
+                        "type": "polygonlabels",
+                        "original_width": W,
+                        "original_height": H,
+                        "image_rotation": 0,
+                        "value": {"points": points, "polygonlabels": ["query"], "closed": True},
+                    }
+                )
+        out.append(
+            {
+                "data": {
+                    "image": png_data_uri(image),
+                    "alseg_run": run_name,
+                    "alseg_round": q.round,
+                    "alseg_image": index,
+                },
+                "predictions": [{"model_version": f"alseg-round-{q.round}", "result": result}],
+            }
+        )
+    return out
+
+
+@dataclass
+class Parsed:
+    """Answers read from an export: global region id -> the names chosen; and messages."""
+
+    answers: dict[int, list[str]] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+    ignored: list[str] = field(default_factory=list)
+
+
+def _choices(results: list[dict[str, Any]]) -> tuple[dict[str, list[str]], list[list[str]]]:
+    """Per-region choices (by result id) and whole-image choices of one annotation."""
+    per_region: dict[str, list[str]] = {}
+    whole: list[list[str]] = []
+    for res in results:
+        if res.get("from_name") != FROM_CLASS or res.get("type") != "choices":
+            continue
+        chosen = [str(c) for c in res.get("value", {}).get("choices", [])]
+        if "id" in res and q_id(str(res["id"])) is not None:
+            per_region.setdefault(str(res["id"]), []).extend(chosen)
+        else:
+            whole.append(chosen)
+    return per_region, whole
+
+
+def q_id(result_id: str) -> int | None:
+    return int(result_id[1:]) if result_id.startswith("q") and result_id[1:].isdigit() else None
+
+
+def parse_export(export: Any, q: QueryRound) -> Parsed:
+    """Read Label Studio's JSON export (a list of tasks with ``annotations``): the last
+    submitted, not cancelled annotation of each task of this round counts."""
+    out = Parsed()
+    if not isinstance(export, list):
+        out.problems.append("the file is not a Label Studio JSON export (a list of tasks)")
+        return out
+    names = choice_names(q)
+    queries = q.by_id()
+    answered = set(q.answered)
+    for task in export:
+        _parse_task(task, q, queries, answered, names, out)
+    return out
+
+
+def _parse_task(
+    task: Any,
+    q: QueryRound,
+    queries: dict[int, dict[str, Any]],
+    answered: set[int],
+    names: list[str],
+    out: Parsed,
+) -> None:
+    tid = task.get("id", "?") if isinstance(task, dict) else "?"
+    data = task.get("data", {}) if isinstance(task, dict) else {}
+    if data.get("alseg_round") != q.round or "alseg_image" not in data:
+        out.problems.append(
+            f"task {tid}: not a task of round {q.round} of this run "
+            f"(alseg_round={data.get('alseg_round')!r})"
+        )
+        return
+    image = int(data["alseg_image"])
+    mine = {g: x for g, x in queries.items() if int(x["image"]) == image}
+    if not mine:
+        out.problems.append(f"task {tid}: image {image} was not queried in round {q.round}")
+        return
+    done = [a for a in task.get("annotations", []) if not a.get("was_cancelled")]
+    if not done:
+        out.ignored.append(f"task {tid} (image {image}): not annotated yet (stays pending)")
+        return
+    per_region, whole = _choices(done[-1].get("result", []))
+    if q.label_type == "image":
+        per_region = {f"q{g}": sum(whole, []) for g in mine} if whole else {}
+    for rid in per_region:
+        g = q_id(rid)
+        if g not in mine:
+            out.problems.append(f"task {tid}: region {rid} is not a query of image {image}")
+    for g, query in sorted(mine.items()):
+        _check_answer(tid, query, per_region.get(f"q{g}", []), q, names, answered, out)
+
+
+def _check_answer(
+    tid: Any,
+    query: dict[str, Any],
+    chosen: list[str],
+    q: QueryRound,
+    names: list[str],
+    answered: set[int],
+    out: Parsed,
+) -> None:
+    g = int(query["id"])
+    where = f"task {tid}, image {query['image']}, region {query['region']}"
+    if g in answered or g in out.answers:
+        if chosen:
+            out.ignored.append(f"{where}: already imported; ignored (nothing is paid twice)")
+        return
+    if not chosen:
+        out.ignored.append(f"{where}: no answer (stays pending)")
+        return
+    unknown = [c for c in chosen if c not in names]
+    if unknown:
+        out.problems.append(
+            f"{where}: {', '.join(map(repr, unknown))} is not a class of this run "
+            f"(valid: {', '.join(names)})"
+        )
+        return
+    if q.label_type == "dominant" and len(set(chosen)) > 1:
+        out.problems.append(
+            f"{where}: {len(set(chosen))} answers ({', '.join(chosen)}) to a one-choice question"
+        )
+        return
+    out.answers[g] = sorted(set(chosen), key=names.index)

@@ -1,0 +1,135 @@
+"""``alseg export`` and ``alseg import``: a waiting round's queries out to Label Studio
+(files to import by hand), people's answers back into the run.
+
+An import commits every valid answer — to the LabelStore with its real click cost, to
+the round's selections CSV and labels file — and names every answer it could not use
+(task and region). Unanswered queries stay pending: import again with more answers; an
+answer already imported is never paid twice. When no query is pending the round is
+``labeled`` and ``alseg resume`` trains on it.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from alseg.data.labels import NO_CLASS
+from alseg.human.labelstudio import VOID, Parsed, choice_names, label_config, parse_export, tasks
+from alseg.human.queries import AWAITING, QueryRound, awaiting_round, load_queries, save_queries
+from alseg.rundir import RunDir
+
+
+def _parts(run_dir: Path) -> Any:
+    from alseg.build import build_parts
+    from alseg.config import load_run_config
+
+    return build_parts(load_run_config(run_dir), progress=False)
+
+
+def export_round(run_dir: Path, out: Path | None = None) -> tuple[Path, int]:
+    """Write the pending queries of the waiting round as Label Studio tasks
+    (``tasks.json``) and its labelling config (``label_config.xml``) into ``out``
+    (default ``RUN_DIR/export/round_XX``); returns the folder and the number of tasks."""
+    rundir = RunDir(run_dir)
+    r = awaiting_round(rundir)
+    q = load_queries(rundir, r)
+    parts = _parts(run_dir)
+    train, regions = parts.train, parts.regions
+
+    def image(i: int) -> np.ndarray:
+        x = train[i]["image"]  # (3, H, W) in [0, 1]
+        return (x.permute(1, 2, 0).clamp(0, 1) * 255).round().byte().numpy()
+
+    items = tasks(q, image, lambda i: regions.map_tensor(i).numpy(), rundir.path.name)
+    out = out or rundir.path / "export" / f"round_{r:02d}"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "tasks.json").write_text(json.dumps(items))
+    (out / "label_config.xml").write_text(label_config(q))
+    return out, len(items)
+
+
+@dataclass
+class ImportReport:
+    round: int
+    imported: int
+    clicks: float
+    pending: int
+    parsed: Parsed
+
+    def lines(self) -> list[str]:
+        head = (
+            f"round {self.round}: imported {self.imported} answers ({self.clicks:g} clicks); "
+            f"{self.pending} queries pending"
+        )
+        return [
+            head,
+            *[f"error: {p}" for p in self.parsed.problems],
+            *[f"note: {p}" for p in self.parsed.ignored],
+        ]
+
+
+def _given(q: QueryRound, ids: list[int], answers: dict[int, list[str]]) -> np.ndarray:
+    """People's answers in the oracle's form: multi-hot rows, or class ids (dominant)."""
+    names = choice_names(q)
+    if q.label_type == "dominant":
+        return np.array(
+            [NO_CLASS if answers[g][0] == VOID else names.index(answers[g][0]) for g in ids],
+            dtype=np.int64,
+        )
+    bits = np.zeros((len(ids), len(names)), dtype=bool)
+    for k, g in enumerate(ids):
+        bits[k, [names.index(c) for c in answers[g]]] = True
+    return bits
+
+
+def _old_rows(rundir: RunDir, r: int) -> list[dict[str, Any]]:
+    path = rundir.selections_path(r)
+    if not path.is_file():
+        return []
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def import_answers(run_dir: Path, answers_file: Path) -> ImportReport:
+    """Validate and commit the answers in a Label Studio JSON export (see module doc)."""
+    rundir = RunDir(run_dir)
+    r = awaiting_round(rundir)
+    rundir.acquire_lock("import")
+    try:
+        state = rundir.read_state()
+        q = load_queries(rundir, r)
+        try:
+            export = json.loads(Path(answers_file).read_text())
+        except (OSError, ValueError) as e:
+            raise ValueError(f"cannot read {answers_file} as JSON ({e})") from e
+        parsed = parse_export(export, q)
+        ids = sorted(parsed.answers)
+        parts = _parts(run_dir)
+        store = parts.store
+        previous = rundir.labels_path(r) if rundir.labels_path(r).is_file() else None
+        if previous is None and r > 0:
+            previous = rundir.labels_path(r - 1)
+        if previous is not None:
+            store.load(previous)
+        scores = np.array([q.by_id()[g]["score"] for g in ids], dtype=np.float64)
+        ann = parts.oracle.answers(
+            np.array(ids, dtype=np.int64), _given(q, ids, parsed.answers), scores
+        )
+        if ids:
+            store.add(ann, r)
+            rows = _old_rows(rundir, r) + ann.records(parts.regions, list(q.classes))
+            rundir.write_selections(r, rows)
+            rundir.save_labels(r, store.to_bytes())
+            q.answered = sorted(set(q.answered) | set(ids))
+            save_queries(rundir, q)
+        pending = len(q.pending)
+        state.update(phase=AWAITING if pending else "labeled", spent=store.spent())
+        rundir.write_state(state)
+        return ImportReport(r, len(ids), float(ann.costs.sum()), pending, parsed)
+    finally:
+        rundir.release_lock()
