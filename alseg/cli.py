@@ -76,9 +76,20 @@ def _parser() -> argparse.ArgumentParser:
     )
     exp.add_argument("run_dir", type=Path)
     exp.add_argument("--out", type=Path, default=None, help="folder (RUN_DIR/export/round_XX)")
+    exp.add_argument("--to", choices=["label-studio"], default=None, help="upload to a server")
+    exp.add_argument("--url", default=None, help="the Label Studio server (with --to)")
     imp = sub.add_parser("import", help="people's answers (a Label Studio JSON export) into a run")
     imp.add_argument("run_dir", type=Path)
-    imp.add_argument("answers", type=Path, help="Label Studio's JSON export of the tasks")
+    imp.add_argument("answers", type=Path, nargs="?", help="Label Studio's JSON export")
+    imp.add_argument(
+        "--from",
+        dest="source",
+        choices=["label-studio"],
+        default=None,
+        help="download the export from the server the round was exported to",
+    )
+    imp.add_argument("--url", default=None, help="the server (default: the export's)")
+    imp.add_argument("--project", type=int, default=None, help="its project id")
     cfg = sub.add_parser("config", help="print the composed config")
     cfg.add_argument("overrides", nargs="*", help=OVERRIDE_HELP)
     return p
@@ -251,8 +262,17 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from alseg.human.transfer import export_round
+    from alseg.human.transfer import export_round, upload_round
 
+    if args.to:
+        if not args.url:
+            raise ValueError("--to label-studio needs --url (e.g. http://localhost:8080)")
+        project, n = upload_round(args.run_dir, args.url)
+        print(
+            f"{n} tasks in project {project} at {args.url}/projects/{project}; when answered: "
+            f"alseg import {args.run_dir} --from label-studio && alseg resume {args.run_dir}"
+        )
+        return 0
     out, n = export_round(args.run_dir, args.out)
     print(
         f"{n} tasks: {out}/tasks.json, labelling config: {out}/label_config.xml\n"
@@ -264,9 +284,16 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _import(args: argparse.Namespace) -> int:
-    from alseg.human.transfer import import_answers
+    from alseg.human.transfer import download_answers, import_answers, read_export
 
-    report = import_answers(args.run_dir, args.answers)
+    if (args.answers is None) == (args.source is None):
+        raise ValueError("give the answers: a JSON export file, or --from label-studio")
+    export = (
+        download_answers(args.run_dir, args.url, args.project)
+        if args.source
+        else read_export(args.answers)
+    )
+    report = import_answers(args.run_dir, export)
     for line in report.lines():
         print(line, file=sys.stderr if line.startswith(("error", "note")) else sys.stdout)
     if not report.pending:
@@ -294,12 +321,20 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     # Heavy imports after argument parsing, so `alseg --help` is instant.
     from alseg.config import ConfigError
+    from alseg.human.server import LabelStudioError
     from alseg.rundir import RunDirError
     from alseg.sweep import SweepError
 
     try:
         return COMMANDS[args.command](args)
-    except (ConfigError, RunDirError, SweepError, ValueError, FileNotFoundError) as e:
+    except (
+        ConfigError,
+        RunDirError,
+        SweepError,
+        LabelStudioError,
+        ValueError,
+        FileNotFoundError,
+    ) as e:
         print(f"alseg {args.command}: error: {e}", file=sys.stderr)
         return 2
 

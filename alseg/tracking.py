@@ -222,7 +222,8 @@ class Tracker:
                 f"{float(r['val_mIoU']):.2f}",
                 f"{float(r['mIoU']):.2f}",
             )
-        self.console.print(table)
+        if rows:  # a run that stopped for answers before its first evaluation has none
+            self.console.print(table)
         if self.wandb is not None:
             self.wandb.experiment.summary["final/mIoU"] = float(rows[-1]["mIoU"]) if rows else None
             self.wandb.experiment.finish()

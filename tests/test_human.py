@@ -150,8 +150,10 @@ def test_bad_answers_are_named_and_valid_ones_kept(tmp_path, capsys):
     wrong = 2 if len(choices) > 1 else 1
     assert len(q.answered) == len(q.queries) - wrong  # the valid ones are committed
     assert _state(out)["phase"] == "awaiting_answers"
-    with pytest.raises(SystemExit):
-        main(["import", str(out)])  # the answers file is required
+    assert main(["import", str(out)]) == 2  # neither a file nor --from label-studio
+    assert "give the answers: a JSON export file, or --from label-studio" in capsys.readouterr().err
+    assert main(["import", str(out), "--from", "label-studio"]) == 2  # never uploaded
+    assert "was not exported to a server" in capsys.readouterr().err
 
 
 def test_human_oracle_config_errors(tmp_path):

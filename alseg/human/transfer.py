@@ -95,18 +95,59 @@ def _old_rows(rundir: RunDir, r: int) -> list[dict[str, Any]]:
         return list(csv.DictReader(f))
 
 
-def import_answers(run_dir: Path, answers_file: Path) -> ImportReport:
-    """Validate and commit the answers in a Label Studio JSON export (see module doc)."""
+def read_export(path: Path) -> Any:
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError) as e:
+        raise ValueError(f"cannot read {path} as JSON ({e})") from e
+
+
+def project_file(run_dir: Path, r: int) -> Path:
+    """Where ``alseg export --to label-studio`` notes the server and project of round r."""
+    return Path(run_dir) / "export" / f"round_{r:02d}" / "project.json"
+
+
+def upload_round(run_dir: Path, url: str, title: str | None = None) -> tuple[int, int]:
+    """Export the waiting round to a Label Studio server: a project with the round's
+    labelling config and one task per queried image; returns (project id, tasks)."""
+    from alseg.human.server import LabelStudio
+
+    folder, _ = export_round(run_dir)
+    r = awaiting_round(RunDir(run_dir))
+    ls = LabelStudio(url)
+    name = title or f"alseg {Path(run_dir).resolve().name} round {r}"
+    project = ls.create_project(name, (folder / "label_config.xml").read_text())
+    n = ls.import_tasks(project, json.loads((folder / "tasks.json").read_text()))
+    project_file(run_dir, r).write_text(json.dumps({"url": url, "project": project}))
+    return project, n
+
+
+def download_answers(run_dir: Path, url: str | None, project: int | None) -> Any:
+    """The JSON export of the waiting round's project (by default the one
+    ``upload_round`` created)."""
+    from alseg.human.server import LabelStudio
+
+    r = awaiting_round(RunDir(run_dir))
+    if url is None or project is None:
+        path = project_file(run_dir, r)
+        if not path.is_file():
+            raise ValueError(
+                f"round {r} was not exported to a server (no {path}): give --url and --project"
+            )
+        saved = json.loads(path.read_text())
+        url, project = url or saved["url"], project or int(saved["project"])
+    assert url is not None and project is not None
+    return LabelStudio(url).export(project)
+
+
+def import_answers(run_dir: Path, export: Any) -> ImportReport:
+    """Validate and commit the answers of a Label Studio JSON export (see module doc)."""
     rundir = RunDir(run_dir)
     r = awaiting_round(rundir)
     rundir.acquire_lock("import")
     try:
         state = rundir.read_state()
         q = load_queries(rundir, r)
-        try:
-            export = json.loads(Path(answers_file).read_text())
-        except (OSError, ValueError) as e:
-            raise ValueError(f"cannot read {answers_file} as JSON ({e})") from e
         parsed = parse_export(export, q)
         ids = sorted(parsed.answers)
         parts = _parts(run_dir)
