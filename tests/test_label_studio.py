@@ -149,3 +149,131 @@ def test_round_trip_through_label_studio(server, tmp_path, monkeypatch):
     assert (store.answer_bits(ids)[:, : ref.bits.shape[1]] == ref.bits).all()
     assert main(["resume", str(out)]) == 0  # round 0 trains, round 1's queries wait
     assert _state(out)["round"] == 1 and _state(out)["phase"] == "awaiting_answers"
+
+
+class _Chromium:
+    """Headless Chromium driven over the DevTools protocol (websocket-client)."""
+
+    def __init__(self, exe: str, profile, size=(1400, 1000)) -> None:
+        import websocket
+
+        port = _free_port()
+        self.proc = subprocess.Popen(
+            [
+                exe,
+                "--headless=new",
+                "--no-sandbox",
+                "--disable-gpu",
+                f"--remote-debugging-port={port}",
+                f"--user-data-dir={profile}",
+                f"--window-size={size[0]},{size[1]}",
+                "about:blank",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for _ in range(100):
+            try:
+                tabs = requests.get(f"http://127.0.0.1:{port}/json", timeout=2).json()
+                break
+            except requests.RequestException:
+                time.sleep(0.2)
+        page = next(t for t in tabs if t["type"] == "page")
+        self.ws = websocket.create_connection(page["webSocketDebuggerUrl"], suppress_origin=True)
+        self.n = 0
+
+    def call(self, method: str, **params):
+        self.n += 1
+        self.ws.send(json.dumps({"id": self.n, "method": method, "params": params}))
+        while True:
+            m = json.loads(self.ws.recv())
+            if m.get("id") == self.n:
+                return m.get("result", {})
+
+    def text(self) -> str:
+        r = self.call("Runtime.evaluate", expression="document.body.innerText")
+        return str(r.get("result", {}).get("value", ""))
+
+    def close(self) -> None:
+        self.ws.close()
+        self.proc.terminate()
+        self.proc.wait(timeout=30)
+
+
+def test_tasks_render_regions_and_choices(server, tmp_path, monkeypatch):
+    """A task in the web page, as the annotator sees it: the question, the outlined
+    query region and, once it is selected, the classes to choose from (a screenshot in
+    the test's tmp dir, PNG)."""
+    import base64
+
+    exe = shutil.which("chromium") or shutil.which("chromium-browser")
+    if not exe:
+        pytest.skip("no headless Chromium (Debian: apt install chromium)")
+    pytest.importorskip("websocket", reason="pip install websocket-client")
+    monkeypatch.setenv("LABEL_STUDIO_API_KEY", TOKEN)
+    out = tmp_path / "run"
+    args = tiny_overrides(tmp_path, "labeling.oracle=human", "data.image_size=64")
+    assert main(["run", *args, f"run_dir={out}"]) == 0
+    assert main(["export", str(out), "--to", "label-studio", "--url", server]) == 0
+    project = json.loads((out / "export" / "round_00" / "project.json").read_text())["project"]
+    session = requests.Session()
+    session.get(f"{server}/user/login/", timeout=30)
+    login = session.post(
+        f"{server}/user/login/",
+        data={
+            "email": "annotator@example.com",
+            "password": "annotator-password",
+            "csrfmiddlewaretoken": session.cookies.get("csrftoken"),
+        },
+        headers={"Referer": f"{server}/user/login/"},
+        allow_redirects=False,
+        timeout=30,
+    )
+    assert login.status_code == 302 and "sessionid" in session.cookies
+    task = requests.get(
+        f"{server}/api/tasks",
+        params={"project": project},
+        headers={"Authorization": f"Token {TOKEN}"},
+        timeout=30,
+    ).json()["tasks"][0]["id"]
+    browser = _Chromium(exe, tmp_path / "profile")
+    try:
+        for c in session.cookies:
+            browser.call("Network.setCookie", name=c.name, value=c.value, url=server)
+        browser.call("Page.navigate", url=f"{server}/projects/{project}/data?task={task}")
+        for _ in range(60):  # the labelling interface loads asynchronously
+            if "For each outlined region: its main class" in browser.text():
+                break
+            time.sleep(1)
+        text = browser.text()
+        assert "For each outlined region: its main class" in text and "query" in text
+        # select the region in the regions list (the last "query" on the page; the first
+        # is the polygon tool's label): its classes appear
+        box = browser.call(
+            "Runtime.evaluate",
+            expression=(
+                "(() => { const e = [...document.querySelectorAll('*')].filter(n => "
+                "n.children.length === 0 && n.textContent.trim() === 'query').pop(); "
+                "const r = e.getBoundingClientRect(); "
+                "return [r.x + r.width / 2, r.y + r.height / 2]; })()"
+            ),
+            returnByValue=True,
+        )["result"]["value"]
+        for kind in ("mousePressed", "mouseReleased"):
+            browser.call(
+                "Input.dispatchMouseEvent",
+                type=kind,
+                x=box[0],
+                y=box[1],
+                button="left",
+                clickCount=1,
+            )
+        time.sleep(2)
+        text = browser.text()
+        for name in ("road", "sidewalk", "person", "void"):
+            assert name in text
+        png = base64.b64decode(browser.call("Page.captureScreenshot", format="png")["data"])
+        (tmp_path / "task.png").write_bytes(png)
+        assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000
+    finally:
+        browser.close()

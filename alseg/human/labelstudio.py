@@ -56,7 +56,7 @@ def label_config(q: QueryRound) -> str:
     return (
         "<View>\n"
         f"  <Header value={quoteattr(question)}/>\n"
-        '  <Image name="image" value="$image" zoom="true"/>\n'
+        '  <Image name="image" value="$image" zoom="true" maxWidth="480px"/>\n'
         f"{regions}"
         f'  <Choices name="{FROM_CLASS}" toName="image" choice="{how}"{per_region} '
         'showInline="true">\n'
