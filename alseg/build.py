@@ -457,6 +457,10 @@ def build_loop(
     check_budget(pool_cost, init_budget(cfg), float(cfg.active.budget), int(cfg.active.rounds))
     console = console or Console()
     rundir = open_run_dir(cfg, run_dir, resume, console)
+    if cfg.labeling.oracle == "human" and cfg.labeling.type == "pixel":
+        from alseg.human.transfer import PaintedLabels
+
+        parts.datamodule.labeled.mask_fn = PaintedLabels(rundir.path)  # what people painted
     try:
         rank_zero = is_rank_zero()
         logger = build_logger(cfg, rundir, rundir.state)

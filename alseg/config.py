@@ -152,7 +152,6 @@ def validate(cfg: DictConfig) -> None:
         simulated_only = [
             k
             for k, on in (
-                ("labeling=pixel", cfg.labeling.type == "pixel"),
                 ("active.schedule=continuous", cfg.active.schedule == "continuous"),
                 ("adaptation.enabled=true", adapt),
                 ("sieve.enabled=true", bool(cfg.sieve.enabled)),
@@ -162,9 +161,9 @@ def validate(cfg: DictConfig) -> None:
         ]
         if simulated_only:
             raise ConfigError(
-                f"labeling.oracle=human cannot run {', '.join(simulated_only)} yet (brush "
-                "masks, selections inside a training run and merged regions are simulated "
-                "only); use labeling.oracle=simulated"
+                f"labeling.oracle=human cannot run {', '.join(simulated_only)} yet "
+                "(selections inside a training run and merged regions are simulated only); "
+                "use labeling.oracle=simulated"
             )
     image = cfg.labeling.type == "image"
     if image != (cfg.regions.method == "image"):

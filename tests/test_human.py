@@ -32,9 +32,15 @@ def _truth(run_dir):
     parts = build_parts(cfg, progress=False)
     o = parts.oracle
     sim = SimulatedOracle(
-        parts.train.mask, parts.regions, o.num_classes, o.label_type, o.cost_model,
-        o.ignore_index, o.void_bit, o.trim_kernel,
-    )  # fmt: skip
+        parts.train.mask,
+        parts.regions,
+        o.num_classes,
+        o.label_type,
+        o.cost_model,
+        o.ignore_index,
+        o.void_bit,
+        o.trim_kernel,
+    )
     return sim, list(parts.train.class_names)
 
 
@@ -55,12 +61,25 @@ def _answer(tasks, answer_fn, image_query=None):
         result = list(regions)
         if image_query is not None:
             g = image_query[task["data"]["alseg_image"]]
-            result.append({"from_name": "class", "to_name": "image", "type": "choices",
-                           "value": {"choices": answer_fn(g)}})  # fmt: skip
+            result.append(
+                {
+                    "from_name": "class",
+                    "to_name": "image",
+                    "type": "choices",
+                    "value": {"choices": answer_fn(g)},
+                }
+            )
         for reg in regions:
             g = int(reg["id"][1:])
-            result.append({"id": reg["id"], "from_name": "class", "to_name": "image",
-                           "type": "choices", "value": {"choices": answer_fn(g)}})  # fmt: skip
+            result.append(
+                {
+                    "id": reg["id"],
+                    "from_name": "class",
+                    "to_name": "image",
+                    "type": "choices",
+                    "value": {"choices": answer_fn(g)},
+                }
+            )
         out.append({"id": 100 + k, "data": task["data"], "annotations": [{"result": result}]})
     return out
 
@@ -135,8 +154,15 @@ def test_bad_answers_are_named_and_valid_ones_kept(tmp_path, capsys):
     choices[0]["value"]["choices"] = ["tree"]  # not a class
     if len(choices) > 1:
         choices[1]["value"]["choices"] = ["road", "sky"]  # two answers to one choice
-    bad.append({"id": "q999999", "from_name": "class", "to_name": "image", "type": "choices",
-                "value": {"choices": ["road"]}})  # fmt: skip
+    bad.append(
+        {
+            "id": "q999999",
+            "from_name": "class",
+            "to_name": "image",
+            "type": "choices",
+            "value": {"choices": ["road"]},
+        }
+    )
     export.append({"id": 7, "data": {"alseg_round": 3, "alseg_image": 0}, "annotations": []})
     (tmp_path / "bad.json").write_text(json.dumps(export))
     assert main(["import", str(out), str(tmp_path / "bad.json")]) == 2
@@ -159,8 +185,157 @@ def test_bad_answers_are_named_and_valid_ones_kept(tmp_path, capsys):
 def test_human_oracle_config_errors(tmp_path):
     from alseg.config import ConfigError, compose
 
-    with pytest.raises(ConfigError, match="labeling.oracle=human cannot run labeling=pixel"):
-        compose(["labeling=pixel", "labeling.oracle=human"])
+    with pytest.raises(ConfigError, match="labeling.oracle=human cannot run sieve.enabled=true"):
+        compose(["sieve.enabled=true", "labeling.oracle=human"])
     out = tmp_path / "sim"
     assert main(["run", *tiny_overrides(tmp_path, "active.rounds=1"), f"run_dir={out}"]) == 0
     assert main(["export", str(out)]) == 2  # a finished simulated run waits for nothing
+
+
+# -- pixel answers: brush masks -------------------------------------------------------------------
+def test_brush_rle_known_answers():
+    from alseg.human.rle import brush_mask, decode, mask_rle
+
+    mask = np.zeros((5, 7), bool)
+    mask[1:4, 2:6] = True
+    mask[4, 0] = True
+    # label_studio_sdk.converter.brush.mask2rle of this mask (Label Studio's own encoder)
+    reference = [
+        0,
+        0,
+        0,
+        140,
+        57,
+        27,
+        254,
+        35,
+        0,
+        191,
+        255,
+        108,
+        2,
+        255,
+        253,
+        176,
+        11,
+        255,
+        241,
+        128,
+        71,
+        255,
+        133,
+        192,
+        0,
+    ]
+    assert (brush_mask(reference, 5, 7) == mask).all()
+    assert mask_rle(mask) == reference
+    # literal records, by hand: 3 values, word 8, widths 3/4/8/16; one literal run of 3
+    bits = f"{3:032b}" + f"{7:05b}" + "0010001101110000" + "0" + "00" + "010"
+    bits += "".join(f"{v:08b}" for v in (5, 250, 7))
+    bits += "0" * (-len(bits) % 8)
+    rle = [int(bits[i : i + 8], 2) for i in range(0, len(bits), 8)]
+    assert decode(rle).tolist() == [5, 250, 7]
+    with pytest.raises(ValueError, match="for an image of 5x8"):
+        brush_mask(reference, 5, 8)
+
+
+def _paint(tasks, q, truth_fn, region_fn, names):
+    """An export where every queried region is painted from ground truth: one brush
+    stroke per class present (void pixels left unpainted)."""
+    from alseg.human.rle import mask_rle
+
+    out = []
+    for k, task in enumerate(tasks):
+        index = task["data"]["alseg_image"]
+        regions = task["predictions"][0]["result"]
+        gt, rmap = truth_fn(index), region_fn(index)
+        asked = np.isin(rmap, [q.by_id()[int(r["id"][1:])]["region"] for r in regions])
+        result = list(regions)
+        for c in np.unique(gt[asked]):
+            if c != 255:
+                value = {
+                    "format": "rle",
+                    "rle": mask_rle(asked & (gt == c)),
+                    "brushlabels": [names[c]],
+                }
+                result.append(
+                    {
+                        "from_name": "class",
+                        "to_name": "image",
+                        "type": "brushlabels",
+                        "value": value,
+                    }
+                )
+        out.append({"id": 200 + k, "data": task["data"], "annotations": [{"result": result}]})
+    return out
+
+
+def test_pixel_answers_painted_with_brushes(tmp_path, capsys):
+    """Painted from ground truth, pixel answers train on exactly the simulated targets;
+    a stroke outside the queried regions is named, an unpainted region stays pending."""
+    from alseg.human.rle import mask_rle
+    from alseg.human.transfer import PaintedLabels
+
+    out = tmp_path / "run"
+    args = tiny_overrides(tmp_path, "labeling=pixel", "labeling.oracle=human")
+    assert main(["run", *args, f"run_dir={out}"]) == 0
+    assert main(["export", str(out)]) == 0
+    folder = out / "export" / "round_00"
+    assert "<BrushLabels" in (folder / "label_config.xml").read_text()
+    tasks = json.loads((folder / "tasks.json").read_text())
+    q = load_queries(RunDir(out), 0)
+    cfg = load_run_config(out)
+    parts = build_parts(cfg, progress=False)
+    names = list(parts.train.class_names)
+    truth = lambda i: parts.train.mask(i).numpy()  # noqa: E731
+    rmaps = lambda i: parts.regions.map_tensor(i).numpy()  # noqa: E731
+    export = _paint(tasks, q, truth, rmaps, names)
+    # the first task: one region left unpainted, and a stroke outside the queried regions
+    first = export[0]["annotations"][0]["result"]
+    index0 = tasks[0]["data"]["alseg_image"]
+    skipped = q.by_id()[int(first[0]["id"][1:])]["region"]
+    for res in first:
+        if res["type"] == "brushlabels":
+            from alseg.human.rle import brush_mask
+
+            m = brush_mask(res["value"]["rle"], *rmaps(index0).shape) & (rmaps(index0) != skipped)
+            res["value"]["rle"] = mask_rle(m)
+    stray = np.zeros(rmaps(index0).shape, bool)
+    stray[
+        np.isin(
+            rmaps(index0), [x["region"] for x in q.queries if x["image"] == index0], invert=True
+        )
+    ] = True
+    first.append(
+        {
+            "from_name": "class",
+            "to_name": "image",
+            "type": "brushlabels",
+            "value": {"format": "rle", "rle": mask_rle(stray), "brushlabels": ["road"]},
+        }
+    )
+    (tmp_path / "a.json").write_text(json.dumps(export))
+    assert main(["import", str(out), str(tmp_path / "a.json")]) == 2
+    err = capsys.readouterr().err
+    assert f"stroke paints {int(stray.sum())} pixels outside the queried regions" in err
+    assert f"region {skipped}: nothing painted (stays pending)" in err
+    q = load_queries(RunDir(out), 0)
+    assert len(q.pending) == 1
+    # the missing region, painted in a second export: the round is complete
+    export = _paint(tasks[:1], q, truth, rmaps, names)
+    (tmp_path / "b.json").write_text(json.dumps(export))
+    assert main(["import", str(out), str(tmp_path / "b.json")]) == 0
+    assert _state(out)["phase"] == "labeled"
+    painted = PaintedLabels(out)
+    for x in q.queries:
+        region = rmaps(x["image"]) == x["region"]
+        got = painted(x["image"]).numpy()[region]
+        assert (got == truth(x["image"])[region]).all()  # void stays 255 in both
+    store = LabelStore.from_file(out / "labels" / "round_00.npz", parts.regions.total, len(names))
+    ids = np.array(sorted(x["id"] for x in q.queries))
+    from alseg.data.labels import DENSE
+
+    assert (store.region_targets()[ids] == DENSE).all()  # pixel answers: their pixels train
+    assert store.cost[ids].tolist() == [1.0] * ids.size
+    assert main(["resume", str(out)]) == 0  # trains on the painted pixels
+    assert _state(out)["round"] == 1 and _state(out)["phase"] == "awaiting_answers"

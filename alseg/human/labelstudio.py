@@ -5,8 +5,8 @@ answers, with a message for every answer that cannot be used.
 
 Questions by label type: ``dominant`` — one choice per region (its main class, or
 ``void``: no class); ``multiclass`` — several choices per region (``void`` as well with
-the void bit); ``image`` — several choices for the whole image. Pixel labels (brush masks)
-are not supported yet.
+the void bit); ``image`` — several choices for the whole image; ``pixel`` — brush strokes
+of a class (or ``void``) inside the outlined regions (``alseg.human.rle``).
 """
 
 from __future__ import annotations
@@ -28,15 +28,15 @@ FROM_REGION, FROM_CLASS = "region", "class"
 
 def choice_names(q: QueryRound) -> list[str]:
     """The choices of a question: the classes, and ``void`` where it is an answer."""
-    void = q.label_type == "dominant" or (q.label_type == "multiclass" and q.void_bit)
+    void = q.label_type in ("dominant", "pixel") or (q.label_type == "multiclass" and q.void_bit)
     return [*q.classes, *([VOID] if void else [])]
 
 
 def label_config(q: QueryRound) -> str:
     """The Label Studio labelling config (XML) of the round's question."""
-    if q.label_type == "pixel":
-        raise ValueError("labeling=pixel with people (brush masks) is not supported yet")
     choices = "\n".join(f"    <Choice value={quoteattr(c)}/>" for c in choice_names(q))
+    if q.label_type == "pixel":
+        return _brush_config(q)
     if q.label_type == "image":
         question = "Which classes are in this image?"
         regions, per_region, how = "", "", "multiple"
@@ -62,6 +62,23 @@ def label_config(q: QueryRound) -> str:
         'showInline="true">\n'
         f"{choices}\n"
         "  </Choices>\n"
+        "</View>\n"
+    )
+
+
+def _brush_config(q: QueryRound) -> str:
+    labels = "\n".join(f"    <Label value={quoteattr(c)}/>" for c in choice_names(q))
+    question = "Paint every pixel of each outlined region with its class (void: no class)"
+    return (
+        "<View>\n"
+        f"  <Header value={quoteattr(question)}/>\n"
+        '  <Image name="image" value="$image" zoom="true" maxWidth="480px"/>\n'
+        f'  <PolygonLabels name="{FROM_REGION}" toName="image" strokeWidth="2">\n'
+        '    <Label value="query" background="#ff0000"/>\n'
+        "  </PolygonLabels>\n"
+        f'  <BrushLabels name="{FROM_CLASS}" toName="image">\n'
+        f"{labels}\n"
+        "  </BrushLabels>\n"
         "</View>\n"
     )
 
@@ -143,6 +160,7 @@ class Parsed:
     answers: dict[int, list[str]] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
     ignored: list[str] = field(default_factory=list)
+    painted: dict[int, np.ndarray] = field(default_factory=dict)  # pixel: image -> (H, W)
 
 
 def _choices(results: list[dict[str, Any]]) -> tuple[dict[str, list[str]], list[list[str]]]:
@@ -164,9 +182,13 @@ def q_id(result_id: str) -> int | None:
     return int(result_id[1:]) if result_id.startswith("q") and result_id[1:].isdigit() else None
 
 
-def parse_export(export: Any, q: QueryRound) -> Parsed:
+def parse_export(export: Any, q: QueryRound, region_map_fn: Any = None) -> Parsed:
     """Read Label Studio's JSON export (a list of tasks with ``annotations``): the last
-    submitted, not cancelled annotation of each task of this round counts."""
+    submitted, not cancelled annotation of each task of this round counts.
+
+    Args:
+        region_map_fn: ``index -> (H, W)`` local region ids (pixel answers only).
+    """
     out = Parsed()
     if not isinstance(export, list):
         out.problems.append("the file is not a Label Studio JSON export (a list of tasks)")
@@ -175,7 +197,7 @@ def parse_export(export: Any, q: QueryRound) -> Parsed:
     queries = q.by_id()
     answered = set(q.answered)
     for task in export:
-        _parse_task(task, q, queries, answered, names, out)
+        _parse_task(task, q, queries, answered, names, out, region_map_fn)
     return out
 
 
@@ -186,6 +208,7 @@ def _parse_task(
     answered: set[int],
     names: list[str],
     out: Parsed,
+    region_map_fn: Any = None,
 ) -> None:
     tid = task.get("id", "?") if isinstance(task, dict) else "?"
     data = task.get("data", {}) if isinstance(task, dict) else {}
@@ -203,6 +226,17 @@ def _parse_task(
     done = [a for a in task.get("annotations", []) if not a.get("was_cancelled")]
     if not done:
         out.ignored.append(f"task {tid} (image {image}): not annotated yet (stays pending)")
+        return
+    if q.label_type == "pixel":
+        fresh = {g: x for g, x in mine.items() if g not in answered}
+        if len(fresh) < len(mine):
+            out.ignored.append(
+                f"task {tid}, image {image}: {len(mine) - len(fresh)} regions already "
+                "imported; ignored (nothing is paid twice)"
+            )
+        if fresh:
+            results = done[-1].get("result", [])
+            _parse_brush(tid, image, fresh, results, names, region_map_fn, out)
         return
     per_region, whole = _choices(done[-1].get("result", []))
     if q.label_type == "image":
@@ -246,3 +280,65 @@ def _check_answer(
         )
         return
     out.answers[g] = sorted(set(chosen), key=names.index)
+
+
+def _parse_brush(
+    tid: Any,
+    image: int,
+    mine: dict[int, dict[str, Any]],
+    results: list[dict[str, Any]],
+    names: list[str],
+    region_map_fn: Any,
+    out: Parsed,
+) -> None:
+    """Pixel answers: the brush strokes of a task painted into one label map (later
+    strokes over earlier ones; void and unpainted pixels: 255, not trained on); strokes
+    outside the queried regions are an error; a queried region with no stroke stays
+    pending."""
+    rmap = np.asarray(region_map_fn(image))
+    painted = np.full(rmap.shape, 255, dtype=np.uint8)
+    touched = np.zeros(rmap.shape, dtype=bool)
+    asked = np.isin(rmap, [int(x["region"]) for x in mine.values()])
+    for res in results:
+        if res.get("from_name") != FROM_CLASS or res.get("type") != "brushlabels":
+            continue
+        stroke = _stroke(tid, image, res.get("value", {}), names, rmap.shape, out)
+        if stroke is None:
+            continue
+        label, mask = stroke
+        outside = int((mask & ~asked).sum())
+        if outside:
+            out.problems.append(
+                f"task {tid}, image {image}: a {label} stroke paints {outside} pixels "
+                "outside the queried regions (not used)"
+            )
+        painted[mask & asked] = 255 if label == VOID else names.index(label)
+        touched |= mask & asked
+    for g, query in sorted(mine.items()):
+        region = rmap == int(query["region"])
+        if not (touched & region).any():
+            where = f"task {tid}, image {image}, region {query['region']}"
+            out.ignored.append(f"{where}: nothing painted (stays pending)")
+            continue
+        out.answers[g] = [names[int(c)] for c in np.unique(painted[region]) if c != 255]
+        out.painted[image] = painted
+
+
+def _stroke(
+    tid: Any, image: int, value: dict[str, Any], names: list[str], shape: Any, out: Parsed
+) -> tuple[str, np.ndarray] | None:
+    """A brush result's label and mask, or None (with a message) when it is unusable."""
+    from alseg.human.rle import brush_mask
+
+    labels = value.get("brushlabels", [])
+    if len(labels) != 1 or labels[0] not in names:
+        out.problems.append(
+            f"task {tid}, image {image}: a brush stroke labeled {labels!r} (valid: one of "
+            f"{', '.join(names)})"
+        )
+        return None
+    try:
+        return labels[0], brush_mask(value.get("rle", []), *shape)
+    except ValueError as e:
+        out.problems.append(f"task {tid}, image {image}: a {labels[0]} stroke: {e}")
+        return None

@@ -73,9 +73,53 @@ class ImportReport:
         ]
 
 
+def painted_path(run_dir: Path, r: int, image: int) -> Path:
+    return Path(run_dir) / "answers" / f"round_{r:02d}" / f"{image:06d}.png"
+
+
+def save_painted(rundir: RunDir, r: int, image: int, painted: np.ndarray) -> None:
+    """Commit an image's painted pixel answers of round r (over an earlier import's)."""
+    import io
+
+    from PIL import Image
+
+    path = painted_path(rundir.path, r, image)
+    if path.is_file():
+        old = np.asarray(Image.open(path))
+        painted = np.where(painted != 255, painted, old).astype(np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(painted.astype(np.uint8)).save(buf, format="PNG")
+    rundir.write_file(path, buf.getvalue())
+
+
+class PaintedLabels:
+    """``index -> (H, W)`` long: the pixel answers people painted for a pool image (all
+    rounds, 255 where nothing was painted) — the ground truth that pixel-labeled regions
+    train on when people answer."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.root = Path(run_dir) / "answers"
+
+    def __call__(self, index: int) -> Any:
+        import torch
+        from PIL import Image
+
+        paths = sorted(self.root.glob(f"round_*/{index:06d}.png"))
+        if not paths:
+            raise FileNotFoundError(f"no painted answers of image {index} under {self.root}")
+        out = np.asarray(Image.open(paths[0])).copy()
+        for p in paths[1:]:
+            m = np.asarray(Image.open(p))
+            out = np.where(m != 255, m, out)
+        return torch.from_numpy(out.astype(np.int64))
+
+
 def _given(q: QueryRound, ids: list[int], answers: dict[int, list[str]]) -> np.ndarray:
-    """People's answers in the oracle's form: multi-hot rows, or class ids (dominant)."""
+    """People's answers in the oracle's form: multi-hot rows, or class ids (dominant;
+    pixel answers: no class, their pixels are the painted maps)."""
     names = choice_names(q)
+    if q.label_type == "pixel":
+        return np.full(len(ids), NO_CLASS, dtype=np.int64)
     if q.label_type == "dominant":
         return np.array(
             [NO_CLASS if answers[g][0] == VOID else names.index(answers[g][0]) for g in ids],
@@ -148,9 +192,9 @@ def import_answers(run_dir: Path, export: Any) -> ImportReport:
     try:
         state = rundir.read_state()
         q = load_queries(rundir, r)
-        parsed = parse_export(export, q)
-        ids = sorted(parsed.answers)
         parts = _parts(run_dir)
+        parsed = parse_export(export, q, lambda i: parts.regions.map_tensor(i).numpy())
+        ids = sorted(parsed.answers)
         store = parts.store
         previous = rundir.labels_path(r) if rundir.labels_path(r).is_file() else None
         if previous is None and r > 0:
@@ -162,6 +206,8 @@ def import_answers(run_dir: Path, export: Any) -> ImportReport:
             np.array(ids, dtype=np.int64), _given(q, ids, parsed.answers), scores
         )
         if ids:
+            for image, painted in parsed.painted.items():
+                save_painted(rundir, r, image, painted)
             store.add(ann, r)
             rows = _old_rows(rundir, r) + ann.records(parts.regions, list(q.classes))
             rundir.write_selections(r, rows)
