@@ -83,6 +83,7 @@ class WeakConfig:
     beta: float = _req(gt=0)
     walk_steps: int = _req(ge=0)
     boundary_epochs: int | None = _opt(ge=1)
+    boundary_tolerance: float = _opt(1.0, ge=0)
     pseudo_labels: bool = _req()
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -251,6 +252,8 @@ def test_image_labels_run_end_to_end_and_resume(tmp_path):
     assert len(rows) == 3
     for k in ("cam_mIoU", "confident_acc", "confident_coverage", "pseudo_mIoU"):
         assert k in rows[-1]
+    for k in ("boundary_ods", "boundary_ois"):  # the boundary network on the test split
+        assert 0 <= float(rows[-1][k]) <= 100
     tagged: set[str] = set()
     for r in range(3):
         sel = read_csv(out / "selections" / f"round_{r:02d}.csv")
@@ -270,3 +273,51 @@ def test_image_labels_run_end_to_end_and_resume(tmp_path):
     assert resumed[-1]["mIoU"] == pytest.approx(rows[-1]["mIoU"])
     assert resumed[-1]["pseudo_mIoU"] == pytest.approx(rows[-1]["pseudo_mIoU"])
     assert json.loads((killed / "state.json").read_text())["phase"] == "done"
+
+
+# -- boundary F-measure ----------------------------------------------------------------------------
+def test_label_boundaries_both_sides_and_void():
+    from alseg.weak.boundary_eval import label_boundaries
+
+    lab = np.array([[0, 0, 1, 1], [0, 0, 1, 1], [255, 255, 255, 255]])
+    expected = np.array([[0, 1, 1, 0], [0, 1, 1, 0], [0, 0, 0, 0]], dtype=bool)
+    assert (label_boundaries(lab) == expected).all()  # void rows are not boundaries
+
+
+def test_match_counts_one_to_one_within_the_tolerance():
+    from alseg.weak.boundary_eval import match_counts
+
+    gt = np.zeros((8, 8), bool)
+    gt[:, 4] = True
+    shifted = np.zeros((8, 8), bool)
+    shifted[:, 5] = True
+    assert match_counts(shifted, gt, 1.0) == (8, 8, 8)
+    assert match_counts(shifted, gt, 0.5) == (0, 8, 8)
+    double = shifted.copy()
+    double[:, 3] = True  # two lines for one: only one of them can match
+    assert match_counts(double, gt, 1.0) == (8, 16, 8)
+    diagonal = np.zeros((8, 8), bool)
+    diagonal[0, 3] = True  # sqrt(2) from (1, 4): out at 1.0, in at 1.5
+    assert match_counts(diagonal, gt & (np.arange(8)[:, None] == 1), 1.0)[0] == 0
+    assert match_counts(diagonal, gt & (np.arange(8)[:, None] == 1), 1.5)[0] == 1
+
+
+def test_ods_and_ois_hand_counted():
+    """Two 8x8 images, ground truth a vertical line each. Image A: at 0.4 a right line
+    (P = R = 1) and at 0.8 nothing; image B: at 0.4 two lines (P 1/2, R 1), at 0.8 the
+    right one only (P = R = 1). ODS: 0.4 -> counts (16, 24, 16): P 2/3, R 1, F 0.8;
+    0.8 -> (8, 8, 16): P 1, R 1/2, F 2/3; ODS = 0.8 at 0.4. OIS: A at 0.4, B at 0.8 ->
+    (16, 16, 16): F = 1."""
+    from alseg.weak.boundary_eval import f_measure
+
+    gt = np.zeros((8, 8), bool)
+    gt[:, 4] = True
+    a = np.zeros((8, 8))
+    a[:, 4] = 0.5
+    b = np.zeros((8, 8))
+    b[:, 4] = 0.9
+    b[:, 1] = 0.5
+    s = f_measure([a, b], [gt, gt], thresholds=[0.4, 0.8], tolerance=1.0)
+    assert s.ods == pytest.approx(0.8) and s.ods_threshold == 0.4
+    assert s.precision == pytest.approx(2 / 3) and s.recall == pytest.approx(1.0)
+    assert s.ois == pytest.approx(1.0)

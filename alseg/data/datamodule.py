@@ -432,6 +432,10 @@ class ActiveDataModule(pl.LightningDataModule):
     def test_dataloader(self) -> DataLoader:
         return self._loader(self.test_set, self.pool_batch_size, False, shard=True)
 
+    def whole_test_dataloader(self) -> DataLoader:
+        """The whole test split in every process (an evaluation outside a Trainer)."""
+        return self._loader(self.test_set, self.pool_batch_size, False)
+
     def pool_dataloader(self) -> DataLoader:
         """Unlabeled pool images (at least one unlabeled region), no augmentation."""
         return self._loader(self.pool, self.pool_batch_size, False)

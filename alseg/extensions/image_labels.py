@@ -12,7 +12,9 @@ round's stage-1 fit (the tag classifier), for the tagged images
 
 Against ground truth, for the record (never used in training): ``cam_mIoU`` (argmax of
 the tagged CAMs), ``confident_acc`` / ``confident_coverage`` (the confident areas) and
-``pseudo_mIoU`` (the random-walk labels), over the tagged images.
+``pseudo_mIoU`` (the random-walk labels), over the tagged images; ``boundary_ods`` /
+``boundary_ois`` (the boundary network's F-measure on the test split, class-agnostic,
+matched within ``weak.boundary_tolerance`` pixels).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from alseg.models.segmentation import (
     SegmentationModule,
     build_network,
 )
+from alseg.weak.boundary_eval import f_measure, label_boundaries
 from alseg.weak.cam import cam_labels, confident_labels, multiscale_cams
 from alseg.weak.paths import PathIndex, boundary_mil_loss, random_walk
 
@@ -155,12 +158,20 @@ class CamWriter(_TagWriter):
 
 class WalkWriter(_TagWriter):
     """Writes the random-walk pseudo labels (argmax over the tagged classes of the
-    propagated CAMs); counts their confusion matrix."""
+    propagated CAMs); counts their confusion matrix. ``extra``: stats saved with them."""
 
-    def __init__(self, folder: Path, loop: Any, settings: Any, boundary: BoundaryModule) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        loop: Any,
+        settings: Any,
+        boundary: BoundaryModule,
+        extra: dict[str, float] | None = None,
+    ) -> None:
         C = loop.store.num_classes
         super().__init__(folder, loop, settings, C * C)
         self.boundary_module, self.index = boundary, PathIndex(settings.radius)
+        self.extra = dict(extra or {})
 
     def on_batch(self, outputs: Any, batch: dict[str, Any]) -> None:
         indices, tags, cams = self.cams(batch)
@@ -174,7 +185,7 @@ class WalkWriter(_TagWriter):
             self.counts += confusion(pseudo, self.mask_fn(index), self.C, self.ignore)
 
     def stats(self) -> dict[str, float]:
-        return {"pseudo_mIoU": miou(self.counts, self.C)}
+        return {"pseudo_mIoU": miou(self.counts, self.C), **self.extra}
 
 
 class ImageLabels(Extension):
@@ -222,9 +233,10 @@ class ImageLabels(Extension):
             loop, CAMS, r, fit.model, tagged, lambda f: CamWriter(f, loop, self.s)
         )
         boundary = self.train_boundary(r, cam_folder)
+        bnd = boundary_scores(boundary, loop.dm.whole_test_dataloader(), self.s.boundary_tolerance)
         loop.tracker.phase(r, "random walk", len(tagged))
         walk_folder, walk_stats = write_maps(
-            loop, WALK, r, fit.model, tagged, lambda f: WalkWriter(f, loop, self.s, boundary)
+            loop, WALK, r, fit.model, tagged, lambda f: WalkWriter(f, loop, self.s, boundary, bnd)
         )
         self.stats = {**cam_stats, **walk_stats}
         fit.eval_model = train_on_pseudo_labels(loop, r, walk_folder, self.keep)
@@ -238,6 +250,22 @@ class ImageLabels(Extension):
 
     def metrics_row(self, r: int) -> dict[str, float]:
         return dict(self.stats)
+
+
+@torch.no_grad()
+def boundary_scores(module: BoundaryModule, loader: Any, tolerance: float) -> dict[str, float]:
+    """ODS and OIS F-measure (%) of the boundary network on a split, class-agnostic: its
+    B against the boundaries of the ground-truth labels (``alseg.weak.boundary_eval``)."""
+    was = module.training
+    module.eval()
+    probs, gts = [], []
+    for batch in loader:
+        B = module.boundary(batch["image"].to(module.device)).float().cpu().numpy()
+        probs += list(B)
+        gts += [label_boundaries(m.numpy(), module.ignore_index) for m in batch["mask"]]
+    module.train(was)
+    s = f_measure(probs, gts, tolerance=tolerance)
+    return {"boundary_ods": round(100 * s.ods, 4), "boundary_ois": round(100 * s.ois, 4)}
 
 
 def boundary_network(arch: str, encoder: str, encoder_weights: str | None) -> Any:
