@@ -25,7 +25,7 @@ from alseg.acquisition.base import RandomStrategy, Selection, Strategy
 from alseg.acquisition.decide import decide
 from alseg.callbacks.acquisition import score_pool
 from alseg.data.datamodule import ActiveDataModule
-from alseg.data.labels import NO_CLASS, Annotations
+from alseg.data.labels import Annotations
 from alseg.data.oracle import SimulatedOracle
 from alseg.distributed import adopt_rank_zero_state
 from alseg.extensions.base import Extension, FitPlan, FitResult, ModelFactory, TrainerFactory
@@ -33,7 +33,7 @@ from alseg.human.queries import AWAITING, QueryRound, load_queries, save_queries
 from alseg.models.segmentation import SegmentationModule, TrainSpan
 from alseg.plots import plot_curve
 from alseg.rundir import RunDir
-from alseg.tracking import Tracker
+from alseg.tracking import Tracker, round_row
 
 
 class ActiveLoop:
@@ -177,22 +177,8 @@ class ActiveLoop:
         model.last_metrics = {}
         trainer.validate(model, dataloaders=self.dm.val_dataloader(), verbose=False)
         trainer.test(model, dataloaders=self.dm.test_dataloader(), verbose=False)
-        m = model.last_metrics
-        usable = self.store.labeled_mask() & (self.store.region_targets() != NO_CLASS)
-        row: dict[str, Any] = {
-            "round": r,
-            "clicks": _r4(self.store.spent()),
-            "labeled_regions": int(self.store.labeled_mask().sum()),
-            "labeled_pixels_pct": _r4(
-                100 * self.region_sizes[usable].sum() / self.region_sizes.sum()
-            ),
-            "val_mIoU": _r4(m["val/mIoU"]),
-            "mIoU": _r4(m["test/mIoU"]),
-            "acc": _r4(m["test/acc"]),
-        }
-        for ext in self.extensions:
-            row.update(ext.metrics_row(r))
-        row.update({k[5:]: _r4(v) for k, v in m.items() if k.startswith("test/IoU_")})
+        extra = {k: v for ext in self.extensions for k, v in ext.metrics_row(r).items()}
+        row = round_row(r, self.store, self.region_sizes, model.last_metrics, extra)
         if self.rank_zero:
             rows = self.rundir.write_metrics_row(row)
             plot_curve(rows, self.rundir.curve_path, title=self.strategy.name)
@@ -213,15 +199,8 @@ class ActiveLoop:
         # MC dropout draws from the global RNG: seed it so that a resumed run scores alike.
         pl.seed_everything(self.seed * 1000 + r + 500, workers=True, verbose=False)
         self.tracker.phase(r - 1, "score", len(self.dm.pool))
-        dm = self.dm
         stats, trainer = score_pool(
-            s,
-            model,
-            self.trainer_factory,
-            dm.pool_dataloader,
-            dm.regions,
-            labeled,
-            self.channels_last,
+            s, model, self.trainer_factory, self.dm, labeled, self.channels_last
         )
         result = None
         if trainer.is_global_zero:
@@ -315,7 +294,3 @@ class ActiveLoop:
     def close(self) -> None:
         """Release the run dir (its lock)."""
         self.rundir.release_lock()
-
-
-def _r4(x: float) -> float:
-    return float(round(float(x), 4))

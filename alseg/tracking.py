@@ -25,6 +25,37 @@ if TYPE_CHECKING:
     from alseg.data.labels import Annotations
 
 
+def _r4(x: float) -> float:
+    return float(round(float(x), 4))
+
+
+def round_row(
+    r: int,
+    store: Any,
+    region_sizes: np.ndarray,
+    metrics: dict[str, float],
+    extra: dict[str, Any],
+) -> dict[str, Any]:
+    """Round r's row of metrics.csv: clicks and labeled share from the LabelStore, the
+    evaluated model's val / test metrics, the extensions' columns (``extra``), then the
+    per-class test IoU."""
+    from alseg.data.labels import NO_CLASS
+
+    usable = store.labeled_mask() & (store.region_targets() != NO_CLASS)
+    row: dict[str, Any] = {
+        "round": r,
+        "clicks": _r4(store.spent()),
+        "labeled_regions": int(store.labeled_mask().sum()),
+        "labeled_pixels_pct": _r4(100 * region_sizes[usable].sum() / region_sizes.sum()),
+        "val_mIoU": _r4(metrics["val/mIoU"]),
+        "mIoU": _r4(metrics["test/mIoU"]),
+        "acc": _r4(metrics["test/acc"]),
+        **extra,
+    }
+    row.update({k[5:]: _r4(v) for k, v in metrics.items() if k.startswith("test/IoU_")})
+    return row
+
+
 def answer_counts(rows: Sequence[dict[str, Any]]) -> dict[str, int]:
     """Clicks-free histogram of the answers of a round: each class named counts once per
     region (a multi-class answer "road|car" counts for road and for car), largest first."""

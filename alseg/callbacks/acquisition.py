@@ -61,8 +61,7 @@ def score_pool(
     strategy: Strategy,
     model: pl.LightningModule,
     make_trainer: Callable[[list[pl.Callback]], pl.Trainer],
-    pool_loader: Callable[[], Any],
-    regions: Any,
+    datamodule: Any,
     labeled: np.ndarray,
     channels_last: bool = False,
 ) -> tuple[Stats, pl.Trainer]:
@@ -70,16 +69,17 @@ def score_pool(
     given the context the strategy made of the previous one), and the trainer that ran them.
 
     Args:
-        regions: the pool's ``RegionSet`` (``num_regions``, ``offsets``).
+        datamodule: has ``regions`` (the pool's ``RegionSet``) and ``pool_dataloader()``.
         labeled: (R_total,) bool, regions already labeled.
     """
+    regions = datamodule.regions
     scorer = PoolScorer(strategy, regions.num_regions, regions.offsets, labeled)
     callback = AcquisitionCallback(scorer, strategy.outputs(channels_last))
     trainer = make_trainer([callback])
     stats: Stats = {}  # the context of pass p, then the statistics of the last pass
     for p in range(strategy.passes):
         callback.begin(p, stats if p else {})
-        trainer.predict(model, dataloaders=pool_loader(), return_predictions=False)
+        trainer.predict(model, dataloaders=datamodule.pool_dataloader(), return_predictions=False)
         assert callback.stats is not None
         last = p == strategy.passes - 1
         stats = callback.stats if last else strategy.end_pass(p, callback.stats)
