@@ -428,7 +428,8 @@ def _resume_config(
             "a run cannot have fewer rounds than it has done"
         )
     labels = rundir.labels_path(r)
-    if not labels.is_file():
+    waiting = state.get("phase") == "awaiting_answers"  # round r's answers may not exist yet
+    if not labels.is_file() and not waiting:
         raise RunDirError(f"{labels} is missing: {rundir.state_path} says round {r} was labeled")
     old = state.get("config")
     if isinstance(old, str) and old != config_yaml:

@@ -99,6 +99,8 @@ def test_round_trip_equals_the_simulated_oracle(tmp_path, labeling, capsys):
     q = load_queries(RunDir(out), 0)
     assert q.queries and not q.answered
 
+    assert main(["resume", str(out)]) == 0  # before any answer: it says what to do, stops
+    assert "queries wait for answers" in capsys.readouterr().out
     assert main(["export", str(out)]) == 0
     folder = out / "export" / "round_00"
     tasks = json.loads((folder / "tasks.json").read_text())
