@@ -341,3 +341,47 @@ def test_pixel_answers_painted_with_brushes(tmp_path, capsys):
     assert store.cost[ids].tolist() == [1.0] * ids.size
     assert main(["resume", str(out)]) == 0  # trains on the painted pixels
     assert _state(out)["round"] == 1 and _state(out)["phase"] == "awaiting_answers"
+
+
+def test_folder_layout_round_trip(tmp_path):
+    """People answer queries on a user's own folder of photographs (images of several
+    sizes): tasks carry each image at its own size and the answers import."""
+    from layout_fixtures import photo_folder_tree
+
+    root = photo_folder_tree(tmp_path / "photos", {"train": 6, "val": 2, "test": 2})
+    out = tmp_path / "run"
+    args = [
+        "data=folder",
+        f"data.root={root}",
+        "data.num_classes=3",
+        "data.class_names=[dark,mid,bright]",
+        "data.crop_size=[32,48]",
+        "data.batch_size=2",
+        "data.pool_batch_size=1",
+        "regions.n_segments=16",
+        f"regions.cache_dir={tmp_path / 'c'}",
+        "regions.num_workers=1",
+        "active.rounds=2",
+        "active.budget=6",
+        "trainer.max_epochs=1",
+        "trainer.enable_progress_bar=false",
+        "logger=none",
+        "labeling.oracle=human",
+    ]
+    assert main(["run", *args, f"run_dir={out}"]) == 0
+    assert main(["export", str(out)]) == 0
+    tasks = json.loads((out / "export" / "round_00" / "tasks.json").read_text())
+    sim, names = _truth(out)
+    cfg = load_run_config(out)
+    train = build_parts(cfg, progress=False).train
+    for t in tasks:  # the image at its own size, the outlines inside it
+        i = t["data"]["alseg_image"]
+        h, w = train[i]["image"].shape[-2:]
+        reg = t["predictions"][0]["result"][0]
+        assert (reg["original_height"], reg["original_width"]) == (h, w)
+        assert all(0 <= x <= 100 and 0 <= y <= 100 for x, y in reg["value"]["points"])
+    (tmp_path / "a.json").write_text(json.dumps(_answer(tasks, lambda g: _names(sim, names, g))))
+    assert main(["import", str(out), str(tmp_path / "a.json")]) == 0
+    assert _state(out)["phase"] == "labeled"
+    assert main(["resume", str(out)]) == 0
+    assert _state(out)["round"] == 1
