@@ -18,6 +18,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from omegaconf import OmegaConf
 
@@ -71,6 +72,14 @@ def _parser() -> argparse.ArgumentParser:
         "name", choices=["acquisition", "adaptive", "committee", "pruning", "regions", "scoring"]
     )
     bench.add_argument("args", nargs=argparse.REMAINDER, help="options of the benchmark (--quick)")
+    _people_parsers(sub)
+    cfg = sub.add_parser("config", help="print the composed config")
+    cfg.add_argument("overrides", nargs="*", help=OVERRIDE_HELP)
+    return p
+
+
+def _people_parsers(sub: Any) -> None:
+    """``alseg export`` and ``alseg import`` (labeling.oracle=human)."""
     exp = sub.add_parser(
         "export", help="a run waiting for answers: its queries as Label Studio tasks"
     )
@@ -90,9 +99,6 @@ def _parser() -> argparse.ArgumentParser:
     )
     imp.add_argument("--url", default=None, help="the server (default: the export's)")
     imp.add_argument("--project", type=int, default=None, help="its project id")
-    cfg = sub.add_parser("config", help="print the composed config")
-    cfg.add_argument("overrides", nargs="*", help=OVERRIDE_HELP)
-    return p
 
 
 def _config(args: argparse.Namespace) -> int:

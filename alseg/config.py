@@ -148,6 +148,27 @@ def validate(cfg: DictConfig) -> None:
                     "(the iterations of round 0 / of the last round / of the lr schedule); "
                     f"set active.schedule=continuous or active.{key}=null"
                 )
+    _validate_questions(cfg, adapt)
+    if adapt and cfg.labeling.type in ("multiclass", "image"):
+        raise ConfigError("adaptation.enabled=true trains with dominant or pixel labels only")
+    if cfg.adaptation.match_labels and not adapt:
+        raise ConfigError(
+            "adaptation.match_labels=true re-samples the source domain: set adaptation.enabled=true"
+        )
+    if cfg.data.batch_size < 2 and cfg.model.arch in BATCH_NORM_POOLING:
+        raise ConfigError(
+            f"data.batch_size={cfg.data.batch_size} cannot train model.arch={cfg.model.arch}: "
+            "its batch norm after global pooling needs at least 2 images per batch (per "
+            "device); use data.batch_size >= 2"
+        )
+    try:
+        get_strategy(cfg.active.strategy, **cfg.active.strategy_params)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+
+
+def _validate_questions(cfg: DictConfig, adapt: bool) -> None:
+    """Who answers (people: what they cannot answer yet) and image-level questions."""
     if cfg.labeling.oracle == "human":
         simulated_only = [
             k
@@ -177,22 +198,6 @@ def validate(cfg: DictConfig) -> None:
             "labeling=image trains its own pseudo labels (weak.*): set labeling.void_bit=false, "
             "stage2.enabled=false and sieve.enabled=false"
         )
-    if adapt and cfg.labeling.type in ("multiclass", "image"):
-        raise ConfigError("adaptation.enabled=true trains with dominant or pixel labels only")
-    if cfg.adaptation.match_labels and not adapt:
-        raise ConfigError(
-            "adaptation.match_labels=true re-samples the source domain: set adaptation.enabled=true"
-        )
-    if cfg.data.batch_size < 2 and cfg.model.arch in BATCH_NORM_POOLING:
-        raise ConfigError(
-            f"data.batch_size={cfg.data.batch_size} cannot train model.arch={cfg.model.arch}: "
-            "its batch norm after global pooling needs at least 2 images per batch (per "
-            "device); use data.batch_size >= 2"
-        )
-    try:
-        get_strategy(cfg.active.strategy, **cfg.active.strategy_params)
-    except ValueError as e:
-        raise ConfigError(str(e)) from None
 
 
 def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:

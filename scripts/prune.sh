@@ -15,10 +15,10 @@ sets=${SETS:-shapes synthetic}
 keeps=${KEEPS:-0.7 0.5 0.3}
 scores=${BY:-el2n grand forgetting dyn_unc}
 threads=${THREADS:-$(( $(nproc) / par ))}; [ "$threads" -ge 1 ] || threads=1
-prune_plan() {  # DIR ARGS...: like plan_run, for `alseg prune`
+prune_plan() {  # DIR ARGS...: like plan_run, for `alseg prune` (a killed run starts afresh)
   local d=$1
   shift
-  if [ ! -f "$d/state.json" ]; then
+  if ! grep -qs '"done"' "$d/state.json"; then
     echo "prune $* run_dir=$d logger=none trainer.enable_progress_bar=false"
   fi
 }

@@ -123,17 +123,22 @@ class PoolScorer:
             mean_logits = logits.mean(-1) if logits.dim() == 5 else logits
             stats["pred"] = region_majority(mean_logits.argmax(1), compact, n, logits.shape[1])
 
+        self._store(stats, gids, idx.to(device))
+
+    def _store(self, stats: Stats, gids: torch.Tensor, images: torch.Tensor) -> None:
+        """Write one batch's statistics into the region, image and group buffers."""
+        device = gids.device
         if self.scored is None:
             self.scored = torch.zeros(self.total, dtype=torch.bool, device=device)
             self.image_scored = torch.zeros(self.num_images, dtype=torch.bool, device=device)
         assert self.image_scored is not None
         self.scored[gids] = True
-        self.image_scored[idx.to(device)] = True
+        self.image_scored[images] = True
         for name, value in stats.items():
             if name.split("/")[0] in GROUPS:
                 continue
             if name.startswith("image/"):
-                self._buffer(name, self.num_images, value)[idx.to(device)] = value
+                self._buffer(name, self.num_images, value)[images] = value
             else:
                 self._buffer(name, self.total, value)[gids] = value
         for group in GROUPS:

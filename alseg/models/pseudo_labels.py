@@ -100,14 +100,7 @@ def propagate_pseudo_labels(
     proto = _prototypes(f, probs.reshape(C, -1).T.float(), r, R)  # 1.
 
     def sims(pixels: torch.Tensor, owners: torch.Tensor) -> torch.Tensor:
-        """(K, C) similarity of pixels to the prototypes of region ``owners``; -inf where
-        the pair is no prototype. Blocks of pixels bound the (block, C, D) gather."""
-        res = torch.empty(pixels.numel(), C, device=dev)
-        for s in range(0, pixels.numel(), block):
-            px, ow = pixels[s : s + block], owners[s : s + block]
-            val = torch.einsum("kd,kcd->kc", f[px], proto[ow])
-            res[s : s + block] = val.masked_fill(~pairs[ow], float("-inf"))
-        return res
+        return _similarities(f, proto, pairs, pixels, owners, block)
 
     # 2. intra-region localisation
     inside = pairs[r].any(1).nonzero().squeeze(1)  # pixels of labeled regions
@@ -119,13 +112,37 @@ def propagate_pseudo_labels(
     if pixels.numel():
         sim = sims(pixels, owners)
         valid = (sim > thr[owners]).any(1)  # NaN thresholds (no pixel chose it) never pass
-        pixels, owners, label = pixels[valid], owners[valid], sim[valid].argmax(1)
-        last = torch.full((r.numel(),), -1, dtype=torch.long, device=dev)
-        last = last.scatter_reduce(0, pixels, owners, "amax")  # the last labeled region
-        won = owners == last[pixels]
-        out[pixels[won]] = label[won]
+        _write_last_owner(out, pixels[valid], owners[valid], sim[valid].argmax(1))
     out[inside] = c_own  # intra-region labels win
     return out.view(H, W)
+
+
+def _similarities(
+    f: torch.Tensor,
+    proto: torch.Tensor,
+    pairs: torch.Tensor,
+    pixels: torch.Tensor,
+    owners: torch.Tensor,
+    block: int,
+) -> torch.Tensor:
+    """(K, C) similarity of pixels to the prototypes of region ``owners``; -inf where the
+    pair is no prototype. Blocks of pixels bound the (block, C, D) gather."""
+    res = torch.empty(pixels.numel(), pairs.shape[1], device=f.device)
+    for s in range(0, pixels.numel(), block):
+        px, ow = pixels[s : s + block], owners[s : s + block]
+        val = torch.einsum("kd,kcd->kc", f[px], proto[ow])
+        res[s : s + block] = val.masked_fill(~pairs[ow], float("-inf"))
+    return res
+
+
+def _write_last_owner(
+    out: torch.Tensor, pixels: torch.Tensor, owners: torch.Tensor, label: torch.Tensor
+) -> None:
+    """``out[pixel] = label`` of the highest-id region that expanded into each pixel."""
+    last = torch.full((out.numel(),), -1, dtype=torch.long, device=out.device)
+    last = last.scatter_reduce(0, pixels, owners, "amax")  # the last labeled region
+    won = owners == last[pixels]
+    out[pixels[won]] = label[won]
 
 
 def _neighbour_pixels(
