@@ -132,22 +132,7 @@ def validate(cfg: DictConfig) -> None:
             f"active.init_budget={cfg.active.init_budget:g} must be > 0 or null "
             "(0 only with adaptation.enabled=true: a source-only round 0)"
         )
-    if cfg.active.schedule == "continuous":
-        if cfg.trainer.max_steps <= 0:
-            raise ConfigError(
-                "active.schedule=continuous selects every trainer.max_steps iterations: "
-                f"trainer.max_steps={cfg.trainer.max_steps}; set trainer.max_steps > 0"
-            )
-        if cfg.stage2.enabled:
-            raise ConfigError("active.schedule=continuous cannot be combined with stage2")
-    else:
-        for key in ("init_steps", "final_steps", "lr_total_steps"):
-            if cfg.active[key] is not None:
-                raise ConfigError(
-                    f"active.{key}={cfg.active[key]} belongs to active.schedule=continuous "
-                    "(the iterations of round 0 / of the last round / of the lr schedule); "
-                    f"set active.schedule=continuous or active.{key}=null"
-                )
+    _validate_schedule(cfg)
     _validate_questions(cfg, adapt)
     if adapt and cfg.labeling.type in ("multiclass", "image"):
         raise ConfigError("adaptation.enabled=true trains with dominant or pixel labels only")
@@ -165,6 +150,26 @@ def validate(cfg: DictConfig) -> None:
         get_strategy(cfg.active.strategy, **cfg.active.strategy_params)
     except ValueError as e:
         raise ConfigError(str(e)) from None
+
+
+def _validate_schedule(cfg: DictConfig) -> None:
+    """The keys of the continuous schedule belong to it, and it to them."""
+    if cfg.active.schedule == "continuous":
+        if cfg.trainer.max_steps <= 0:
+            raise ConfigError(
+                "active.schedule=continuous selects every trainer.max_steps iterations: "
+                f"trainer.max_steps={cfg.trainer.max_steps}; set trainer.max_steps > 0"
+            )
+        if cfg.stage2.enabled:
+            raise ConfigError("active.schedule=continuous cannot be combined with stage2")
+    else:
+        for key in ("init_steps", "final_steps", "lr_total_steps"):
+            if cfg.active[key] is not None:
+                raise ConfigError(
+                    f"active.{key}={cfg.active[key]} belongs to active.schedule=continuous "
+                    "(the iterations of round 0 / of the last round / of the lr schedule); "
+                    f"set active.schedule=continuous or active.{key}=null"
+                )
 
 
 def _validate_questions(cfg: DictConfig, adapt: bool) -> None:
