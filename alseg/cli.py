@@ -202,6 +202,9 @@ def _split_tasks(run_dirs: list[Path]) -> dict[str, list[Path]]:
 
     out: dict[str, list[Path]] = {"active": [], "debias": [], "prune": []}
     for d in run_dirs:
+        if not (Path(d) / "config.yaml").is_file():
+            print(f"note: {d}: not a run dir (no config.yaml); skipped", file=sys.stderr)
+            continue
         task = "debias" if is_debias_run(d) else "prune" if is_prune_run(d) else "active"
         out[task].append(d)
     return out

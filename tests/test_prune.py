@@ -255,6 +255,8 @@ def test_prune_score_then_retrain(tmp_path):
         assert row.kept == len(kept)
     dirs = [str(score_dir), str(tmp_path / "hardest"), str(tmp_path / "random")]
     assert main(["report", *dirs, "--out", str(tmp_path / "report")]) == 0
+    # again, with the report folder inside the glob (as a rerun of scripts/prune.sh): named
+    assert main(["report", *dirs, str(tmp_path / "report"), "--out", str(tmp_path / "report")]) == 0
     table = (tmp_path / "report" / "table.md").read_text()
     assert "| setting | keep 50 % | keep 25 % |" in table
     assert "| hardest el2n |" in table and "| random |" in table
