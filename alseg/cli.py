@@ -212,7 +212,7 @@ def _split_tasks(run_dirs: list[Path]) -> dict[str, list[Path]]:
 
 def _summarize(args: argparse.Namespace) -> int:
     from alseg.debias.report import load_results, results_table
-    from alseg.prune.report import load_retrains, metric_of, retrain_table
+    from alseg.prune.report import load_retrains, retrain_table
     from alseg.report import load_runs, markdown_table
 
     tasks = _split_tasks(args.run_dirs)
@@ -223,7 +223,7 @@ def _summarize(args: argparse.Namespace) -> int:
         notes += more
     if tasks["prune"]:
         df, more = load_retrains(tasks["prune"])
-        tables.append(retrain_table(df, metric_of(df)))
+        tables.append(retrain_table(df))
         notes += more
     if tasks["active"] or not tables:
         df, more = load_runs(tasks["active"])

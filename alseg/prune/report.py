@@ -47,13 +47,16 @@ def load_retrains(run_dirs: Sequence[Path | str]) -> tuple[pd.DataFrame, list[st
     return pd.DataFrame(rows), notes
 
 
-def retrain_table(df: pd.DataFrame, metric: str) -> str:
+def retrain_table(df: pd.DataFrame, metric: str | None = None) -> str:
     """Markdown per data set: one row per setting, a column per kept fraction (mean ± std
-    over seeds); the full-data row fills every column with its one value."""
+    over seeds); the full-data row fills every column with its one value. ``metric``:
+    None = each data set's own (``metric_of``)."""
     if df.empty:
         raise ValueError("no finished pruning retrain run among the given folders")
     out = []
+    chosen = metric
     for data, g in df.groupby("data"):
+        metric = chosen or metric_of(g)
         keeps = sorted(g.loc[g.keep < 1.0, "keep"].unique(), reverse=True)
         head = " | ".join(f"keep {100 * k:.0f} %" for k in keeps)
         lines = [
@@ -72,14 +75,16 @@ def retrain_table(df: pd.DataFrame, metric: str) -> str:
     return "\n\n".join(out)
 
 
-def plot_retrains(df: pd.DataFrame, path: Path, metric: str) -> None:
+def plot_retrains(df: pd.DataFrame, path: Path, metric: str | None = None) -> None:
     """Test metric vs kept fraction, one line per setting (mean ± std band), a panel per
-    data set."""
+    data set (``metric`` None: each data set's own)."""
     plt = _pyplot()
     sets = sorted(df.data.unique())
     fig, axes = plt.subplots(1, len(sets), figsize=(5.5 * len(sets), 4), squeeze=False)
+    chosen = metric
     for ax, data in zip(axes[0], sets):
         g = df[df.data == data]
+        metric = chosen or metric_of(g)
         full = g[g.keep == 1.0][metric]
         for setting, s in sorted(g[g.keep < 1.0].groupby("setting"), key=lambda t: t[0]):
             stats = s.groupby("keep")[metric].agg(["mean", "std"]).fillna(0.0)
@@ -106,11 +111,10 @@ def metric_of(df: pd.DataFrame) -> str:
 
 def write_prune_report(run_dirs: Sequence[Path | str], out: Path) -> list[str]:
     df, notes = load_retrains(run_dirs)
-    metric = metric_of(df) if not df.empty else "mIoU"
-    table = retrain_table(df, metric)
+    table = retrain_table(df)
     out.mkdir(parents=True, exist_ok=True)
     df.to_csv(out / "runs.csv", index=False)
     df.to_parquet(out / "runs.parquet", index=False)
     (out / "table.md").write_text(table + "\n")
-    plot_retrains(df, out / "pruning.png", metric)
+    plot_retrains(df, out / "pruning.png")
     return notes
