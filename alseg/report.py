@@ -113,6 +113,14 @@ def finished_results(
         yield d, json.loads(path.read_text()), cfg
 
 
+def save_tables(df: pd.DataFrame, table: str, out: Path) -> None:
+    """runs.csv, runs.parquet (one row per run or run x round) and table.md into ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    df.to_csv(out / "runs.csv", index=False)
+    df.to_parquet(out / "runs.parquet", index=False)
+    (out / "table.md").write_text(table + "\n")
+
+
 def save_figure(fig: Any, path: Path) -> None:
     """Lay out, write (making the folder) and close a figure."""
     fig.tight_layout()
@@ -164,10 +172,7 @@ def write_report(run_dirs: Sequence[Path | str], out: Path, metric: str = "mIoU"
     df, notes = load_runs(run_dirs)
     if df.empty:
         raise ValueError("no run dir with complete rounds among: " + ", ".join(map(str, run_dirs)))
-    out.mkdir(parents=True, exist_ok=True)
-    df.to_csv(out / "runs.csv", index=False)
-    df.to_parquet(out / "runs.parquet", index=False)
+    save_tables(df, markdown_table(df, metric), out)
     plot_curves(df, out / "curves.png", metric)
     plot_class_heatmap(df, out / "classes.png")
-    (out / "table.md").write_text(markdown_table(df, metric) + "\n")
     return notes

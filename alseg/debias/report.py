@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
-from alseg.report import finished_results, mean_std
+from alseg.report import finished_results, mean_std, save_tables
 from alseg.rundir import RunDir
 
 COLUMNS = ("unbiased", "aligned", "conflicting", "worst")
@@ -68,9 +68,5 @@ def results_table(df: pd.DataFrame, split: str = "test") -> str:
 def write_results_report(run_dirs: Sequence[Path | str], out: Path) -> list[str]:
     """runs.csv, runs.parquet and table.md of debiasing runs into ``out``."""
     df, notes = load_results(run_dirs)
-    table = results_table(df)
-    out.mkdir(parents=True, exist_ok=True)
-    df.to_csv(out / "runs.csv", index=False)
-    df.to_parquet(out / "runs.parquet", index=False)
-    (out / "table.md").write_text(table + "\n")
+    save_tables(df, results_table(df), out)
     return notes

@@ -36,6 +36,7 @@ from alseg.models.segmentation import (
     SegmentationModule,
     build_network,
 )
+from alseg.scatter import region_class_counts
 from alseg.weak.boundary_eval import f_measure, label_boundaries
 from alseg.weak.cam import cam_labels, confident_labels, multiscale_cams
 from alseg.weak.paths import PathIndex, boundary_mil_loss, random_walk
@@ -45,10 +46,11 @@ BOUNDARY_STAGE = 3
 
 
 def confusion(pred: torch.Tensor, gt: torch.Tensor, num_classes: int, ignore: int) -> torch.Tensor:
-    """(C * C,) float64 counts of (ground truth, prediction) over the labeled pixels."""
+    """(C * C,) float64 counts of (ground truth, prediction) over the labeled pixels: the
+    class counts of each ground-truth "region" (``region_class_counts``)."""
     valid = (gt != ignore) & (pred != ignore)
-    pairs = gt[valid].long() * num_classes + pred[valid].long()
-    return torch.bincount(pairs, minlength=num_classes * num_classes).double()
+    counts = region_class_counts(pred[valid].long(), gt[valid].long(), num_classes, num_classes)
+    return counts.reshape(-1).double()
 
 
 def miou(conf: torch.Tensor, num_classes: int) -> float:
@@ -174,6 +176,8 @@ class WalkWriter(_TagWriter):
         self.extra = dict(extra or {})
 
     def on_batch(self, outputs: Any, batch: dict[str, Any]) -> None:
+        # the CAMs of the first pass are recomputed rather than kept: C x H x W floats per
+        # image would not fit in memory at Cityscapes scale
         indices, tags, cams = self.cams(batch)
         bnd = self.boundary_module.to(batch["image"].device).eval()
         B = bnd.boundary(batch["image"]).float()

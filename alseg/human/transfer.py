@@ -201,7 +201,8 @@ def import_answers(run_dir: Path, export: Any) -> ImportReport:
             previous = rundir.labels_path(r - 1)
         if previous is not None:
             store.load(previous)
-        scores = np.array([q.by_id()[g]["score"] for g in ids], dtype=np.float64)
+        by_id = q.by_id()
+        scores = np.array([by_id[g]["score"] for g in ids], dtype=np.float64)
         ann = parts.oracle.answers(
             np.array(ids, dtype=np.int64), _given(q, ids, parsed.answers), scores
         )

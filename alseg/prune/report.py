@@ -10,7 +10,7 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from alseg.plots import _pyplot
-from alseg.report import finished_results, mean_std, save_figure
+from alseg.report import finished_results, mean_std, save_figure, save_tables
 from alseg.rundir import RunDir
 
 
@@ -111,10 +111,6 @@ def metric_of(df: pd.DataFrame) -> str:
 
 def write_prune_report(run_dirs: Sequence[Path | str], out: Path) -> list[str]:
     df, notes = load_retrains(run_dirs)
-    table = retrain_table(df)
-    out.mkdir(parents=True, exist_ok=True)
-    df.to_csv(out / "runs.csv", index=False)
-    df.to_parquet(out / "runs.parquet", index=False)
-    (out / "table.md").write_text(table + "\n")
+    save_tables(df, retrain_table(df), out)
     plot_retrains(df, out / "pruning.png")
     return notes
