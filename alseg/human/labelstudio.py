@@ -194,7 +194,9 @@ def parse_export(export: Any, q: QueryRound, region_map_fn: Any = None) -> Parse
         out.problems.append("the file is not a Label Studio JSON export (a list of tasks)")
         return out
     names = choice_names(q)
-    queries = q.by_id()
+    queries: dict[int, dict[int, dict[str, Any]]] = {}  # image -> its queries by id
+    for g, x in q.by_id().items():
+        queries.setdefault(int(x["image"]), {})[g] = x
     answered = set(q.answered)
     for task in export:
         _parse_task(task, q, queries, answered, names, out, region_map_fn)
@@ -204,7 +206,7 @@ def parse_export(export: Any, q: QueryRound, region_map_fn: Any = None) -> Parse
 def _parse_task(
     task: Any,
     q: QueryRound,
-    queries: dict[int, dict[str, Any]],
+    queries: dict[int, dict[int, dict[str, Any]]],
     answered: set[int],
     names: list[str],
     out: Parsed,
@@ -219,7 +221,7 @@ def _parse_task(
         )
         return
     image = int(data["alseg_image"])
-    mine = {g: x for g, x in queries.items() if int(x["image"]) == image}
+    mine = queries.get(image, {})
     if not mine:
         out.problems.append(f"task {tid}: image {image} was not queried in round {q.round}")
         return
