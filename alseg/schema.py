@@ -85,6 +85,8 @@ class WeakConfig:
     boundary_epochs: int | None = _opt(ge=1)
     boundary_tolerance: float = _opt(1.0, ge=0)
     pseudo_labels: bool = _req()
+    background: bool = _opt(False)
+    bg_score: float = _opt(0.25, ge=0, le=1)
 
 
 @dataclass
@@ -300,6 +302,7 @@ DATA_SCHEMAS: dict[str, type] = {
     "cityscapes": FileData,
     "gta5": FileData,
     "voc": FileData,
+    "sbd": FileData,
     "folder": FolderData,
     "gta5_cityscapes": PairData,
     "imagefolder_da": ImageFolderData,

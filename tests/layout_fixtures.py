@@ -86,6 +86,46 @@ def voc_tree(root: Path, aug: bool = True) -> Path:
     return root
 
 
+def sbd_mat(path: Path, seg: np.ndarray, boundaries: dict[int, np.ndarray]) -> Path:
+    """An SBD ``cls/*.mat``: struct GTcls with the class map and one sparse boundary map per
+    object class 1..20 (``boundaries``: class -> (H, W) bool; the others empty)."""
+    from scipy.io import savemat
+    from scipy.sparse import csc_matrix
+
+    cells = np.empty((20, 1), dtype=object)
+    for k in range(20):
+        cells[k, 0] = csc_matrix(boundaries.get(k + 1, np.zeros(seg.shape, bool)).astype(float))
+    present = np.array([[c] for c in sorted(set(np.unique(seg).tolist()) - {0})])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    savemat(
+        str(path),
+        {"GTcls": {"Segmentation": seg, "Boundaries": cells, "CategoriesPresent": present}},
+    )
+    return path
+
+
+def sbd_tree(root: Path) -> Path:
+    """benchmark_RELEASE/dataset: img/*.jpg, cls/*.mat; train: 3 ids, val: 2 (one 30x44).
+    Each class map: background, a class-15 block at rows 8-19 x cols 8-19 and class 7 at
+    cols 24-; the boundaries of class 15 are the block's outline, of class 7 its left edge."""
+    ids = [f"2008_{k:06d}" for k in range(5)]
+    for k, i in enumerate(ids):
+        h, w = (30, 44) if k == 4 else (32, 32)
+        save(root / "img" / f"{i}.jpg", _image(h, w, k))
+        seg = np.zeros((h, w), np.uint8)
+        seg[8:20, 8:20] = 15
+        seg[:, 24:] = 7
+        person = np.zeros((h, w), bool)
+        person[8:20, 8:20] = True
+        person[9:19, 9:19] = False
+        car = np.zeros((h, w), bool)
+        car[:, 24] = True
+        sbd_mat(root / "cls" / f"{i}.mat", seg, {15: person, 7: car})
+    (root / "train.txt").write_text("\n".join(ids[:3]) + "\n")
+    (root / "val.txt").write_text("\n".join(ids[3:]) + "\n")
+    return root
+
+
 def folder_tree(root: Path, n: dict[str, int] | None = None, classes: int = 3) -> Path:
     """images/<split>/*.jpg + masks/<split>/*.png, ids 0..classes-1 and 255 in stripes;
     the first train image is non-square (40x56)."""

@@ -113,6 +113,40 @@ def _header_size(path: Path) -> tuple[int, int]:
         return im.size[1], im.size[0]
 
 
+def read_sbd_mat(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """An SBD class annotation (``cls/*.mat``, struct ``GTcls``): the (H, W) class map
+    (``Segmentation``, 0 = background) and the (K, H, W) bool boundaries of object classes
+    1..K (``Boundaries``, one sparse matrix per class)."""
+    from scipy.io import loadmat
+
+    try:
+        gt = loadmat(str(path))["GTcls"][0, 0]
+        seg = np.asarray(gt["Segmentation"])
+        cells = np.asarray(gt["Boundaries"], dtype=object).ravel()
+        bounds = np.stack([np.asarray(c.toarray(), dtype=bool) for c in cells])
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found") from None
+    except Exception as e:  # scipy raises several types for broken files
+        raise DataError(
+            f"{path}: not an SBD class annotation (a .mat with struct GTcls holding "
+            f"Segmentation and Boundaries): {type(e).__name__}: {e}"
+        ) from None
+    if seg.ndim != 2 or bounds.shape[1:] != seg.shape:
+        raise DataError(
+            f"{path}: Segmentation {seg.shape} and Boundaries {bounds.shape[1:]} differ in size"
+        )
+    return seg, bounds
+
+
+def _resize_nearest(a: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """(H, W) array resized to (height, width) ``size`` with nearest neighbour."""
+    if size == a.shape:
+        return a
+    im = Image.fromarray(a.astype(np.uint8) if a.dtype == bool else a)
+    out = np.array(im.resize((size[1], size[0]), Image.Resampling.NEAREST))
+    return out.astype(bool) if a.dtype == bool else out
+
+
 class FileSegmentationDataset(Dataset):
     """One split of a segmentation data set stored as image + mask files.
 
@@ -151,7 +185,8 @@ class FileSegmentationDataset(Dataset):
         if check_sizes:
             sizes = []
             for image, mask in self.pairs:
-                a, b = _header_size(image), _header_size(mask)
+                a = _header_size(image)
+                b = a if mask.suffix == ".mat" else _header_size(mask)  # .mat: when read
                 if a != b:
                     raise DataError(
                         f"{mask}: mask size {b[1]}x{b[0]} differs from image {image} "
@@ -201,6 +236,9 @@ class FileSegmentationDataset(Dataset):
     def raw_mask(self, index: int) -> np.ndarray:
         """(H, W) raw mask values as stored (resized with nearest neighbour if configured)."""
         path = self.pairs[index][1]
+        if path.suffix == ".mat":
+            seg = read_sbd_mat(path)[0]
+            return _resize_nearest(seg, _target_size(seg.shape, self._size))
         im = _open(path)
         if im.mode in ("RGB", "RGBA"):
             raise DataError(
@@ -211,6 +249,19 @@ class FileSegmentationDataset(Dataset):
         if size != (im.height, im.width):
             im = im.resize((size[1], size[0]), Image.Resampling.NEAREST)
         return np.array(im)
+
+    def class_boundaries(self, index: int) -> np.ndarray | None:
+        """(C, H, W) bool ground-truth boundaries of each class where the data set has its
+        own (SBD's ``Boundaries``; class 0, the background, has none), else None."""
+        path = self.pairs[index][1]
+        if path.suffix != ".mat":
+            return None
+        seg, bounds = read_sbd_mat(path)
+        size = _target_size(seg.shape, self._size)
+        out = np.zeros((self.num_classes, *size), dtype=bool)
+        for k in range(min(len(bounds), self.num_classes - 1)):
+            out[k + 1] = _resize_nearest(bounds[k], size)
+        return out
 
     def mask(self, index: int) -> torch.Tensor:
         """(H, W) long class ids, ``ignore_index`` for void; raises on invalid values."""

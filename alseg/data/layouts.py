@@ -12,6 +12,9 @@ Layouts (``data.root`` points at the folder shown):
   voc         JPEGImages/*.jpg, SegmentationClass/*.png, ImageSets/Segmentation/<split>.txt;
               split train_aug (SBD): SegmentationClassAug/*.png +
               ImageSets/Segmentation/train_aug.txt
+  sbd         img/*.jpg, cls/*.mat (GTcls: Segmentation, and Boundaries per class, used by
+              the semantic-boundary F-measure), <split>.txt (train, val): the
+              benchmark_RELEASE/dataset folder of the Semantic Boundaries Dataset
   folder      images/<split>/* + masks/<split>/* (same stem), or a list file of "image mask"
               lines per split (data.lists.<split>)
 """
@@ -118,6 +121,13 @@ def voc_classes() -> ClassInfo:
     return ClassInfo(VOC_CLASSES, default_palette(len(VOC_CLASSES)), 255, lut)
 
 
+# --- SBD (Semantic Boundaries Dataset) -------------------------------------------------------
+def sbd_pairs(root: Path, split: str) -> Pairs:
+    _require_dir(root / "cls", "SBD class annotations (cls/*.mat)")
+    ids = read_list(root / f"{split}.txt", root, 1)
+    return [(root / "img" / f"{r[0].name}.jpg", root / "cls" / f"{r[0].name}.mat") for r in ids]
+
+
 # --- image/mask folders --------------------------------------------------------------------
 def folder_pairs(root: Path, split: str, list_file: str | None = None) -> Pairs:
     if list_file:
@@ -162,6 +172,7 @@ LAYOUTS: dict[str, tuple[Callable[[Path, str], Pairs], Callable[[Any], ClassInfo
     "cityscapes": (cityscapes_pairs, lambda d: cityscapes_classes()),
     "gta5": (gta5_pairs, lambda d: cityscapes_classes()),
     "voc": (voc_pairs, lambda d: voc_classes()),
+    "sbd": (sbd_pairs, lambda d: voc_classes()),
     "folder": (lambda root, split: folder_pairs(root, split), folder_classes),
 }
 # Domain-adaptation pairs: the pool/val/test come from the target layout.

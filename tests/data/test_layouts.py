@@ -7,7 +7,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from layout_fixtures import CS_IDS, cityscapes_tree, folder_tree, gta5_tree, save, voc_tree
+from layout_fixtures import (
+    CS_IDS,
+    cityscapes_tree,
+    folder_tree,
+    gta5_tree,
+    save,
+    sbd_tree,
+    voc_tree,
+)
 from omegaconf import OmegaConf
 
 from alseg.config import compose
@@ -105,6 +113,31 @@ def test_voc_palette_masks_border_and_sbd(tmp_path):
     plain = voc_tree(tmp_path / "plain", aug=False)
     with pytest.raises(DataError, match="SegmentationClassAug"):
         build_splits(data_cfg("voc", plain, "data.train_split=train_aug"))
+
+
+def test_sbd_class_maps_and_boundaries_from_mat(tmp_path):
+    root = sbd_tree(tmp_path / "sbd")
+    pool, val, test = build_splits(data_cfg("sbd", root, "data.val_holdout=1"))
+    assert (len(pool), len(val), len(test)) == (2, 1, 2)
+    m = test[1]["mask"].numpy()
+    assert m.shape == (30, 44) and set(np.unique(m)) == {0, 7, 15}
+    assert m[10, 10] == 15 and m[0, 30] == 7 and m[0, 0] == 0
+    b = test.class_boundaries(1)
+    assert b.shape == (21, 30, 44) and b.dtype == bool
+    assert b[15].sum() == 12 * 12 - 10 * 10 and b[7].sum() == 30 and b[7][:, 24].all()
+    assert not b[0].any() and not b[np.r_[1:7, 8:15, 16:21]].any()
+    small = build_splits(data_cfg("sbd", root, "data.val_holdout=1", "data.image_size=[16,16]"))
+    assert small[2][0]["mask"].shape == (16, 16)
+    assert small[2].class_boundaries(0).shape == (21, 16, 16)
+    assert (
+        build_splits(data_cfg("voc", voc_tree(tmp_path / "voc"), "data.val_holdout=1"))[
+            2
+        ].class_boundaries(0)
+        is None
+    )  # label maps only: the F-measure derives boundaries
+    (root / "cls" / "2008_000004.mat").write_bytes(b"not a mat file")
+    with pytest.raises(DataError, match=r"2008_000004.mat: not an SBD class annotation"):
+        test.mask(1)
 
 
 def test_folder_stems_lists_id_map_and_resize(tmp_path):
