@@ -196,6 +196,7 @@ def build_parts(cfg: DictConfig, progress: bool = True) -> Parts:
         train.ignore_index,
         void_bit=bool(lab.void_bit),
         trim_kernel=int(lab.trim_kernel),
+        free_background=lab.type == "image" and bool(cfg.weak.get("background")),
         **extra,
     )
     dm = ActiveDataModule(
@@ -292,7 +293,7 @@ def model_spec(cfg: DictConfig, train: Any) -> ModelSpec:
         loss_weights=(m.loss_weights[0], m.loss_weights[1], m.loss_weights[2]),
         ignore_index=train.ignore_index,
         align=align,
-        tags=TagSpec(cfg.weak.pooling, float(cfg.weak.lse_r))
+        tags=TagSpec(cfg.weak.pooling, float(cfg.weak.lse_r), bool(cfg.weak.get("background")))
         if cfg.labeling.type == "image"
         else None,
     )

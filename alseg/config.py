@@ -203,6 +203,11 @@ def _validate_questions(cfg: DictConfig, adapt: bool) -> None:
             "labeling=image trains its own pseudo labels (weak.*): set labeling.void_bit=false, "
             "stage2.enabled=false and sieve.enabled=false"
         )
+    if image and cfg.weak.get("background") and not cfg.weak.pseudo_labels:
+        raise ConfigError(
+            "weak.background=true with weak.pseudo_labels=false: the tag model has no map of "
+            "the background class to evaluate; keep weak.pseudo_labels=true"
+        )
 
 
 def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:

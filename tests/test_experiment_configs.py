@@ -6,7 +6,7 @@ from __future__ import annotations
 import csv
 
 import pytest
-from layout_fixtures import cityscapes_tree, voc_tree
+from layout_fixtures import cityscapes_tree, sbd_tree, voc_tree
 
 from alseg.cli import main
 from alseg.config import compose
@@ -39,6 +39,26 @@ def test_mulactseg_protocol_values():
     assert voc.regions.n_segments == 150 and voc.active.strategy_params.delta == 12.0
     assert voc.active.budget == 10000 and voc.trainer.max_steps == 30000
     assert list(voc.data.crop_size) == [513, 513] and voc.data.pool_batch_size == 1
+
+
+@pytest.mark.parametrize(
+    "tree,extra,budget",
+    [(voc_tree, [], 3), (sbd_tree, ["data=sbd", "data.train_split=train"], 4)],
+)
+def test_image_labels_voc_runs_on_fixture_trees(tmp_path, tree, extra, budget):
+    """IRN's VOC setting (background class, train_aug tags) end to end; on SBD the
+    semantic-boundary F-measure reads its own boundaries (person: a block outline)."""
+    cfg = compose(["experiment=image_labels_voc"])
+    assert cfg.weak.background and cfg.data.train_split == "train_aug"
+    run_dir = tmp_path / "run"
+    args = ["run", "experiment=image_labels_voc", f"data.root={tree(tmp_path / 'data')}", *extra]
+    args += [f"run_dir={run_dir}", "weak.walk_steps=4", "weak.cam_scales=[1.0]", *CPU]
+    args += [f"active.init_budget={budget}"]  # voc: 1 object class per image, sbd: 2
+    assert main([a for a in args if a != "active.rounds=2"]) == 0
+    rows = list(csv.DictReader((run_dir / "metrics.csv").open()))
+    assert len(rows) == 1 and float(rows[0]["clicks"]) == budget  # background: free
+    assert "bF_background" not in rows[0] and 0 <= float(rows[0]["boundary_mf_ods"]) <= 100
+    assert "bF_person" in rows[0]  # class 15 has ground-truth boundaries in both trees
 
 
 @pytest.mark.parametrize(

@@ -125,6 +125,8 @@ class SimulatedOracle:
         ignore_index: void label in masks.
         void_bit: multiclass answers carry a void bit (the model then has C + 1 outputs).
         trim_kernel: dilation of the boundary band trimmed before collecting classes.
+        free_background: class 0 is a background that is not a question (image tags of
+            VOC: one click per object class named, at least one per image).
     """
 
     def __init__(
@@ -137,6 +139,7 @@ class SimulatedOracle:
         ignore_index: int = 255,
         void_bit: bool = False,
         trim_kernel: int = 5,
+        free_background: bool = False,
     ) -> None:
         if label_type not in (*LABEL_TYPES, "image"):
             raise ValueError(
@@ -150,6 +153,7 @@ class SimulatedOracle:
         self._bits: np.ndarray | None = None  # cached multi-hot answers of the whole pool
         self.answers_now = True
         self.multi_hot = label_type in ("multiclass", "image")
+        self.free_background = free_background
 
     def _all_bits(self) -> np.ndarray:
         """(R_total, B) bool multi-hot answers of every pool region, computed once."""
@@ -179,8 +183,14 @@ class SimulatedOracle:
         """
         ids = np.asarray(region_ids, dtype=np.int64)
         if self.multi_hot:
-            return np.maximum(1, self._all_bits()[ids].sum(1)).astype(np.float64)
+            return self._clicks(self._all_bits()[ids])
         return self.cost_model.query_costs(ids)
+
+    def _clicks(self, bits: np.ndarray) -> np.ndarray:
+        """(K,) clicks of multi-hot answers: one per class named (the background not
+        counted with ``free_background``), at least one."""
+        n = bits.sum(1) - (bits[:, 0] if self.free_background else 0)
+        return np.maximum(1, n).astype(np.float64)
 
     def dominant_classes(self, index: int) -> np.ndarray:
         """(R_i,) dominant ground-truth class of each region of image ``index`` (void
@@ -274,7 +284,7 @@ class SimulatedOracle:
             one = (n == 1) & ~(bits[:, -1] if self.void_bit else np.zeros(ids.size, bool))
             classes = np.full(ids.size, NO_CLASS, dtype=np.int64)
             classes[one] = bits[one].argmax(1)
-            costs = np.maximum(1, n).astype(np.float64)
+            costs = self._clicks(bits)
             return Annotations(ids, "multiclass", classes, costs, scores, bits=bits)
         classes = np.asarray(given, dtype=np.int64)
         costs = self.cost_model.answer_costs(ids, classes)

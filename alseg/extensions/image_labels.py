@@ -12,9 +12,16 @@ round's stage-1 fit (the tag classifier), for the tagged images
 
 Against ground truth, for the record (never used in training): ``cam_mIoU`` (argmax of
 the tagged CAMs), ``confident_acc`` / ``confident_coverage`` (the confident areas) and
-``pseudo_mIoU`` (the random-walk labels), over the tagged images; ``boundary_ods`` /
-``boundary_ois`` (the boundary network's F-measure on the test split, class-agnostic,
-matched within ``weak.boundary_tolerance`` pixels).
+``pseudo_mIoU`` (the random-walk labels), over the tagged images; on the test split,
+matched within ``weak.boundary_tolerance`` pixels: ``boundary_ods`` / ``boundary_ois``
+(the boundary network's B, class-agnostic) and ``boundary_mf_ods`` / ``boundary_mf_ois``
+(semantic boundaries: B where the evaluated model predicts class c, scored per class and
+averaged; ``bF_<class>`` per class).
+
+With a background class (``weak.background``, VOC / SBD; class 0) the tag model learns the
+object classes only, the confident background is where every tagged CAM is at most
+``weak.bg_threshold``, and the pseudo labels are background where no propagated CAM
+(divided by its maximum) reaches ``weak.bg_score`` (IRN).
 """
 
 from __future__ import annotations
@@ -37,7 +44,12 @@ from alseg.models.segmentation import (
     build_network,
 )
 from alseg.scatter import region_class_counts
-from alseg.weak.boundary_eval import f_measure, label_boundaries
+from alseg.weak.boundary_eval import (
+    class_boundaries,
+    class_f_measures,
+    f_measure,
+    semantic_maps,
+)
 from alseg.weak.cam import cam_labels, confident_labels, multiscale_cams
 from alseg.weak.paths import PathIndex, boundary_mil_loss, random_walk
 
@@ -105,9 +117,14 @@ class _TagWriter(MapWriter):
         self.module = pl_module
 
     def tags(self, indices: list[int]) -> torch.Tensor:
+        """(N, C) tags of the images; the background class (``weak.background``) is never
+        tagged: it has no CAM of its own."""
         offsets = self.loop.dm.regions.offsets
         first = np.asarray([offsets[i] for i in indices], dtype=np.int64)
-        return torch.from_numpy(self.loop.store.class_sets(first))
+        tags = torch.from_numpy(self.loop.store.class_sets(first))
+        if self.s.get("background"):
+            tags[:, 0] = False
+        return tags
 
     def cams(self, batch: dict[str, Any]) -> tuple[list[int], torch.Tensor, torch.Tensor]:
         """Image indices, (N, C) tags, (N, C, H, W) CAMs."""
@@ -118,6 +135,10 @@ class _TagWriter(MapWriter):
             lambda x: self.module(x)[:, :C], batch["image"], tags, self.s.cam_scales
         )
         return indices, tags, cams
+
+    def bg_score(self) -> float | None:
+        """The background's constant CAM (``weak.bg_score``), None without a background."""
+        return float(self.s.bg_score) if self.s.get("background") else None
 
 
 class CamWriter(_TagWriter):
@@ -131,8 +152,9 @@ class CamWriter(_TagWriter):
     def on_batch(self, outputs: Any, batch: dict[str, Any]) -> None:
         indices, tags, cams = self.cams(batch)
         s, C = self.s, self.C
-        conf = confident_labels(cams, tags, s.fg_threshold, s.bg_threshold, False, self.ignore)
-        labels = cam_labels(cams, tags)
+        bg = self.bg_score() is not None
+        conf = confident_labels(cams, tags, s.fg_threshold, s.bg_threshold, bg, self.ignore)
+        labels = cam_labels(cams, tags, self.bg_score())
         for b, index in enumerate(indices):
             save_label_map(label_map_path(self.folder, index), conf[b].cpu())
             gt = self.mask_fn(index)
@@ -160,20 +182,13 @@ class CamWriter(_TagWriter):
 
 class WalkWriter(_TagWriter):
     """Writes the random-walk pseudo labels (argmax over the tagged classes of the
-    propagated CAMs); counts their confusion matrix. ``extra``: stats saved with them."""
+    propagated CAMs, and the background's ``weak.bg_score`` if there is one); counts their
+    confusion matrix."""
 
-    def __init__(
-        self,
-        folder: Path,
-        loop: Any,
-        settings: Any,
-        boundary: BoundaryModule,
-        extra: dict[str, float] | None = None,
-    ) -> None:
+    def __init__(self, folder: Path, loop: Any, settings: Any, boundary: BoundaryModule) -> None:
         C = loop.store.num_classes
         super().__init__(folder, loop, settings, C * C)
         self.boundary_module, self.index = boundary, PathIndex(settings.radius)
-        self.extra = dict(extra or {})
 
     def on_batch(self, outputs: Any, batch: dict[str, Any]) -> None:
         # the CAMs of the first pass are recomputed rather than kept: C x H x W floats per
@@ -183,13 +198,13 @@ class WalkWriter(_TagWriter):
         B = bnd.boundary(batch["image"]).float()
         for b, index in enumerate(indices):
             walked = random_walk(cams[b], B[b], self.index, self.s.beta, self.s.walk_steps)
-            walked = walked.masked_fill(tags[b][:, None, None] == 0, -1.0)
-            pseudo = walked.argmax(0).cpu()
+            walked = walked / walked.max().clamp_min(1e-12)  # IRN: the max is 1
+            pseudo = cam_labels(walked[None], tags[b][None], self.bg_score())[0].cpu()
             save_label_map(label_map_path(self.folder, index), pseudo)
             self.counts += confusion(pseudo, self.mask_fn(index), self.C, self.ignore)
 
     def stats(self) -> dict[str, float]:
-        return {"pseudo_mIoU": miou(self.counts, self.C), **self.extra}
+        return {"pseudo_mIoU": miou(self.counts, self.C)}
 
 
 class ImageLabels(Extension):
@@ -210,13 +225,18 @@ class ImageLabels(Extension):
         self.s, self.network, self.optim = settings, network, optim
         self.keep = keep_checkpoints
         self.stats: dict[str, float] = {}
+        self.boundary: tuple[int, BoundaryModule] | None = None  # (round, its network)
+
+    def boundary_module(self) -> BoundaryModule:
+        loop = self.loop
+        return BoundaryModule(
+            self.network(), PathIndex(self.s.radius), self.optim, loop.dm.labeled.ignore_index
+        )
 
     def train_boundary(self, r: int, cam_folder: Path) -> BoundaryModule:
         loop = self.loop
         pl.seed_everything(loop.seed * 1000 + r + 300, workers=True, verbose=False)
-        module = BoundaryModule(
-            self.network(), PathIndex(self.s.radius), self.optim, loop.dm.labeled.ignore_index
-        )
+        module = self.boundary_module()
         loop.tracker.phase(r, "fit boundaries", len(loop.dm.labeled))
         loop.dm.labeled.set_pseudo_labels(cam_folder)
         try:
@@ -237,10 +257,10 @@ class ImageLabels(Extension):
             loop, CAMS, r, fit.model, tagged, lambda f: CamWriter(f, loop, self.s)
         )
         boundary = self.train_boundary(r, cam_folder)
-        bnd = boundary_scores(boundary, loop.dm.whole_test_dataloader(), self.s.boundary_tolerance)
+        self.boundary = (r, boundary)
         loop.tracker.phase(r, "random walk", len(tagged))
         walk_folder, walk_stats = write_maps(
-            loop, WALK, r, fit.model, tagged, lambda f: WalkWriter(f, loop, self.s, boundary, bnd)
+            loop, WALK, r, fit.model, tagged, lambda f: WalkWriter(f, loop, self.s, boundary)
         )
         self.stats = {**cam_stats, **walk_stats}
         fit.eval_model = train_on_pseudo_labels(loop, r, walk_folder, self.keep)
@@ -253,23 +273,70 @@ class ImageLabels(Extension):
         return self.loop.load_model(r, stage=2)
 
     def metrics_row(self, r: int) -> dict[str, float]:
-        return dict(self.stats)
+        if not self.s.pseudo_labels:
+            return dict(self.stats)
+        loop = self.loop
+        if self.boundary is None or self.boundary[0] != r:  # resumed: from its checkpoint
+            module = self.boundary_module()
+            module.load_state_dict(loop.rundir.load_checkpoint(r, stage=BOUNDARY_STAGE))
+            self.boundary = (r, module)
+        loop.tracker.phase(r, "boundary F-measure")
+        scores = boundary_scores(
+            self.boundary[1],
+            loop.evaluation_model(r),
+            loop.dm.whole_test_dataloader(),
+            getattr(loop.dm.test_set, "class_boundaries", None),
+            range(1 if self.s.get("background") else 0, loop.store.num_classes),
+            loop.dm.class_names,
+            self.s.boundary_tolerance,
+        )
+        return {**self.stats, **scores}
 
 
 @torch.no_grad()
-def boundary_scores(module: BoundaryModule, loader: Any, tolerance: float) -> dict[str, float]:
-    """ODS and OIS F-measure (%) of the boundary network on a split, class-agnostic: its
-    B against the boundaries of the ground-truth labels (``alseg.weak.boundary_eval``)."""
-    was = module.training
+def boundary_scores(
+    module: BoundaryModule,
+    segmenter: SegmentationModule,
+    loader: Any,
+    gt_boundaries: Any,
+    classes: Any,
+    names: Any,
+    tolerance: float,
+) -> dict[str, float]:
+    """F-measures (%) on a split: ODS / OIS of the boundary network's B against the
+    class-agnostic ground truth; mF ODS / OIS of the semantic maps (B where ``segmenter``
+    predicts class c) over ``classes``, and each class's ODS (``bF_<name>``).
+
+    ``gt_boundaries``: ``index -> (C, H, W)`` bool, the data set's own class boundaries
+    (SBD), or None where it has none; then the boundaries of the label maps
+    (``class_boundaries``).
+    """
+    states = module.training, segmenter.training
     module.eval()
-    probs, gts = [], []
+    segmenter.eval()
+    probs, sem, gts = [], [], []
+    C = segmenter.num_classes
     for batch in loader:
-        B = module.boundary(batch["image"].to(module.device)).float().cpu().numpy()
-        probs += list(B)
-        gts += [label_boundaries(m.numpy(), module.ignore_index) for m in batch["mask"]]
-    module.train(was)
-    s = f_measure(probs, gts, tolerance=tolerance)
-    return {"boundary_ods": round(100 * s.ods, 4), "boundary_ois": round(100 * s.ois, 4)}
+        image = batch["image"].to(module.device)
+        B = module.boundary(image).float().cpu().numpy()
+        pred = segmenter(image.to(segmenter.device))[:, :C].argmax(1).cpu().numpy()
+        for b, index in enumerate(batch["index"].tolist()):
+            mask = batch["mask"][b].numpy()
+            own = None if gt_boundaries is None else gt_boundaries(index)
+            gt = class_boundaries(mask, C, module.ignore_index) if own is None else own
+            probs.append(B[b])
+            sem.append(semantic_maps(B[b], pred[b], C))
+            gts.append(gt)
+    module.train(states[0])
+    segmenter.train(states[1])
+    agnostic = f_measure(probs, [np.asarray(g.any(0)) for g in gts], tolerance=tolerance)
+    per_class = class_f_measures(sem, gts, list(classes), tolerance=tolerance)
+    out = {"boundary_ods": agnostic.ods, "boundary_ois": agnostic.ois}
+    if per_class:
+        out["boundary_mf_ods"] = float(np.mean([s.ods for s in per_class.values()]))
+        out["boundary_mf_ois"] = float(np.mean([s.ois for s in per_class.values()]))
+    out.update({f"bF_{names[c]}": s.ods for c, s in per_class.items()})
+    return {k: round(100 * v, 4) for k, v in out.items()}
 
 
 def boundary_network(arch: str, encoder: str, encoder_weights: str | None) -> Any:

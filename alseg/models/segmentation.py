@@ -100,6 +100,7 @@ class TagSpec:
 
     pooling: str = "gap"
     lse_r: float = 5.0
+    background: bool = False  # class 0 is a background without a CAM: not in the loss (IRN)
 
 
 @dataclass(frozen=True)
@@ -268,8 +269,10 @@ class SegmentationModule(pl.LightningModule):
         target = batch["target"]
         if self.tags is not None:  # image tags: region 0 is the whole image
             C = self.num_classes
-            scores = pool_class_maps(logits[:, :C].float(), self.tags.pooling, self.tags.lse_r)
-            loss = tag_loss(scores, batch["region_classes"][:, 0, :C])
+            first = 1 if self.tags.background else 0
+            maps = logits[:, first:C].float()
+            scores = pool_class_maps(maps, self.tags.pooling, self.tags.lse_r)
+            loss = tag_loss(scores, batch["region_classes"][:, 0, first:C])
             self.log("train/loss", loss, prog_bar=True, batch_size=target.shape[0])
             return loss
         if "region_classes" in batch:  # multi-class labels

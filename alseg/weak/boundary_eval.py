@@ -10,7 +10,15 @@ matched one to one within ``tolerance`` pixels (a maximum bipartite matching), p
   one F.
 
 Ground truth: a pixel is a boundary pixel of class c when it is labeled c and a
-4-neighbour has another (non-void) label (the class-agnostic map is their union).
+4-neighbour has another (non-void) label (the class-agnostic map is their union), or the
+data set's own class boundaries where it has them (SBD).
+
+Semantic (per-class) boundaries, as the SBD benchmark scores them: class c's F-measure over
+every image (an image without class c contributes its false positives), the mean over the
+classes that have ground-truth boundaries (mF). A class-agnostic boundary map B becomes
+class maps with a segmentation: B_c = B where the segmentation says c (our choice: the
+paper trains a C-channel detector on pseudo boundary labels; here B and the stage-2
+model share the work).
 """
 
 from __future__ import annotations
@@ -33,6 +41,21 @@ def label_boundaries(labels: np.ndarray, ignore_index: int = 255) -> np.ndarray:
     out[:, 1:] |= h
     out[:, :-1] |= h
     return out
+
+
+def class_boundaries(labels: np.ndarray, num_classes: int, ignore_index: int = 255) -> np.ndarray:
+    """(C, H, W) bool: the boundary pixels of each class (``label_boundaries`` of class c's
+    pixels)."""
+    lab = np.asarray(labels)
+    edge = label_boundaries(lab, ignore_index)
+    return np.stack([edge & (lab == c) for c in range(num_classes)])
+
+
+def semantic_maps(boundary: np.ndarray, segmentation: np.ndarray, num_classes: int) -> np.ndarray:
+    """(C, H, W) class boundary maps: the boundary probability ``boundary`` (H, W) where the
+    ``segmentation`` (H, W) is class c, 0 elsewhere."""
+    seg = np.asarray(segmentation)
+    return np.stack([np.where(seg == c, boundary, 0.0) for c in range(num_classes)])
 
 
 def match_counts(pred: np.ndarray, gt: np.ndarray, tolerance: float) -> tuple[int, int, int]:
@@ -68,10 +91,13 @@ class BoundaryScores:
     recall: float
 
 
+THRESHOLDS = tuple(float(t) for t in np.linspace(0.05, 0.95, 19))
+
+
 def f_measure(
     probs: Sequence[np.ndarray],
     gts: Sequence[np.ndarray],
-    thresholds: Sequence[float] = tuple(np.linspace(0.05, 0.95, 19)),
+    thresholds: Sequence[float] = THRESHOLDS,
     tolerance: float = 1.0,
     thin: bool = True,
 ) -> BoundaryScores:
@@ -104,3 +130,20 @@ def f_measure(
     ois = _f(*sum((counts[i, t] for i, t in enumerate(per_image)), np.zeros(4)))[2]
     prec, rec, ods = f_ods[best]
     return BoundaryScores(ods, float(thresholds[best]), ois, prec, rec)
+
+
+def class_f_measures(
+    probs: Sequence[np.ndarray],
+    gts: Sequence[np.ndarray],
+    classes: Sequence[int],
+    thresholds: Sequence[float] = THRESHOLDS,
+    tolerance: float = 1.0,
+) -> dict[int, BoundaryScores]:
+    """Per-class ODS / OIS of (C, H, W) class boundary maps against (C, H, W) ground
+    truth, for each class of ``classes`` with ground-truth boundary pixels in some image
+    (the others have no recall to measure and are left out, as in the SBD benchmark)."""
+    out = {}
+    for c in classes:
+        if any(np.asarray(g[c]).any() for g in gts):
+            out[c] = f_measure([p[c] for p in probs], [g[c] for g in gts], thresholds, tolerance)
+    return out
