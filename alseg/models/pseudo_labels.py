@@ -91,7 +91,7 @@ def propagate_pseudo_labels(
     C = probs.shape[0]
     R = region_classes.shape[0]
     dev = features.device
-    f = features.reshape(D, -1).T.float()  # (P, D)
+    f = features.reshape(D, -1).T.float().contiguous()  # (P, D), rows gathered below
     r = regions.reshape(-1).long().to(dev)  # (P,)
     pairs = region_classes[:, :C].to(dev) & labeled.to(dev)[:, None]  # (R, C) prototypes
     out = torch.full((r.numel(),), ignore_index, dtype=torch.long, device=dev)
@@ -126,12 +126,13 @@ def _similarities(
     block: int,
 ) -> torch.Tensor:
     """(K, C) similarity of pixels to the prototypes of region ``owners``; -inf where the
-    pair is no prototype. Blocks of pixels bound the (block, C, D) gather."""
-    res = torch.empty(pixels.numel(), pairs.shape[1], device=f.device)
+    pair is no prototype. Only the (pixel, prototype) pairs that exist are computed (an
+    answer names ~2 of C classes), in blocks of ``block`` pixels."""
+    res = torch.full((pixels.numel(), pairs.shape[1]), float("-inf"), device=f.device)
     for s in range(0, pixels.numel(), block):
         px, ow = pixels[s : s + block], owners[s : s + block]
-        val = torch.einsum("kd,kcd->kc", f[px], proto[ow])
-        res[s : s + block] = val.masked_fill(~pairs[ow], float("-inf"))
+        k, c = pairs[ow].nonzero(as_tuple=True)
+        res[s + k, c] = (f[px[k]] * proto[ow[k], c]).sum(1)
     return res
 
 
@@ -148,10 +149,11 @@ def _write_last_owner(
 def _neighbour_pixels(
     regions: torch.Tensor, r: torch.Tensor, is_labeled: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Every (pixel, labeled region s) with the pixel's region meeting s's 3x3 dilation:
-    (K,) flat pixel indices and (K,) owners s, s ascending."""
+    """Every (pixel of an unlabeled region, labeled region s) with the pixel's region
+    meeting s's 3x3 dilation: (K,) flat pixel indices and (K,) owners s, s ascending."""
     nb = region_neighbours(regions)
-    nb = nb[is_labeled[nb[:, 0]]]
+    # labeled neighbours are left out: their own (intra-region) labels win anyway
+    nb = nb[is_labeled[nb[:, 0]] & ~is_labeled[nb[:, 1]]]
     order = torch.argsort(r, stable=True)  # pixels grouped by region
     counts = torch.bincount(r, minlength=is_labeled.numel())
     starts = torch.cumsum(counts, 0) - counts
