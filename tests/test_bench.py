@@ -46,3 +46,10 @@ def test_bench_committee_and_pruning_quick(capsys):
     assert [r["bench"] for r in rows] == ["committee_epoch", "pruning_scores"]
     assert rows[0]["members"] == 40 and rows[0]["lwbc_s"] > 0 and rows[0]["single_head_s"] > 0
     assert rows[1]["images"] == 64 and rows[1]["plain_s"] > 0
+
+
+def test_bench_scoring_quick_only(capsys):
+    assert main(["bench", "scoring", "--quick", "--only", "bvsb", "stage2"]) == 0
+    rows = [json.loads(s) for s in capsys.readouterr().out.splitlines() if s.startswith("{")]
+    assert [r["bench"] for r in rows] == ["plain_predict", "score_bvsb", "stage2_pass"]
+    assert all(r["images"] == 8 and r["seconds"] > 0 for r in rows)

@@ -146,6 +146,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--size", type=int, default=256, help="image side in pixels")
     p.add_argument("--cell", type=int, default=16, help="grid region side in pixels")
     p.add_argument("--repeat", type=int, default=3)
+    kinds = ("entropy", "bvsb", "pixbal", "stage2", "sieve")
+    p.add_argument("--only", nargs="+", choices=kinds, default=kinds, help="figures to measure")
     a = p.parse_args(argv)
     quiet_lightning()
     images, size, repeat = (8, 64, 1) if a.quick else (a.images, a.size, a.repeat)
@@ -158,11 +160,11 @@ def main(argv: list[str] | None = None) -> None:
     base = _plain(model, dm, False, repeat)
     base_feat = _plain(model, dm, True, repeat)
     emit("plain_predict", seconds=round(base, 3), with_features_s=round(base_feat, 3), **common)
-    for name in ("entropy", "bvsb", "pixbal"):
+    for name in [k for k in ("entropy", "bvsb", "pixbal") if k in a.only]:
         t = _scoring(model, dm, name, repeat)
         emit(f"score_{name}", seconds=round(t, 3), ratio=round(t / base, 3), **common)
     with tempfile.TemporaryDirectory() as tmp:
-        for kind in ("stage2", "sieve"):
+        for kind in [k for k in ("stage2", "sieve") if k in a.only]:
             folder = Path(tmp) / kind
             folder.mkdir()
             t = _writer_pass(model, dm, kind, folder, repeat)
