@@ -161,6 +161,31 @@ def test_mil_loss_known_value_and_learns_the_boundary():
     assert edge.amax(1).min() > 0.5 and inner.max() < 0.1
 
 
+def test_mil_loss_background_split_is_irns_mean_of_halves():
+    """With a background class the same-label term is (mean over background pairs + mean
+    over object pairs) / 2 (IRN's train_irn.py): background in 3 of 10 columns with
+    B = 0.1, an object in 7 with B = 0.4; pairs that cross the border are positive bags.
+    Without the split the more numerous object pairs weigh more."""
+    H, W = 6, 10
+    labels = torch.zeros(1, H, W, dtype=torch.long)
+    labels[:, :, 3:] = 3
+    B = torch.full((1, H, W), 0.1)
+    B[:, :, 3:] = 0.4
+    idx = PathIndex(3)
+    peak, _ = idx.path_max(B)
+    same, diff = idx.pair_labels(labels)
+    bg = same & (labels == 0)[:, None]
+    obj = same & ~bg
+    assert obj.sum() > 2 * bg.sum() > 0
+    neg = -torch.log(1 - peak)
+    want_neg = ((neg * bg).sum() / bg.sum() + (neg * obj).sum() / obj.sum()) / 2
+    want = (want_neg + (-torch.log(peak) * diff).sum() / diff.sum()) / 2
+    got = boundary_mil_loss(B, labels, idx, eps=0.0, background=True)
+    assert got.item() == pytest.approx(want.item(), rel=1e-6)
+    plain = boundary_mil_loss(B, labels, idx, eps=0.0)
+    assert plain.item() > got.item() + 0.01
+
+
 def test_random_walk_equals_irn_dense_matrix_power():
     torch.manual_seed(0)
     H, W, C = 5, 6, 2

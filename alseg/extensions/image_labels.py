@@ -84,10 +84,15 @@ class BoundaryModule(SegmentationModule):
     batches). Optimizer, lr schedule, input normalisation: those of ``SegmentationModule``."""
 
     def __init__(
-        self, network: torch.nn.Module, index: PathIndex, optim: OptimSpec, ignore_index: int
+        self,
+        network: torch.nn.Module,
+        index: PathIndex,
+        optim: OptimSpec,
+        ignore_index: int,
+        background: bool = False,
     ) -> None:
         super().__init__(network, 2, ("interior", "boundary"), optim, ignore_index)
-        self.index = index
+        self.index, self.background = index, background
 
     def boundary(self, image: torch.Tensor) -> torch.Tensor:
         """(N, H, W) boundary probabilities, the mean over the image and its flip (IRN)."""
@@ -96,7 +101,9 @@ class BoundaryModule(SegmentationModule):
 
     def _training_loss(self, logits: torch.Tensor, batch: dict[str, Any]) -> torch.Tensor:
         B = torch.softmax(logits.float(), dim=1)[:, 1]
-        loss = boundary_mil_loss(B, batch["target"], self.index, self.ignore_index)
+        loss = boundary_mil_loss(
+            B, batch["target"], self.index, self.ignore_index, background=self.background
+        )
         self.log("train/boundary_loss", loss, prog_bar=True, batch_size=logits.shape[0])
         return loss
 
@@ -230,7 +237,11 @@ class ImageLabels(Extension):
     def boundary_module(self) -> BoundaryModule:
         loop = self.loop
         return BoundaryModule(
-            self.network(), PathIndex(self.s.radius), self.optim, loop.dm.labeled.ignore_index
+            self.network(),
+            PathIndex(self.s.radius),
+            self.optim,
+            loop.dm.labeled.ignore_index,
+            bool(self.s.get("background")),
         )
 
     def train_boundary(self, r: int, cam_folder: Path) -> BoundaryModule:

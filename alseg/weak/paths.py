@@ -109,11 +109,13 @@ def boundary_mil_loss(
     index: PathIndex,
     ignore_index: int = 255,
     eps: float = 1e-5,
+    background: bool = False,
 ) -> torch.Tensor:
     """The boundary MIL loss: (mean over negative bags of -log(1 + eps - max B) + mean
-    over positive bags of -log(max B + eps)) / 2, as IRN's (pos + neg) / 2 (IRN also splits
-    its same-label term into background and foreground halves; with no background class
-    there is one). A kind of bag absent from the batch contributes 0.
+    over positive bags of -log(max B + eps)) / 2, as IRN's (pos + neg) / 2. With a
+    background class (class 0, ``background``) the negative (same-label) term is IRN's
+    mean of two halves: the background pairs' mean and the object pairs' mean. A kind of
+    bag absent from the batch contributes 0.
 
     Args:
         boundary: (N, H, W) boundary probabilities.
@@ -123,9 +125,16 @@ def boundary_mil_loss(
     same, diff = index.pair_labels(labels, ignore_index)
     neg = -torch.log(1.0 + eps - peak)
     pos = -torch.log(peak + eps)
-    loss_neg = (neg * same).sum() / same.sum().clamp(min=1)
-    loss_pos = (pos * diff).sum() / diff.sum().clamp(min=1)
-    return (loss_neg + loss_pos) / 2
+
+    def mean(loss: torch.Tensor, bags: torch.Tensor) -> torch.Tensor:
+        return (loss * bags).sum() / bags.sum().clamp(min=1)
+
+    if background:
+        bg = same & (labels == 0)[:, None]  # a same-label pair's source is background
+        loss_neg = (mean(neg, bg) + mean(neg, same & ~bg)) / 2
+    else:
+        loss_neg = mean(neg, same)
+    return (loss_neg + mean(pos, diff)) / 2
 
 
 def random_walk(
