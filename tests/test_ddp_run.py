@@ -58,3 +58,27 @@ def test_ddp_run_completes_and_resumes(tmp_path: Path):
     assert res.returncode == 0, res.stderr[-3000:]
     assert (killed / "metrics.csv").read_text() == (out / "metrics.csv").read_text()
     assert json.loads((killed / "state.json").read_text())["phase"] == "done"
+
+
+def test_ddp_image_labels_run_and_resume(tmp_path: Path):
+    """Image tags on 2 processes: CAMs, the boundary network, the walk and stage 2 run under
+    DDP, and a run killed after round 1's fit resumes to the same metrics (the boundary
+    F-measures are recomputed from the round's checkpoints)."""
+    out = tmp_path / "tags"
+    ddp = ["trainer.devices=2", "trainer.strategy=ddp", "trainer.accelerator=cpu"]
+    extra = ["experiment=image_labels_synthetic", "active.budget=40", "weak.walk_steps=8"]
+    res = alseg(
+        "run",
+        *tiny_overrides(tmp_path, "active.rounds=2", "data.num_test=7", *extra, *ddp),
+        f"run_dir={out}",
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    with (out / "metrics.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 2 and "boundary_mf_ods" in rows[1] and "pseudo_mIoU" in rows[1]
+    killed = tmp_path / "killed"
+    shutil.copytree(out, killed)
+    rewind(killed, 1, "fitted", metrics_rows=1)
+    res = alseg("resume", str(killed))
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert (killed / "metrics.csv").read_text() == (out / "metrics.csv").read_text()
