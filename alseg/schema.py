@@ -372,7 +372,11 @@ class PruneConfig:
     grand_chunk: int = _req(ge=1)
     scores: str | None = _opt()
     by: str = _req(**_choices("el2n", "grand", "grand_last", "forgetting", "dyn_unc", "aum"))
-    rule: str = _req(**_choices("hardest", "easiest", "offset", "random", "random_balanced", "ccs"))
+    rule: str = _req(
+        **_choices(
+            "hardest", "hardest_balanced", "easiest", "offset", "random", "random_balanced", "ccs"
+        )
+    )
     keep: float = _req(gt=0, le=1)
     offset: float = _req(ge=0, lt=1)
     ccs_beta: float = _req(ge=0, lt=1)

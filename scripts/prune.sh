@@ -4,7 +4,8 @@
 # scratch on the kept images (same iterations as the full run) for each rule and kept
 # fraction, 3 seeds, and the full data. A table and a plot in OUT/report.
 #   SEEDS="0 1 2" SETS="shapes synthetic" KEEPS="0.7 0.5 0.3" \
-#     BY="el2n grand forgetting dyn_unc" bash scripts/prune.sh [OUT_DIR] [PARALLEL] [overrides...]
+#     BY="el2n grand forgetting dyn_unc" BALANCED="" bash scripts/prune.sh [OUT_DIR] [PARALLEL] [overrides...]
+# BALANCED: scores that also get the class-balanced hardest-first rule (hardest_balanced).
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 out=${1:-runs/prune}
@@ -13,7 +14,8 @@ shift $(( $# > 2 ? 2 : $# ))
 seeds=${SEEDS:-0 1 2}
 sets=${SETS:-shapes synthetic}
 keeps=${KEEPS:-0.7 0.5 0.3}
-scores=${BY:-el2n grand forgetting dyn_unc}
+scores=${BY-el2n grand forgetting dyn_unc}
+balanced=${BALANCED:-}
 threads=${THREADS:-$(( $(nproc) / par ))}; [ "$threads" -ge 1 ] || threads=1
 prune_plan() {  # DIR ARGS...: like plan_run, for `alseg prune` (a killed run starts afresh)
   local d=$1
@@ -33,6 +35,9 @@ for seed in $seeds; do for s in $sets; do  # seed by seed: a partial run has who
   for k in $keeps; do
     for by in $scores; do
       prune_plan "$out/$s-hardest-$by-keep$k-seed$seed" retrain "experiment=prune_$s" "$sc" rule=hardest "by=$by" "keep=$k" "seed=$seed" "${@:1}"
+    done
+    for by in $balanced; do
+      prune_plan "$out/$s-hardest_balanced-$by-keep$k-seed$seed" retrain "experiment=prune_$s" "$sc" rule=hardest_balanced "by=$by" "keep=$k" "seed=$seed" "${@:1}"
     done
     prune_plan "$out/$s-ccs-aum-keep$k-seed$seed" retrain "experiment=prune_$s" "$sc" rule=ccs by=aum "keep=$k" "seed=$seed" "${@:1}"
     prune_plan "$out/$s-random-keep$k-seed$seed" retrain "experiment=prune_$s" rule=random "keep=$k" "seed=$seed" "${@:1}"

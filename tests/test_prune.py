@@ -185,6 +185,11 @@ def test_selection_rules_on_toy_scores():
     classes = np.array([0, 0, 0, 0, 1, 1, 1, 1, 1, 1])
     rb = select("random_balanced", 0.5, None, classes=classes, seed=1)
     assert (classes[rb] == 0).sum() == 2 and (classes[rb] == 1).sum() == 3
+    # per class the hardest half: class 0 (0.1, 0.9, 0.5, 0.3) -> 1, 2; class 1 (0.7, inf,
+    # 0.2, 0.8, 0.4, 0.6) -> 5, 7, 4 (plain hardest-first would take 1, 5, 7, 4, 9)
+    assert select("hardest_balanced", 0.5, score, "el2n", classes).tolist() == [1, 2, 4, 5, 7]
+    with pytest.raises(ValueError, match="hardest_balanced needs a class per sample"):
+        select("hardest_balanced", 0.5, score, "el2n")
     with pytest.raises(ValueError, match="prune.rule='best' is not valid"):
         select("best", 0.5, score, "el2n")
     with pytest.raises(ValueError, match="prune.keep=0 must be in"):

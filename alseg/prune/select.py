@@ -9,6 +9,8 @@ into *difficulty* (higher = harder: the score itself, or its negative for AUM).
   (data_diet's ``offset`` subsets, counted from the hard end);
 - ``random``: uniformly at random; ``random_balanced``: per class (or, for segmentation,
   per dominant class of an image) ``round(keep * n_c)`` at random;
+- ``hardest_balanced``: per class the ``round(keep * n_c)`` hardest (a class-balanced
+  hardest-first rule: no class can be emptied by a score that ranks whole classes);
 - ``ccs``: coverage-centric selection (Zheng et al., 2023): drop the ``beta`` hardest,
   split the rest into ``strata`` equal-width bins of the score, and fill the budget from
   the smallest bin up (each bin gives at most an equal share of what is left), at random
@@ -17,11 +19,14 @@ into *difficulty* (higher = harder: the score itself, or its negative for AUM).
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from alseg.prune.scores import HARDER_IS_HIGHER
 
-RULES = ("hardest", "easiest", "offset", "random", "random_balanced", "ccs")
+RULES = ("hardest", "hardest_balanced", "easiest", "offset", "random", "random_balanced", "ccs")
+BALANCED = ("random_balanced", "hardest_balanced")
 
 
 def difficulty(score: np.ndarray, name: str) -> np.ndarray:
@@ -78,6 +83,16 @@ def ccs(
     return np.concatenate(kept)
 
 
+def _per_class(classes: np.ndarray, keep: float, order: Any) -> np.ndarray:
+    """Sorted indices: from each class c the first ``round(keep * n_c)`` of
+    ``order(indices of c)``."""
+    kept = []
+    for c in np.unique(classes):
+        idx = np.flatnonzero(classes == c)
+        kept.append(order(idx)[: int(round(keep * len(idx)))])
+    return np.sort(np.concatenate(kept))
+
+
 def select(
     rule: str,
     keep: float,
@@ -96,7 +111,7 @@ def select(
         keep: the kept fraction in (0, 1].
         score: (N,) the score (not needed by random rules; N is then len(classes)).
         name: the score's name (its direction: ``alseg.prune.scores.HARDER_IS_HIGHER``).
-        classes: (N,) class (or dominant class) per sample, for ``random_balanced``.
+        classes: (N,) class (or dominant class) per sample, for the balanced rules.
         offset: ``offset`` rule: the fraction of hardest samples skipped.
         beta, strata: ``ccs``.
         seed: random rules and tie-breaking.
@@ -104,19 +119,18 @@ def select(
     rng = np.random.default_rng(seed)
     if rule not in RULES:
         raise ValueError(f"prune.rule={rule!r} is not valid; choose one of: {', '.join(RULES)}")
-    if rule in ("random", "random_balanced"):
+    if rule in BALANCED and classes is None:
+        raise ValueError(f"prune.rule={rule} needs a class per sample")
+    if rule == "random":
         n = len(score) if score is not None else len(classes)  # type: ignore[arg-type]
-        if rule == "random":
-            return np.sort(rng.permutation(n)[: budget(n, keep)])
-        if classes is None:
-            raise ValueError("prune.rule=random_balanced needs a class per sample")
-        kept = [
-            rng.permutation(np.flatnonzero(classes == c))[: int(round(keep * (classes == c).sum()))]
-            for c in np.unique(classes)
-        ]
-        return np.sort(np.concatenate(kept))
+        return np.sort(rng.permutation(n)[: budget(n, keep)])
+    if rule == "random_balanced":
+        return _per_class(np.asarray(classes), keep, lambda idx: rng.permutation(idx))
     if score is None:
         raise ValueError(f"prune.rule={rule} needs a score (prune.by)")
+    if rule == "hardest_balanced":
+        d = difficulty(score, name)
+        return _per_class(np.asarray(classes), keep, lambda idx: idx[_hardest_order(d[idx], rng)])
     if rule == "ccs":
         return np.sort(ccs(score, name, keep, beta, strata, rng))
     d = difficulty(score, name)
