@@ -92,7 +92,9 @@ class Parts:
 
 def _synthetic(d: DictConfig, split: str, n: int, domain: str) -> Any:
     if d.name == "shapes":
-        return SyntheticShapes(split, n, d.image_size, domain, d.seed, d.imbalance, d.gap)
+        return SyntheticShapes(
+            split, n, d.image_size, domain, d.seed, d.imbalance, d.gap, bool(d.get("segmentation"))
+        )
     shift = float(d.label_shift) if domain == d.domain else 0.0
     return SyntheticScenes(split, n, d.image_size, domain, d.seed, shift)  # type: ignore[arg-type]
 

@@ -208,6 +208,7 @@ class SyntheticData(DataCommon):
 class ShapesData(DataCommon):
     imbalance: float = _req(ge=0, lt=1)
     gap: float = _opt(1.0, ge=0, le=1)
+    segmentation: bool = _opt(False)
     num_source: int = _req(ge=1)
     num_train: int = _req(ge=1)
     num_val: int = _req(ge=1)

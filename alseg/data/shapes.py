@@ -14,6 +14,11 @@ Classification is segmentation with one region per image and an image-level labe
 ``mask`` of a sample is its class at every pixel, so the same oracle, LabelStore, loop
 and strategies apply (``regions.method=grid regions.cell=<image size>``), and pixel
 accuracy is image accuracy.
+
+``segmentation=True`` makes it a segmentation set with a background class, as VOC: class
+0 is the background, class k + 1 the shape k, and the mask is the shape's silhouette
+(the images are the same). Two classes per image: the data set where image tags say the
+most (``experiment=image_labels_shapes``).
 """
 
 from __future__ import annotations
@@ -74,6 +79,7 @@ class SyntheticShapes(Dataset):
     seed: data set seed.
     imbalance: label-distribution shift in [0, 1) (0 = uniform classes in both domains).
     gap: appearance shift of the target domain in [0, 1] (1 = full, 0 = none).
+    segmentation: masks are silhouettes with a background class 0 (shape k -> class k + 1).
     """
 
     class_names = SHAPE_CLASSES
@@ -90,6 +96,7 @@ class SyntheticShapes(Dataset):
         seed: int = 0,
         imbalance: float = 0.0,
         gap: float = 1.0,
+        segmentation: bool = False,
     ) -> None:
         if split not in _SPLITS or domain not in _DOMAINS:
             raise ValueError(
@@ -105,11 +112,17 @@ class SyntheticShapes(Dataset):
         rng = np.random.default_rng([seed, _SPLITS[split], _DOMAINS[domain], 7])
         p = class_frequencies(self.num_classes, domain, imbalance)
         self.labels = rng.choice(self.num_classes, size=num_images, p=p)
-        self.images = torch.stack(
-            [self._render(int(c), i) for i, c in enumerate(self.labels)]
-        )  # (N, 3, S, S) uint8
+        rendered = [self._render(int(c), i) for i, c in enumerate(self.labels)]
+        self.images = torch.stack([im for im, _ in rendered])  # (N, 3, S, S) uint8
+        self.segmentation = segmentation
+        self.silhouettes = torch.stack([m for _, m in rendered]) if segmentation else None
+        if segmentation:  # instance attributes shadow the classification ones
+            self.class_names = ("background", *SHAPE_CLASSES)
+            self.num_classes = len(self.class_names)
+            self.palette = ((0, 0, 0), *SHAPE_PALETTE)
 
-    def _render(self, cls: int, index: int) -> torch.Tensor:
+    def _render(self, cls: int, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(3, S, S) uint8 image and (S, S) bool silhouette of sample ``index``."""
         S = self.image_size
         rng = np.random.default_rng([self.seed, _SPLITS[self.split], _DOMAINS[self.domain], index])
         target = self.domain == "target"
@@ -138,7 +151,7 @@ class SyntheticShapes(Dataset):
             blur = F.avg_pool2d(img[None], 3, stride=1, padding=1, count_include_pad=False)[0]
             img = g * blur + (1.0 - g) * img
             img = img + g * torch.from_numpy(rng.normal(0, 0.06, (3, S, S)).astype(np.float32))
-        return (img.clamp(0, 1) * 255).round().to(torch.uint8)
+        return (img.clamp(0, 1) * 255).round().to(torch.uint8), m
 
     @property
     def fingerprint(self) -> str:
@@ -146,6 +159,7 @@ class SyntheticShapes(Dataset):
             f"shapes-v1-{self.split}-{self.domain}-s{self.seed}-n{len(self)}-"
             f"{self.image_size}px-imb{self.imbalance:g}"
             + ("" if self.gap == 1.0 else f"-gap{self.gap:g}")
+            + ("-seg" if self.segmentation else "")
         )
 
     def __len__(self) -> int:
@@ -155,9 +169,12 @@ class SyntheticShapes(Dataset):
         return self.images[index].permute(1, 2, 0).numpy()
 
     def mask(self, index: int) -> torch.Tensor:
-        """The image-level label at every pixel."""
-        S = self.image_size
-        return torch.full((S, S), int(self.labels[index]), dtype=torch.long)
+        """The image-level label at every pixel; with ``segmentation`` the silhouette
+        (class + 1) on the background (0)."""
+        S, c = self.image_size, int(self.labels[index])
+        if self.silhouettes is not None:
+            return self.silhouettes[index].long() * (c + 1)
+        return torch.full((S, S), c, dtype=torch.long)
 
     def __getitem__(self, index: int) -> dict:
         return {

@@ -39,3 +39,20 @@ def test_gap_blends_the_target_look_towards_the_source_look():
 def test_gap_outside_unit_interval_is_refused():
     with pytest.raises(ValueError, match="gap=1.5 must be in"):
         SyntheticShapes("train", 4, 16, "target", gap=1.5)
+
+
+def test_segmentation_masks_are_silhouettes_on_a_background():
+    cls = SyntheticShapes("train", 12, 32, "target", 0, 0.0)
+    seg = SyntheticShapes("train", 12, 32, "target", 0, 0.0, segmentation=True)
+    assert torch.equal(cls.images, seg.images)  # the same pictures
+    assert seg.num_classes == 7 and seg.class_names[0] == "background"
+    assert cls.num_classes == 6 and SyntheticShapes.num_classes == 6  # class attribute intact
+    for i in range(12):
+        m, c = seg.mask(i), int(cls.labels[i])
+        assert set(m.unique().tolist()) == {0, c + 1}
+        inside = m > 0
+        assert 0.03 < inside.float().mean() < 0.5
+        # the shape's pixels differ from the background's in colour
+        img = seg.images[i].float()
+        assert (img[:, inside].mean(1) - img[:, ~inside].mean(1)).abs().max() > 10
+    assert seg.fingerprint != cls.fingerprint
