@@ -82,9 +82,9 @@ class SyntheticShapes(Dataset):
     segmentation: masks are silhouettes with a background class 0 (shape k -> class k + 1).
     """
 
-    class_names = SHAPE_CLASSES
+    class_names: tuple[str, ...] = SHAPE_CLASSES
     num_classes = len(SHAPE_CLASSES)
-    palette = SHAPE_PALETTE
+    palette: tuple[tuple[int, int, int], ...] = SHAPE_PALETTE
     ignore_index = 255
 
     def __init__(
