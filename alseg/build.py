@@ -295,7 +295,12 @@ def model_spec(cfg: DictConfig, train: Any) -> ModelSpec:
         loss_weights=(m.loss_weights[0], m.loss_weights[1], m.loss_weights[2]),
         ignore_index=train.ignore_index,
         align=align,
-        tags=TagSpec(cfg.weak.pooling, float(cfg.weak.lse_r), bool(cfg.weak.get("background")))
+        tags=TagSpec(
+            cfg.weak.pooling,
+            float(cfg.weak.lse_r),
+            bool(cfg.weak.get("background")),
+            cfg.weak.get("tag_arch"),
+        )
         if cfg.labeling.type == "image"
         else None,
     )

@@ -87,6 +87,7 @@ class WeakConfig:
     pseudo_labels: bool = _req()
     background: bool = _opt(False)
     bg_score: float = _opt(0.25, ge=0, le=1)
+    tag_arch: str | None = _opt(choices="architectures")
 
 
 @dataclass

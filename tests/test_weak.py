@@ -495,3 +495,18 @@ def test_f_measure_agrees_with_pyedgeeval():
         theirs = np.max(2 * prec * rec / np.maximum(prec + rec, 1e-12))
         ours = f_measure(probs, gts, THRESHOLDS, tolerance=tol).ods
         assert ours == pytest.approx(theirs, abs=0.001), tol
+
+
+def test_tag_network_may_have_its_own_architecture():
+    """weak.tag_arch builds stage 1 (the tag model) as another network; stage 2 keeps
+    model.arch; an unknown name is a config error naming the choices."""
+    from alseg.build import build_parts, model_spec
+    from alseg.config import ConfigError, compose
+
+    cfg = compose(["experiment=image_labels_synthetic", "weak.tag_arch=Unet",
+                   "data.num_train=4", "data.num_val=2", "data.num_test=2"])  # fmt: skip
+    spec = model_spec(cfg, build_parts(cfg, progress=False).train)
+    assert type(spec.build(1).network).__name__ == "Unet"
+    assert type(spec.build(2).network).__name__ == "DeepLabV3Plus"
+    with pytest.raises(ConfigError, match="weak.tag_arch"):
+        compose(["experiment=image_labels_synthetic", "weak.tag_arch=Deeplab"])

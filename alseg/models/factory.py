@@ -28,7 +28,8 @@ class ModelSpec:
     loss_weights: (CE, merged positive, prototypical pixel) of multi-class labels.
     ignore_index: the void / unlabeled target value.
     align: train with the labeled source domain (``DomainAdaptationModule``), or None.
-    tags: stage 1 trains on image tags (``labeling=image``), or None.
+    tags: stage 1 trains on image tags (``labeling=image``; with its own architecture if
+        ``tags.arch`` is set), or None.
     """
 
     arch: str
@@ -49,14 +50,15 @@ class ModelSpec:
     def build(self, stage: int = 1, span: TrainSpan | None = None) -> SegmentationModule:
         """A freshly initialised module (draws from the global RNG: seed before)."""
         outputs = self.num_classes + int(self.void_output)
-        network = build_network(self.arch, self.encoder, self.encoder_weights, outputs, self.cosine)
-        if self.cosine and self.arch != "Classifier":  # the classifier builds its own head
+        tags = self.tags if stage == 1 else None  # stage 2 trains on pseudo labels
+        arch = tags.arch if tags is not None and tags.arch else self.arch
+        network = build_network(arch, self.encoder, self.encoder_weights, outputs, self.cosine)
+        if self.cosine and arch != "Classifier":  # the classifier builds its own head
             use_cosine_head(network, self.head_temperature)
         optim = self.optim
         if stage == 2 and self.stage2_lr is not None:
             optim = replace(optim, lr=self.stage2_lr)
         args = (network, self.num_classes, self.class_names, optim, self.ignore_index)
-        tags = self.tags if stage == 1 else None  # stage 2 trains on pseudo labels
         rest = (self.void_output, self.loss_weights, span, tags)
         if self.align is not None:
             return DomainAdaptationModule(*args, *rest, align=self.align)

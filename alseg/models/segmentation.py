@@ -101,6 +101,7 @@ class TagSpec:
     pooling: str = "gap"
     lse_r: float = 5.0
     background: bool = False  # class 0 is a background without a CAM: not in the loss (IRN)
+    arch: str | None = None  # the tag network's architecture; None: the model's
 
 
 @dataclass(frozen=True)
