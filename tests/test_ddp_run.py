@@ -25,17 +25,33 @@ def alseg(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([*ALSEG, *args], env=env, capture_output=True, text=True, timeout=600)
 
 
-def test_ddp_run_completes_and_resumes(tmp_path: Path):
-    out = tmp_path / "ddp"
-    ddp = ["trainer.devices=2", "trainer.strategy=ddp", "trainer.accelerator=cpu"]
-    res = alseg(
-        "run",
-        *tiny_overrides(tmp_path, "active.rounds=2", "data.num_val=5", "data.num_test=7", *ddp),
-        f"run_dir={out}",
-    )
+DDP = ["trainer.devices=2", "trainer.strategy=ddp", "trainer.accelerator=cpu"]
+
+
+def ddp_run(tmp_path: Path, name: str, *extra: str) -> tuple[Path, list[dict]]:
+    """A 2-round tiny run on 2 processes: its run dir and metrics rows."""
+    out = tmp_path / name
+    overrides = tiny_overrides(tmp_path, "active.rounds=2", "data.num_test=7", *extra, *DDP)
+    res = alseg("run", *overrides, f"run_dir={out}")
     assert res.returncode == 0, res.stderr[-3000:]
     with (out / "metrics.csv").open() as f:
-        rows = list(csv.DictReader(f))
+        return out, list(csv.DictReader(f))
+
+
+def resumes_alike(out: Path, tmp_path: Path) -> Path:
+    """A copy of ``out`` killed after round 1's fit resumes under DDP to the same
+    metrics.csv; returns the copy."""
+    killed = tmp_path / "killed"
+    shutil.copytree(out, killed)
+    rewind(killed, 1, "fitted", metrics_rows=1)
+    res = alseg("resume", str(killed))
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert (killed / "metrics.csv").read_text() == (out / "metrics.csv").read_text()
+    return killed
+
+
+def test_ddp_run_completes_and_resumes(tmp_path: Path):
+    out, rows = ddp_run(tmp_path, "ddp", "data.num_val=5")
     assert [r["round"] for r in rows] == ["0", "1"]
     # the second rank wrote nothing of its own: one W&B-free run dir, no stray folders
     assert sorted(p.name for p in out.iterdir()) == [
@@ -51,12 +67,7 @@ def test_ddp_run_completes_and_resumes(tmp_path: Path):
         "state.json",
     ]
     # a run killed after round 1's fit resumes under DDP to the same learning curve
-    killed = tmp_path / "killed"
-    shutil.copytree(out, killed)
-    rewind(killed, 1, "fitted", metrics_rows=1)
-    res = alseg("resume", str(killed))
-    assert res.returncode == 0, res.stderr[-3000:]
-    assert (killed / "metrics.csv").read_text() == (out / "metrics.csv").read_text()
+    killed = resumes_alike(out, tmp_path)
     assert json.loads((killed / "state.json").read_text())["phase"] == "done"
 
 
@@ -64,21 +75,7 @@ def test_ddp_image_labels_run_and_resume(tmp_path: Path):
     """Image tags on 2 processes: CAMs, the boundary network, the walk and stage 2 run under
     DDP, and a run killed after round 1's fit resumes to the same metrics (the boundary
     F-measures are recomputed from the round's checkpoints)."""
-    out = tmp_path / "tags"
-    ddp = ["trainer.devices=2", "trainer.strategy=ddp", "trainer.accelerator=cpu"]
     extra = ["experiment=image_labels_synthetic", "active.budget=40", "weak.walk_steps=8"]
-    res = alseg(
-        "run",
-        *tiny_overrides(tmp_path, "active.rounds=2", "data.num_test=7", *extra, *ddp),
-        f"run_dir={out}",
-    )
-    assert res.returncode == 0, res.stderr[-3000:]
-    with (out / "metrics.csv").open() as f:
-        rows = list(csv.DictReader(f))
+    out, rows = ddp_run(tmp_path, "tags", *extra)
     assert len(rows) == 2 and "boundary_mf_ods" in rows[1] and "pseudo_mIoU" in rows[1]
-    killed = tmp_path / "killed"
-    shutil.copytree(out, killed)
-    rewind(killed, 1, "fitted", metrics_rows=1)
-    res = alseg("resume", str(killed))
-    assert res.returncode == 0, res.stderr[-3000:]
-    assert (killed / "metrics.csv").read_text() == (out / "metrics.csv").read_text()
+    resumes_alike(out, tmp_path)
