@@ -159,9 +159,11 @@ class CamWriter(_TagWriter):
     def on_batch(self, outputs: Any, batch: dict[str, Any]) -> None:
         indices, tags, cams = self.cams(batch)
         s, C = self.s, self.C
-        bg = self.bg_score() is not None
-        conf = confident_labels(cams, tags, s.fg_threshold, s.bg_threshold, bg, self.ignore)
-        labels = cam_labels(cams, tags, self.bg_score())
+        bg = self.bg_score()
+        conf = confident_labels(
+            cams, tags, s.fg_threshold, s.bg_threshold, bg is not None, self.ignore
+        )
+        labels = cam_labels(cams, tags, bg)
         for b, index in enumerate(indices):
             save_label_map(label_map_path(self.folder, index), conf[b].cpu())
             gt = self.mask_fn(index)
