@@ -387,7 +387,9 @@ def build_extensions(cfg: DictConfig) -> list[Extension]:
         out.append(ImageLabels(cfg.weak, net, optim_spec(cfg), keep))
     if cfg.sieve.enabled:
         s = cfg.sieve
-        out.append(Sieving(SieveConfig(s.min_size, s.reference_area, s.min_pixels, s.step)))
+        out.append(
+            Sieving(SieveConfig(s.min_size, s.reference_area, s.min_pixels, s.step, s.scope))
+        )
     match = cfg.adaptation.match_labels
     if cfg.adaptation.enabled and (match if match is not None else a.strategy == "lamda"):
         out.append(LabelMatching())

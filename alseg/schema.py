@@ -109,6 +109,7 @@ class SieveSettings:
     reference_area: int = _req(ge=1)
     min_pixels: int = _req(ge=3)
     step: int = _req(ge=1)
+    scope: str = _req(**_choices("all", "new"))
 
 
 @dataclass

@@ -234,3 +234,37 @@ def test_sieving_resieves_every_label_of_every_round(tmp_path):
     images0 = set(np.unique(loop.dm.regions.image_of(np.flatnonzero(round0))).tolist())
     assert {f"{i:06d}.png" for i in images0} & set(first["files"])  # round-0 regions too
     assert math.isfinite(second["stats"]["sieve_kept_acc"])
+
+
+def test_sieve_scope_new_sieves_each_label_once_and_keeps_earlier_masks(tmp_path):
+    """``sieve.scope=new`` (the ablation of the official timing): round r sieves only round
+    r's answers, with round r - 1's model, and the targets keep every earlier round's
+    masks; a resumed run reads the same folders."""
+    import json
+
+    overrides = tiny_overrides(
+        tmp_path,
+        "active.strategy=adaptive_sizebal",
+        "sieve.enabled=true",
+        "sieve.min_pixels=8",
+        "sieve.min_size=1",
+        "sieve.scope=new",
+    )
+    out = tmp_path / "run"
+    cfg = compose(overrides)
+    loop = build_loop(cfg, out, resume=False, console=Console(quiet=True), progress=False)
+    loop.run()
+    labels = np.load(out / "labels" / "round_02.npz")
+    ids = np.arange(labels["round"].size)
+    root = np.where(labels["query"] >= 0, labels["query"], ids)
+    for r in (1, 2):
+        manifest = json.loads((out / "sieve" / f"round_{r:02d}" / "manifest.json").read_text())
+        mine = labels["round"] == r
+        # only the round's own queries (at most all of them), never an earlier round's
+        assert 0 < manifest["stats"]["sieve_regions"] <= np.unique(root[mine]).size
+        own = set(np.unique(loop.dm.regions.image_of(ids[mine])).tolist())
+        assert {int(f[:-4]) for f in manifest["files"]} <= own
+    assert [p.name for p in loop.dm.labeled.sieves] == ["round_01", "round_02"]
+    resumed = build_loop(cfg, out, resume=True, console=Console(quiet=True), progress=False)
+    resumed.run()
+    assert [p.name for p in resumed.dm.labeled.sieves] == ["round_01", "round_02"]

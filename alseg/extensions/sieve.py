@@ -43,12 +43,16 @@ class SieveConfig:
         image's area, so small images sieve proportionally small regions ...
     min_pixels: ... but never below this (the knee needs points to be found).
     step: subsampling of the knee search (every n / step values).
+    scope: "all": every round re-sieves every label so far with the newest model (the
+        official code); "new": each round sieves only its own new labels, once, and the
+        earlier rounds' masks stay (an ablation of the timing).
     """
 
     min_size: int = 512
     reference_area: int = 1024 * 2048
     min_pixels: int = 20
     step: int = 20
+    scope: str = "all"
 
     def threshold(self, area: int) -> int:
         return max(self.min_pixels, round(self.min_size * area / self.reference_area))
@@ -166,7 +170,8 @@ def all_answers(store: Any, new: Annotations) -> Annotations:
 
 
 class Sieving(Extension):
-    """Re-sieves every label of every round with the newest model, each round."""
+    """Re-sieves every label of every round with the newest model, each round (``scope``
+    "new": sieves each round's new labels once)."""
 
     name = "sieve"
 
@@ -183,7 +188,9 @@ class Sieving(Extension):
         if r == 0:
             return
         loop = self.loop
-        answers = image_answers(all_answers(loop.store, ann), loop.dm.regions, self.cfg)
+        every = self.cfg.scope == "all"
+        labels = all_answers(loop.store, ann) if every else ann
+        answers = image_answers(labels, loop.dm.regions, self.cfg)
         loop.tracker.phase(r - 1, "sieve", len(answers))
         folder, self.stats = write_maps(
             loop,
@@ -193,12 +200,14 @@ class Sieving(Extension):
             np.array(sorted(answers), dtype=np.int64),
             lambda f: SieveWriter(f, answers, loop, self.cfg),
         )
-        self.folders = [folder]  # the newest sieve replaces the earlier ones
+        # scope all: the newest sieve replaces the earlier ones; new: it adds its masks
+        self.folders = [folder] if every else [*self.folders, folder]
         loop.dm.labeled.set_sieve(self.folders)
 
     def on_resume(self, r: int, phase: str) -> None:
         rundir = self.loop.rundir
-        self.folders = [rundir.round_folder(KIND, r)] if r > 0 else []
+        first = r if self.cfg.scope == "all" else 1
+        self.folders = [rundir.round_folder(KIND, k) for k in range(max(first, 1), r + 1)]
         self.stats = rundir.folder_stats(KIND, r) if r > 0 else {}
         self.loop.dm.labeled.set_sieve(self.folders)
 
