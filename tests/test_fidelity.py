@@ -209,14 +209,17 @@ def test_pixbal_weighs_void_like_any_class():
     assert w["class_weights"][2] == pytest.approx(1 / (1 + 6 * 0.3) ** 2)
 
 
+# merged regions, every labeled region large enough to sieve
+SIEVING = (
+    "active.strategy=adaptive_sizebal",
+    "sieve.enabled=true",
+    "sieve.min_pixels=8",
+    "sieve.min_size=1",
+)
+
+
 def test_sieving_resieves_every_label_of_every_round(tmp_path):
-    overrides = tiny_overrides(
-        tmp_path,
-        "active.strategy=adaptive_sizebal",
-        "sieve.enabled=true",
-        "sieve.min_pixels=8",
-        "sieve.min_size=1",
-    )
+    overrides = tiny_overrides(tmp_path, *SIEVING)
     out = tmp_path / "run"
     loop = build_loop(
         compose(overrides), out, resume=False, console=Console(quiet=True), progress=False
@@ -242,14 +245,7 @@ def test_sieve_scope_new_sieves_each_label_once_and_keeps_earlier_masks(tmp_path
     masks; a resumed run reads the same folders."""
     import json
 
-    overrides = tiny_overrides(
-        tmp_path,
-        "active.strategy=adaptive_sizebal",
-        "sieve.enabled=true",
-        "sieve.min_pixels=8",
-        "sieve.min_size=1",
-        "sieve.scope=new",
-    )
+    overrides = tiny_overrides(tmp_path, *SIEVING, "sieve.scope=new")
     out = tmp_path / "run"
     cfg = compose(overrides)
     loop = build_loop(cfg, out, resume=False, console=Console(quiet=True), progress=False)
