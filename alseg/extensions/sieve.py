@@ -188,11 +188,10 @@ class Sieving(Extension):
         if r == 0:
             return
         loop = self.loop
-        every = self.cfg.scope == "all"
-        labels = all_answers(loop.store, ann) if every else ann
+        labels = all_answers(loop.store, ann) if self.cfg.scope == "all" else ann
         answers = image_answers(labels, loop.dm.regions, self.cfg)
         loop.tracker.phase(r - 1, "sieve", len(answers))
-        folder, self.stats = write_maps(
+        _, self.stats = write_maps(
             loop,
             KIND,
             r,
@@ -200,15 +199,18 @@ class Sieving(Extension):
             np.array(sorted(answers), dtype=np.int64),
             lambda f: SieveWriter(f, answers, loop, self.cfg),
         )
-        # scope all: the newest sieve replaces the earlier ones; new: it adds its masks
-        self.folders = [folder] if every else [*self.folders, folder]
-        loop.dm.labeled.set_sieve(self.folders)
+        self._use_masks(r)
 
     def on_resume(self, r: int, phase: str) -> None:
+        self.stats = self.loop.rundir.folder_stats(KIND, r) if r > 0 else {}
+        self._use_masks(r)
+
+    def _use_masks(self, r: int) -> None:
+        """Train on the drop masks in force at round ``r``: scope all, round r's (the newest
+        sieve replaces the earlier ones); new, those of rounds 1..r together."""
+        rounds = [r] if self.cfg.scope == "all" else range(1, r + 1)
         rundir = self.loop.rundir
-        first = r if self.cfg.scope == "all" else 1
-        self.folders = [rundir.round_folder(KIND, k) for k in range(max(first, 1), r + 1)]
-        self.stats = rundir.folder_stats(KIND, r) if r > 0 else {}
+        self.folders = [rundir.round_folder(KIND, k) for k in rounds if k > 0]
         self.loop.dm.labeled.set_sieve(self.folders)
 
     def metrics_row(self, r: int) -> dict[str, float]:
