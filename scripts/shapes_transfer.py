@@ -28,8 +28,7 @@ def main(run: Path, round: int) -> None:
     if cfg.data.name != "shapes":
         sys.exit(f"{run}: data={cfg.data.name}; this script reads runs of data=shapes")
     loop = build_loop(cfg, run, True, Console(quiet=True), False)
-    model = loop.model_factory(1)
-    model.load_state_dict(loop.rundir.load_checkpoint(round), strict=False)
+    model = loop.load_model(round)
     model.eval()
     d = cfg.data
     print(f"{run} round {round}: test accuracy (chance {100 / SyntheticShapes.num_classes:.1f}%)")

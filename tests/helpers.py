@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import ModuleType
 
 
 def tiny_overrides(tmp: Path, *extra: str) -> list[str]:
@@ -40,3 +41,15 @@ def rewind(run_dir: Path, r: int, phase: str, metrics_rows: int | None = None) -
         path.write_text("".join(path.read_text().splitlines(True)[: metrics_rows + 1]))
         state["files"]["metrics.csv"] = hashlib.sha256(path.read_bytes()).hexdigest()
     (run_dir / "state.json").write_text(json.dumps(state))
+
+
+def load_script(name: str) -> ModuleType:
+    """The repository's ``scripts/<name>.py`` as a module (scripts are not a package)."""
+    import importlib.util
+
+    path = Path(__file__).parents[1] / "scripts" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

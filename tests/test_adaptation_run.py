@@ -8,6 +8,7 @@ import json
 
 import numpy as np
 import pytest
+from helpers import load_script
 
 from alseg.cli import main
 from alseg.config import ConfigError, compose
@@ -25,7 +26,7 @@ def _rows(run_dir):
     return list(csv.DictReader((run_dir / "metrics.csv").open()))
 
 
-def test_lamda_classification_run(tmp_path):
+def test_lamda_classification_run(tmp_path, capsys):
     run_dir = tmp_path / "cls"
     args = [
         "run",
@@ -59,6 +60,14 @@ def test_lamda_classification_run(tmp_path):
     assert float(rows[1]["label_dist_l1"]) == pytest.approx(np.abs(est - true).sum(), abs=1e-3)
     sel = list(csv.DictReader((run_dir / "selections" / "round_01.csv").open()))
     assert len(sel) == 6 and len({r["image"] for r in sel}) == 6  # one region per image
+    # scripts/shapes_transfer.py (the README's LAMDA diagnosis) reloads round 0's model; on
+    # the run's own target look (data.gap=1) it gives the run's own source-only accuracy
+    capsys.readouterr()
+    load_script("shapes_transfer").main(run_dir, 0)
+    lines = capsys.readouterr().out.splitlines()
+    scores = {k.strip(): float(v.strip(" %")) for k, v in (ln.rsplit(None, 1) for ln in lines[1:])}
+    assert list(scores) == ["source"] + [f"target, gap {g:g}" for g in (0, 0.25, 0.5, 1)]
+    assert scores["target, gap 1"] == pytest.approx(float(rows[0]["acc"]), abs=0.051)
 
 
 def test_aada_segmentation_run_with_label_shift(tmp_path):

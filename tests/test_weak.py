@@ -263,7 +263,7 @@ def test_image_labels_run_end_to_end_and_resume(tmp_path):
     import json
     import shutil
 
-    from helpers import rewind, tiny_overrides
+    from helpers import load_script, rewind, tiny_overrides
     from test_loop import QUIET, read_csv, run
 
     from alseg.build import build_loop
@@ -292,7 +292,7 @@ def test_image_labels_run_end_to_end_and_resume(tmp_path):
             assert len(list(folder.glob("*.png"))) == len(tagged)
     for stage in ("", "_stage2", "_stage3"):  # the last two rounds' checkpoints are kept
         assert (out / "checkpoints" / f"round_02{stage}.pt").is_file()
-    figure = _script("image_labels_figure")  # the README's picture of a run
+    figure = load_script("image_labels_figure")  # the README's picture of a run
     figure.main(out, None, 2, tmp_path / "fig.png")
     assert (tmp_path / "fig.png").stat().st_size > 1000
     killed = tmp_path / "killed"
@@ -305,18 +305,6 @@ def test_image_labels_run_end_to_end_and_resume(tmp_path):
     # the boundary network of the round comes back from its checkpoint
     assert resumed[-1]["boundary_mf_ods"] == pytest.approx(rows[-1]["boundary_mf_ods"])
     assert json.loads((killed / "state.json").read_text())["phase"] == "done"
-
-
-def _script(name: str):
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).parents[1] / "scripts" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 # -- boundary F-measure ----------------------------------------------------------------------------
