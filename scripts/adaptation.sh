@@ -8,9 +8,10 @@
 #     bash scripts/adaptation.sh [OUT_DIR] [PARALLEL] [extra overrides...]
 # The README's segmentation table ran at a smaller CPU scale (~7 min a run, 2 at a time):
 #   TASK=seg bash scripts/adaptation.sh runs/adaptation-seg 2 data.image_size=48 trainer.max_steps=100
-# and its LAMDA diagnosis with a milder appearance shift and a longer source-only stage 0:
-#   TASK=cls STRATEGIES="lamda random" bash scripts/adaptation.sh runs/adaptation-cls-gap0.25-init600 1 \
-#     data.gap=0.25 active.init_steps=600
+# and its LAMDA diagnosis with a milder appearance shift and a longer source-only stage 0
+# (THREADS: OMP threads a run, default cores / PARALLEL; results repeat for a given count):
+#   THREADS=1 TASK=cls STRATEGIES="lamda random" bash scripts/adaptation.sh \
+#     runs/v2/lamda-diag/gap0.25-init600 2 data.gap=0.25 active.init_steps=600
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 task=${TASK:-cls}
