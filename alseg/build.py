@@ -397,12 +397,15 @@ def build_extensions(cfg: DictConfig) -> list[Extension]:
 
 
 # -- run dir and loop --------------------------------------------------------------------------
-def open_run_dir(cfg: DictConfig, run_dir: Path, resume: bool, console: Console) -> RunDir:
+def open_run_dir(
+    cfg: DictConfig, run_dir: Path, resume: bool, console: Console, writer: bool = True
+) -> RunDir:
     """Take the run dir (rank 0: its lock), create it or check it for resuming, and
-    return it with the state the loop continues from in ``rundir.state``."""
+    return it with the state the loop continues from in ``rundir.state``. Not a
+    ``writer`` (other DDP ranks, readers of a run): only check it, take no lock."""
     rundir = RunDir(run_dir)
     config_yaml = OmegaConf.to_yaml(cfg, resolve=True)
-    if not is_rank_zero():  # other DDP ranks only read the run dir rank 0 prepared
+    if not writer:  # other DDP ranks only read the run dir rank 0 prepared
         rundir.state = rundir.check() if resume else {}
         return rundir
     if resume:
@@ -460,21 +463,25 @@ def build_loop(
     resume: bool,
     console: Console | None = None,
     progress: bool = True,
+    read_only: bool = False,
 ) -> ActiveLoop:
-    """Build the experiment; a new run dir is created only after every check passed."""
+    """Build the experiment; a new run dir is created only after every check passed.
+    ``read_only``: an existing run's loop for analysis (its models, data and extensions;
+    scripts, notebooks): no lock, no logger, nothing written, so it can read a run that an
+    ``alseg resume`` is writing. Not for ``run()``."""
     quiet_lightning()
     parts = build_parts(cfg, progress)
     pool_cost = float(parts.oracle.query_costs(np.arange(parts.store.num_regions)).sum())
     check_budget(pool_cost, init_budget(cfg), float(cfg.active.budget), int(cfg.active.rounds))
     console = console or Console()
-    rundir = open_run_dir(cfg, run_dir, resume, console)
+    rank_zero = is_rank_zero() and not read_only  # a reader writes nothing, as other ranks
+    rundir = open_run_dir(cfg, run_dir, resume or read_only, console, rank_zero)
     if cfg.labeling.oracle == "human" and cfg.labeling.type == "pixel":
         from alseg.human.transfer import PaintedLabels
 
         parts.datamodule.labeled.mask_fn = PaintedLabels(rundir.path)  # what people painted
     try:
-        rank_zero = is_rank_zero()
-        logger = build_logger(cfg, rundir, rundir.state)
+        logger = None if read_only else build_logger(cfg, rundir, rundir.state)
         tracker = Tracker(
             rundir,
             int(cfg.active.rounds),

@@ -40,7 +40,7 @@ def main(run: Path, r: int | None, n: int, out: Path) -> None:
     cfg = load_run_config(run)
     if cfg.labeling.type != "image":
         sys.exit(f"{run}: labeling={cfg.labeling.type}; this script reads runs of labeling=image")
-    loop = build_loop(cfg, run, True, Console(quiet=True), False)
+    loop = build_loop(cfg, run, True, Console(quiet=True), False, read_only=True)
     if r is None:
         r = int(json.loads((run / "state.json").read_text())["round"])
     ext = next(e for e in loop.extensions if isinstance(e, ImageLabels))

@@ -27,7 +27,7 @@ def main(run: Path, round: int) -> None:
     cfg = load_run_config(run)
     if cfg.data.name != "shapes":
         sys.exit(f"{run}: data={cfg.data.name}; this script reads runs of data=shapes")
-    loop = build_loop(cfg, run, True, Console(quiet=True), False)
+    loop = build_loop(cfg, run, True, Console(quiet=True), False, read_only=True)
     model = loop.load_model(round)
     model.eval()
     d = cfg.data

@@ -12,6 +12,7 @@ from helpers import load_script
 
 from alseg.cli import main
 from alseg.config import ConfigError, compose
+from alseg.rundir import RunDir
 
 COMMON = [
     "adaptation.enabled=true",
@@ -63,18 +64,27 @@ def test_lamda_classification_run(tmp_path, capsys):
     assert len(sel) == 6 and len({r["image"] for r in sel}) == 6  # one region per image
     # scripts/shapes_transfer.py (the README's LAMDA diagnosis) reloads a round's model; on
     # the run's own target look (data.gap=1) it gives that round's own test accuracy
+    # (it only reads: it works while a writer, e.g. an `alseg resume` of the run, holds the lock)
     accs = [float(r["acc"]) for r in rows]
     assert accs[0] != accs[1]  # else this check could not tell the rounds' models apart
     script = load_script("shapes_transfer")
+    writer = RunDir(run_dir)
+
+    def stamps() -> dict:  # every file but the lock this test takes as the writer
+        return {p: p.stat().st_mtime_ns for p in run_dir.rglob("*") if p.name != ".lock"}
+
+    files = stamps()
     for r, acc in enumerate(accs):
         capsys.readouterr()
-        script.main(run_dir, r)
+        with writer.locked("resume"):
+            script.main(run_dir, r)
         lines = capsys.readouterr().out.splitlines()
         scores = {
             k.strip(): float(v.strip(" %")) for k, v in (x.rsplit(None, 1) for x in lines[1:])
         }
         assert list(scores) == ["source"] + [f"target, gap {g:g}" for g in (0, 0.25, 0.5, 1)]
         assert scores["target, gap 1"] == pytest.approx(acc, abs=0.051)
+    assert stamps() == files  # and wrote nothing
 
 
 def test_aada_segmentation_run_with_label_shift(tmp_path):
