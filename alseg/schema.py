@@ -47,6 +47,7 @@ class ActiveConfig:
     rounds: int = _req(ge=1)
     budget: float = _req(gt=0)
     init_budget: float | None = _opt(ge=0)
+    full_supervision: bool = _opt(False)
     strategy: str = _req(choices="strategies")  # resolved against the registry
     strategy_params: dict[str, Any] = field(default_factory=dict)
     reinit: bool = _req()
@@ -220,6 +221,8 @@ class ShapesData(DataCommon):
 @dataclass
 class FileData(DataCommon):
     root: str | None = _opt()
+    resize: str = _opt("stretch", **_choices("stretch", "crop"))  # how image_size=[h, w] is met
+    cache: bool = _opt(False)  # keep decoded images and masks in memory (downsized sets)
     train_split: str = _req()
     val_split: str = _req()
     val_holdout: int = _req(ge=1)
@@ -307,6 +310,7 @@ DATA_SCHEMAS: dict[str, type] = {
     "voc": FileData,
     "sbd": FileData,
     "folder": FolderData,
+    "labelmefacade": FileData,
     "gta5_cityscapes": PairData,
     "imagefolder_da": ImageFolderData,
     "colored_shapes": GroupSyntheticData,

@@ -174,3 +174,32 @@ def imagefolder_tree(root: Path, per_class: int = 4) -> Path:
                 save(root / domain / cls / f"{cls.lower()}_{i}.jpg", _image(h, w, k))
                 k += 1
     return root
+
+
+def labelmefacade_tree(root: Path, names: list[str] | None = None) -> Path:
+    """images/*.jpg + labels/*.png (RGBA colour codes, random alpha) + train.txt / test.txt.
+
+    Sizes cycle through landscape 24x32, square 32x32 and portrait 32x24 (height x width);
+    each label holds 4 vertical stripes of the classes (k, k+1, k+2, k+3) mod 9 for the k-th
+    image. ``names`` (default 6 images) are the stems; the first 2 are the authors' train
+    split, the rest their test split."""
+    from alseg.data.labelmefacade import LABELMEFACADE_COLOURS
+
+    names = names or [f"facade{k:02d}" for k in range(6)]
+    colours = np.asarray(LABELMEFACADE_COLOURS, dtype=np.uint8)
+    rng = np.random.default_rng(0)
+    for k, stem in enumerate(names):
+        h, w = [(24, 32), (32, 32), (32, 24)][k % 3]
+        save(root / "images" / f"{stem}.jpg", _image(h, w, k))
+        ids = _stripes(h, w, [(k + j) % 9 for j in range(4)])
+        alpha = rng.integers(0, 256, (h, w, 1), dtype=np.uint8)
+        save(root / "labels" / f"{stem}.png", np.concatenate([colours[ids], alpha], axis=-1))
+    for split, part in (("train", names[:2]), ("test", names[2:])):
+        # the authors' files: "images/<name>.jpg" lines, no newline after the last one
+        (root / f"{split}.txt").write_text("\n".join(f"images/{n}.jpg" for n in part))
+    return root
+
+
+def labelmefacade_stripes(k: int, h: int, w: int) -> np.ndarray:
+    """The class ids of image k of ``labelmefacade_tree`` at its native (h, w)."""
+    return _stripes(h, w, [(k + j) % 9 for j in range(4)])

@@ -12,9 +12,10 @@ reads everything. Every error names the offending file.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -38,12 +39,15 @@ class ClassInfo:
         ignore_index: the void label of ``mask``.
         lut: raw mask value -> class id (or ``ignore_index``); -1 marks a value that is not
             valid in this data set. None: raw values are class ids already.
+        colour_coded: masks are colour images (RGB, RGBA or palette; alpha ignored) whose
+            pixel colour is its class's ``palette`` entry (LabelMeFacade), not class ids.
     """
 
     names: tuple[str, ...]
     palette: tuple[tuple[int, int, int], ...]
     ignore_index: int = 255
     lut: np.ndarray | None = None
+    colour_coded: bool = False
 
     @property
     def num_classes(self) -> int:
@@ -65,8 +69,18 @@ def default_palette(n: int) -> tuple[tuple[int, int, int], ...]:
     return tuple(out)
 
 
-def parse_size(size: int | Sequence[int] | None) -> tuple[str, tuple[int, int]] | None:
-    """``image_size``: None (native), an int (shorter side, aspect kept) or [height, width]."""
+Fit = Literal["stretch", "crop"]
+FITS: tuple[str, ...] = ("stretch", "crop")
+
+
+def parse_size(
+    size: int | Sequence[int] | None, fit: str = "stretch"
+) -> tuple[str, tuple[int, int]] | None:
+    """``image_size``: None (native), an int (shorter side, aspect kept) or [height, width],
+    reached as ``fit`` says: ``stretch`` (resize to it, the aspect changes) or ``crop``
+    (resize to cover it, aspect kept, then cut its centre out)."""
+    if fit not in FITS:
+        raise DataError(f"data.resize={fit!r} is not valid; choose one of: {', '.join(FITS)}")
     if size is None:
         return None
     if isinstance(size, int):
@@ -76,21 +90,51 @@ def parse_size(size: int | Sequence[int] | None) -> tuple[str, tuple[int, int]] 
     hw = tuple(int(v) for v in size)
     if len(hw) != 2 or min(hw) < 8:
         raise DataError(f"data.image_size={list(size)} must be an int or [height, width] >= 8")
-    return ("exact", (hw[0], hw[1]))
+    return ("crop" if fit == "crop" else "exact", (hw[0], hw[1]))
 
 
-def _target_size(
+def _scaled_size(
     native: tuple[int, int], size: tuple[str, tuple[int, int]] | None
 ) -> tuple[int, int]:
-    """(height, width) after resizing an image of (height, width) ``native``."""
+    """(height, width) an image of (height, width) ``native`` is resized to, before any
+    crop."""
     if size is None:
         return native
     kind, (h, w) = size
     if kind == "exact":
         return (h, w)
     H, W = native
-    s = h / min(H, W)
-    return (max(1, round(H * s)), max(1, round(W * s)))
+    s = h / min(H, W) if kind == "short" else max(h / H, w / W)
+    # never below the crop, whatever the rounding
+    return (
+        max(round(H * s), h if kind == "crop" else 1),
+        max(round(W * s), w if kind == "crop" else 1),
+    )
+
+
+def _target_size(
+    native: tuple[int, int], size: tuple[str, tuple[int, int]] | None
+) -> tuple[int, int]:
+    """(height, width) after resizing (and cropping) an image of (height, width) ``native``."""
+    if size is not None and size[0] == "crop":
+        return size[1]
+    return _scaled_size(native, size)
+
+
+def fit_image(
+    im: Image.Image, size: tuple[str, tuple[int, int]] | None, resample: Image.Resampling
+) -> Image.Image:
+    """``im`` resized as ``size`` (of ``parse_size``) says, with its centre cut out for
+    ``crop``."""
+    native = (im.height, im.width)
+    scaled = _scaled_size(native, size)
+    if scaled != native:
+        im = im.resize((scaled[1], scaled[0]), resample)
+    target = _target_size(native, size)
+    if target != scaled:
+        top, left = (scaled[0] - target[0]) // 2, (scaled[1] - target[1]) // 2
+        im = im.crop((left, top, left + target[1], top + target[0]))
+    return im
 
 
 def _open(path: Path, decode: bool = True) -> Image.Image:
@@ -138,12 +182,16 @@ def read_sbd_mat(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return seg, bounds
 
 
-def _resize_nearest(a: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """(H, W) array resized to (height, width) ``size`` with nearest neighbour."""
-    if size == a.shape:
+def _fit_nearest(a: np.ndarray, size: tuple[str, tuple[int, int]] | None) -> np.ndarray:
+    """(H, W) label array resized (and cropped) as ``size`` says, with nearest neighbour."""
+    if size is None:
         return a
-    im = Image.fromarray(a.astype(np.uint8) if a.dtype == bool else a)
-    out = np.array(im.resize((size[1], size[0]), Image.Resampling.NEAREST))
+    im = fit_image(
+        Image.fromarray(a.astype(np.uint8) if a.dtype == bool else a),
+        size,
+        Image.Resampling.NEAREST,
+    )
+    out = np.array(im)
     return out.astype(bool) if a.dtype == bool else out
 
 
@@ -156,6 +204,11 @@ class FileSegmentationDataset(Dataset):
         name: data set name (fingerprints, messages).
         split: split name (messages).
         image_size: None, shorter side (int), or [height, width]: resize on load (CPU runs).
+        fit: how [height, width] is reached: ``stretch`` (resize) or ``crop`` (resize to
+            cover, aspect kept, then the centre).
+        cache: keep every decoded (resized) image and mask in memory after its first read:
+            for downsized data sets read many times (a pool scored every round), with
+            ``num_workers=0`` (a loader worker's cache is lost when the worker ends).
         domain: sample ``domain`` field.
         check_sizes: compare image and mask sizes from the file headers now.
 
@@ -171,12 +224,15 @@ class FileSegmentationDataset(Dataset):
         image_size: int | Sequence[int] | None = None,
         domain: str = "target",
         check_sizes: bool = True,
+        fit: Fit = "stretch",
+        cache: bool = False,
     ) -> None:
         if not pairs:
             raise DataError(f"{name}: split {split!r} is empty (no image/mask pairs found)")
         self.pairs = [(Path(a), Path(b)) for a, b in pairs]
         self.classes, self.name, self.split, self.domain = classes, name, split, domain
-        self._size = parse_size(image_size)
+        self._size = parse_size(image_size, fit)
+        self._cache: dict[tuple[str, int], np.ndarray] | None = {} if cache else None
         for image, mask in self.pairs:
             if not mask.is_file():
                 raise DataError(f"{image}: its mask {mask} is missing")
@@ -224,31 +280,40 @@ class FileSegmentationDataset(Dataset):
     def __len__(self) -> int:
         return len(self.pairs)
 
+    def _cached(self, kind: str, index: int, read: Callable[[int], np.ndarray]) -> np.ndarray:
+        """``read(index)``, from memory after the first time when caching (a copy)."""
+        if self._cache is None:
+            return read(index)
+        key = (kind, index)
+        if key not in self._cache:
+            self._cache[key] = read(index)
+        return self._cache[key].copy()
+
     def image_uint8(self, index: int) -> np.ndarray:
         """(H, W, 3) uint8 image (resized if configured)."""
+        return self._cached("image", index, self._read_image)
+
+    def _read_image(self, index: int) -> np.ndarray:
         path = self.pairs[index][0]
-        im = _open(path).convert("RGB")
-        size = _target_size((im.height, im.width), self._size)
-        if size != (im.height, im.width):
-            im = im.resize((size[1], size[0]), Image.Resampling.BILINEAR)
+        im = fit_image(_open(path).convert("RGB"), self._size, Image.Resampling.BILINEAR)
         return np.array(im, dtype=np.uint8)
 
     def raw_mask(self, index: int) -> np.ndarray:
-        """(H, W) raw mask values as stored (resized with nearest neighbour if configured)."""
+        """(H, W) raw mask values as stored (resized with nearest neighbour if configured);
+        class ids for colour-coded masks."""
         path = self.pairs[index][1]
         if path.suffix == ".mat":
-            seg = read_sbd_mat(path)[0]
-            return _resize_nearest(seg, _target_size(seg.shape, self._size))
+            return _fit_nearest(read_sbd_mat(path)[0], self._size)
         im = _open(path)
+        if self.classes.colour_coded:
+            ids = decode_colours(im, self.classes, path, self.name)
+            return _fit_nearest(ids, self._size)
         if im.mode in ("RGB", "RGBA"):
             raise DataError(
                 f"{path}: mask is a colour ({im.mode}) image; masks must hold one class id "
                 "per pixel (8/16-bit grey or palette PNG)"
             )
-        size = _target_size((im.height, im.width), self._size)
-        if size != (im.height, im.width):
-            im = im.resize((size[1], size[0]), Image.Resampling.NEAREST)
-        return np.array(im)
+        return np.array(fit_image(im, self._size, Image.Resampling.NEAREST))
 
     def class_boundaries(self, index: int) -> np.ndarray | None:
         """(C, H, W) bool ground-truth boundaries of each class where the data set has its
@@ -257,14 +322,16 @@ class FileSegmentationDataset(Dataset):
         if path.suffix != ".mat":
             return None
         seg, bounds = read_sbd_mat(path)
-        size = _target_size(seg.shape, self._size)
-        out = np.zeros((self.num_classes, *size), dtype=bool)
+        out = np.zeros((self.num_classes, *_target_size(seg.shape, self._size)), dtype=bool)
         for k in range(min(len(bounds), self.num_classes - 1)):
-            out[k + 1] = _resize_nearest(bounds[k], size)
+            out[k + 1] = _fit_nearest(bounds[k], self._size)
         return out
 
     def mask(self, index: int) -> torch.Tensor:
         """(H, W) long class ids, ``ignore_index`` for void; raises on invalid values."""
+        return torch.from_numpy(self._cached("mask", index, self._read_mask).astype(np.int64))
+
+    def _read_mask(self, index: int) -> np.ndarray:
         raw = self.raw_mask(index).astype(np.int64)
         lut, ignore, C = self.classes.lut, self.ignore_index, self.num_classes
         if lut is not None:
@@ -279,7 +346,7 @@ class FileSegmentationDataset(Dataset):
                 f"{self.pairs[index][1]}: label values {values} are not valid for {self.name} "
                 f"(valid: class ids 0..{C - 1} after mapping, and ignore {ignore})"
             )
-        return torch.from_numpy(mapped)
+        return mapped.astype(np.int32)  # compact in the cache
 
     def __getitem__(self, index: int) -> dict:
         image = torch.from_numpy(self.image_uint8(index)).permute(2, 0, 1).float() / 255.0
@@ -290,6 +357,35 @@ class FileSegmentationDataset(Dataset):
                 f"{self.pairs[index][0]} size {tuple(image.shape[-2:])} (height, width)"
             )
         return {"image": image, "mask": mask, "index": index, "domain": self.domain}
+
+
+def decode_colours(im: Image.Image, classes: ClassInfo, path: Path, name: str) -> np.ndarray:
+    """(H, W) uint8 class ids of a colour-coded mask (the colour of class c is
+    ``classes.palette[c]``; alpha ignored). A colour outside the table raises DataError
+    naming the file, the first such pixel and its colour, and the valid colours."""
+    if im.mode not in ("RGB", "RGBA", "P"):
+        raise DataError(
+            f"{path}: mask mode {im.mode}; {name} labels are colour-coded (RGB, RGBA or palette)"
+        )
+    rgb = np.asarray(im.convert("RGB"))  # (H, W, 3) uint8
+    code = (rgb[..., 0].astype(np.int32) << 16) | (rgb[..., 1].astype(np.int32) << 8)
+    code |= rgb[..., 2]  # (H, W)
+    ids = np.zeros(code.shape, dtype=np.uint8)
+    known = np.zeros(code.shape, dtype=bool)
+    for c, (r, g, b) in enumerate(classes.palette):  # a few classes: one pass each
+        hit = code == ((r << 16) | (g << 8) | b)
+        ids[hit] = c
+        known |= hit
+    if not known.all():
+        y, x = (int(v[0]) for v in np.nonzero(~known))
+        valid = ", ".join(
+            f"{n} {r}:{g}:{b}" for n, (r, g, b) in zip(classes.names, classes.palette)
+        )
+        raise DataError(
+            f"{path}: pixel (x={x}, y={y}) has colour {':'.join(map(str, rgb[y, x]))} (R:G:B), "
+            f"which is no {name} class ({int((~known).sum())} such pixels); valid: {valid}"
+        )
+    return ids
 
 
 def find_images(folder: Path) -> list[Path]:

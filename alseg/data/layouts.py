@@ -17,6 +17,8 @@ Layouts (``data.root`` points at the folder shown):
               benchmark_RELEASE/dataset folder of the Semantic Boundaries Dataset
   folder      images/<split>/* + masks/<split>/* (same stem), or a list file of "image mask"
               lines per split (data.lists.<split>)
+  labelmefacade  images/*.jpg, labels/*.png (RGB colour codes), train.txt / test.txt (the
+              authors' split) or alseg's committed re-split (alseg.data.labelmefacade)
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from alseg.data.datasets import (
     find_images,
     read_list,
 )
+from alseg.data.labelmefacade import labelmefacade_classes, labelmefacade_pairs
 
 Pairs = list[tuple[Path, Path]]
 
@@ -174,6 +177,7 @@ LAYOUTS: dict[str, tuple[Callable[[Path, str], Pairs], Callable[[Any], ClassInfo
     "voc": (voc_pairs, lambda d: voc_classes()),
     "sbd": (sbd_pairs, lambda d: voc_classes()),
     "folder": (lambda root, split: folder_pairs(root, split), folder_classes),
+    "labelmefacade": (labelmefacade_pairs, lambda d: labelmefacade_classes()),
 }
 # Domain-adaptation pairs: the pool/val/test come from the target layout.
 PAIRS = {"gta5_cityscapes": ("gta5", "cityscapes")}
@@ -224,7 +228,14 @@ def build_splits(
     names = {"train": d.train_split, "val": d.val_split, "test": d.test_split}
     sets = {
         key: FileSegmentationDataset(
-            pairs, classes, d.name, names[key], d.get("image_size"), str(d.domain)
+            pairs,
+            classes,
+            d.name,
+            names[key],
+            d.get("image_size"),
+            str(d.domain),
+            fit=d.get("resize", "stretch"),
+            cache=bool(d.get("cache")),
         )
         for key, pairs in split_pairs(d, layout, root).items()
     }
@@ -241,5 +252,11 @@ def build_source(d: Any) -> FileSegmentationDataset:
     root = Path(str(d.source_root)).expanduser()
     pairs = LAYOUTS[layout][0](root, str(d.source_split))
     return FileSegmentationDataset(
-        pairs, LAYOUTS[layout][1](d), layout, str(d.source_split), d.get("image_size"), "source"
+        pairs,
+        LAYOUTS[layout][1](d),
+        layout,
+        str(d.source_split),
+        d.get("image_size"),
+        "source",
+        fit=d.get("resize", "stretch"),
     )
