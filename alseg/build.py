@@ -57,7 +57,8 @@ def default_run_dir(cfg: DictConfig) -> Path:
         p = cfg.prune
         what = "score" if p.stage == "score" else f"{p.rule}-{p.by}-keep{p.keep:g}"
         return Path("runs") / f"prune-{what}-{cfg.data.name}-seed{cfg.seed}-{stamp}"
-    return Path("runs") / f"{cfg.active.strategy}-{cfg.labeling.type}-seed{cfg.seed}-{stamp}"
+    what = "full-supervision" if cfg.active.full_supervision else cfg.active.strategy
+    return Path("runs") / f"{what}-{cfg.labeling.type}-seed{cfg.seed}-{stamp}"
 
 
 def quiet_lightning() -> None:
@@ -235,8 +236,11 @@ def has_void_output(cfg: DictConfig) -> bool:
     return cfg.labeling.type == "multiclass" and bool(cfg.labeling.void_bit)
 
 
-def init_budget(cfg: DictConfig) -> float:
+def init_budget(cfg: DictConfig, pool_cost: float) -> float:
+    """Clicks of round 0: the whole pool's cost for a full-supervision reference."""
     a = cfg.active
+    if a.full_supervision:
+        return pool_cost
     return float(a.init_budget if a.init_budget is not None else a.budget)
 
 
@@ -472,7 +476,8 @@ def build_loop(
     quiet_lightning()
     parts = build_parts(cfg, progress)
     pool_cost = float(parts.oracle.query_costs(np.arange(parts.store.num_regions)).sum())
-    check_budget(pool_cost, init_budget(cfg), float(cfg.active.budget), int(cfg.active.rounds))
+    init = init_budget(cfg, pool_cost)
+    check_budget(pool_cost, init, float(cfg.active.budget), int(cfg.active.rounds))
     console = console or Console()
     rank_zero = is_rank_zero() and not read_only  # a reader writes nothing, as other ranks
     rundir = open_run_dir(cfg, run_dir, resume or read_only, console, rank_zero)
@@ -506,7 +511,7 @@ def build_loop(
             tracker=tracker,
             rounds=int(cfg.active.rounds),
             budget=float(cfg.active.budget),
-            init_budget=init_budget(cfg),
+            init_budget=init,
             reinit=bool(cfg.active.reinit),
             seed=int(cfg.seed),
             extensions=build_extensions(cfg),

@@ -93,6 +93,8 @@ def typed(cfg: DictConfig) -> DictConfig:
         out = check(cfg, valid)
     except SchemaError as e:
         raise ConfigError(str(e)) from None
+    if out.active.full_supervision:  # what a full-supervision reference is
+        out.labeling.type, out.active.rounds = "pixel", 1
     validate(out)
     return out
 
@@ -127,6 +129,8 @@ def validate(cfg: DictConfig) -> None:
             f"labeling={cfg.labeling.type} (use labeling=dominant)"
         )
     adapt = bool(cfg.adaptation.enabled)
+    if cfg.active.full_supervision:
+        _validate_full(cfg)
     if cfg.active.init_budget == 0 and not adapt:
         raise ConfigError(
             f"active.init_budget={cfg.active.init_budget:g} must be > 0 or null "
@@ -150,6 +154,26 @@ def validate(cfg: DictConfig) -> None:
         get_strategy(cfg.active.strategy, **cfg.active.strategy_params)
     except ValueError as e:
         raise ConfigError(str(e)) from None
+
+
+def _validate_full(cfg: DictConfig) -> None:
+    """A full-supervision reference trains a plain model on every pool pixel, nothing else."""
+    extra = [
+        k
+        for k, on in (
+            ("stage2.enabled=true", bool(cfg.stage2.enabled)),
+            ("adaptation.enabled=true", bool(cfg.adaptation.enabled)),
+            ("active.schedule=continuous", cfg.active.schedule == "continuous"),
+            ("labeling.oracle=human", cfg.labeling.oracle == "human"),
+            ("regions.method=image", cfg.regions.method == "image"),
+        )
+        if on
+    ]
+    if extra:
+        raise ConfigError(
+            f"active.full_supervision=true labels every pool pixel in one round and cannot run "
+            f"{', '.join(extra)}; run the reference without it"
+        )
 
 
 def _validate_schedule(cfg: DictConfig) -> None:
