@@ -62,6 +62,21 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("run_dirs", nargs="+", type=Path)
     rep.add_argument("--out", type=Path, required=True, help="output folder")
     rep.add_argument("--metric", default="mIoU", help="metrics.csv column (default mIoU)")
+    rep.add_argument(
+        "--baseline",
+        default=None,
+        metavar="SETTING",
+        help="paired study: each setting's difference to this setting's run of the same seed, "
+        "per round and over the area under the curve (summary.md, paired.md, paired.csv)",
+    )
+    rep.add_argument(
+        "--full",
+        nargs="+",
+        type=Path,
+        default=[],
+        metavar="RUN_DIR",
+        help="full-supervision reference runs (active.full_supervision=true): adds %% of full",
+    )
     sw = sub.add_parser("sweep", help="run a W&B grid sweep file locally, one run after another")
     sw.add_argument("sweep_file", type=Path)
     sw.add_argument("--local", action="store_true", required=True, help="without W&B agents")
@@ -252,6 +267,11 @@ def _report(args: argparse.Namespace) -> int:
     given = [t for t, dirs in tasks.items() if dirs]
     if len(given) > 1:
         raise ValueError(f"alseg report: give the runs of one task at a time (here: {given})")
+    if (args.baseline or args.full) and given != ["active"]:
+        raise ValueError(
+            "alseg report: --baseline and --full compare active-learning runs (learning curves); "
+            f"these are {given[0] if given else 'no'} runs"
+        )
     if given == ["debias"]:
         for note in write_results_report(tasks["debias"], args.out):
             print(f"note: {note}", file=sys.stderr)
@@ -264,9 +284,16 @@ def _report(args: argparse.Namespace) -> int:
             print(f"note: {note}", file=sys.stderr)
         print(f"report: {args.out}/ (runs.csv, runs.parquet, table.md, pruning.png)")
         return 0
-    for note in write_report(args.run_dirs, args.out, args.metric):
+    notes = write_report(args.run_dirs, args.out, args.metric, args.baseline, args.full)
+    for note in notes:
         print(f"note: {note}", file=sys.stderr)
-    print(f"report: {args.out}/ (runs.csv, runs.parquet, curves.png, classes.png, table.md)")
+    summary = args.out / "summary.md"
+    if args.baseline or args.full:
+        print(summary.read_text())
+    extra = ", summary.md" if args.baseline or args.full else ""
+    extra += ", full.csv" if args.full else ""
+    extra += ", paired.md, paired.csv" if args.baseline else ""
+    print(f"report: {args.out}/ (runs.csv, runs.parquet, curves.png, classes.png, table.md{extra})")
     return 0
 
 

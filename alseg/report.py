@@ -129,21 +129,50 @@ def save_figure(fig: Any, path: Path) -> None:
     _pyplot().close(fig)
 
 
-def plot_curves(df: pd.DataFrame, path: Path, metric: str = "mIoU") -> None:
-    """``metric`` vs clicks: mean over the runs of each setting, ± std as a band."""
+def plot_curves(
+    df: pd.DataFrame,
+    path: Path,
+    metric: str = "mIoU",
+    full: tuple[float, float, int] | None = None,
+    paired: pd.DataFrame | None = None,
+    baseline: str | None = None,
+) -> None:
+    """``metric`` vs clicks: the mean over the runs of each setting with its bootstrap 95 %
+    interval over runs as a band; the full-supervision reference (mean, std, runs) as a
+    line; with ``paired`` (``alseg.study.paired_table``), a second panel of the paired
+    differences to ``baseline`` with their intervals."""
+    from alseg.study import bootstrap_ci
+
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6, 4))
+    panels = 2 if paired is not None else 1
+    fig, axes = plt.subplots(1, panels, figsize=(6 * panels, 4), squeeze=False)
+    ax = axes[0][0]
     for setting, g in sorted(df.groupby("setting"), key=lambda t: t[0]):
-        stats = g.groupby("round").agg(
-            clicks=("clicks", "mean"), m=(metric, "mean"), s=(metric, "std")
-        )
-        s = stats["s"].fillna(0)
-        ax.plot(stats["clicks"], stats["m"], marker="o", label=f"{setting} (n={g.run.nunique()})")
-        ax.fill_between(stats["clicks"], stats["m"] - s, stats["m"] + s, alpha=0.2)
+        rounds = g.groupby("round")
+        x, m = rounds["clicks"].mean(), rounds[metric].mean()
+        ci = np.array([bootstrap_ci(v.to_numpy()) for _, v in rounds[metric]])
+        ax.plot(x, m, marker="o", label=f"{setting} (n={g.run.nunique()})")
+        ax.fill_between(x, ci[:, 0], ci[:, 1], alpha=0.2)
+    if full is not None:
+        ax.axhline(full[0], color="k", ls="--", lw=1, label=f"full supervision (n={full[2]})")
     ax.set_xlabel("clicks")
     ax.set_ylabel(f"test {metric} (%)")
+    ax.set_title("mean over seeds, bootstrap 95 % interval", fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
+    if paired is not None:
+        ax = axes[0][1]
+        per_round = paired[paired["round"] != "AUC"]
+        for setting, g in sorted(per_round.groupby("setting"), key=lambda t: t[0]):
+            x = g["clicks"].astype(float)
+            ax.plot(x, g["mean"], marker="o", label=setting)
+            ax.fill_between(x, g["lo"].astype(float), g["hi"].astype(float), alpha=0.2)
+        ax.axhline(0, color="k", lw=1)
+        ax.set_xlabel("clicks")
+        ax.set_ylabel(f"Δ test {metric} vs {baseline} (points)")
+        ax.set_title("paired by seed: mean difference, bootstrap 95 % interval", fontsize=9)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
     save_figure(fig, path)
 
 
@@ -166,13 +195,46 @@ def plot_class_heatmap(df: pd.DataFrame, path: Path) -> None:
     save_figure(fig, path)
 
 
-def write_report(run_dirs: Sequence[Path | str], out: Path, metric: str = "mIoU") -> list[str]:
-    """Write runs.csv, runs.parquet, curves.png, classes.png and table.md into ``out``;
-    returns the notes on skipped or unfinished runs."""
+def write_report(
+    run_dirs: Sequence[Path | str],
+    out: Path,
+    metric: str = "mIoU",
+    baseline: str | None = None,
+    full_dirs: Sequence[Path | str] = (),
+) -> list[str]:
+    """Write runs.csv, runs.parquet, curves.png, classes.png and table.md into ``out``; with
+    ``baseline`` (a setting) the paired study tables too: summary.md (per setting: last
+    round, AUC, share of full supervision, paired differences), paired.md and paired.csv
+    (every round); ``full_dirs``: full-supervision reference runs (full.csv). Returns the
+    notes on skipped or unfinished runs."""
+    from alseg.study import full_reference, paired_markdown, paired_table, summary_table
+
     df, notes = load_runs(run_dirs)
     if df.empty:
         raise ValueError("no run dir with complete rounds among: " + ", ".join(map(str, run_dirs)))
-    save_tables(df, markdown_table(df, metric), out)
-    plot_curves(df, out / "curves.png", metric)
+    full = None
+    if full_dirs:
+        full_df, more = load_runs(full_dirs)
+        notes += more
+        if full_df.empty:
+            raise ValueError(
+                "no complete full-supervision run among: " + ", ".join(map(str, full_dirs))
+            )
+        full = full_reference(full_df, metric)
+        out.mkdir(parents=True, exist_ok=True)
+        full_df.to_csv(out / "full.csv", index=False)
+    paired = paired_table(df, baseline, metric) if baseline is not None else None
+    table = markdown_table(df, metric)
+    if full is not None:
+        table += f"\n\nfull supervision: {full[0]:.1f} ± {full[1]:.1f} {metric} ({full[2]} runs)"
+    save_tables(df, table, out)
+    if paired is not None or full is not None:
+        summary = summary_table(df, paired, baseline, full[0] if full else None, metric)
+        (out / "summary.md").write_text(summary + "\n")
+    if paired is not None:
+        assert baseline is not None
+        paired.to_csv(out / "paired.csv", index=False)
+        (out / "paired.md").write_text(paired_markdown(paired, baseline, metric) + "\n")
+    plot_curves(df, out / "curves.png", metric, full, paired, baseline)
     plot_class_heatmap(df, out / "classes.png")
     return notes

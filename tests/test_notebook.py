@@ -39,6 +39,7 @@ def test_notebook_executes_on_run_dirs(tmp_path, monkeypatch):
     ).execute()
     outputs = "".join(str(o) for c in nb.cells if c.cell_type == "code" for o in c.outputs)
     assert "2 run dirs" in outputs
+    assert "wins" in outputs and (tmp_path / "report" / "paired_curves.png").is_file()
     assert (tmp_path / "report" / "curves.png").is_file() and (
         tmp_path / "report" / "classes.png"
     ).is_file()
