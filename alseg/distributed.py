@@ -45,6 +45,25 @@ def exported(name: str, value: str) -> Iterator[None]:
             os.environ[name] = old
 
 
+def world_size() -> int:
+    """Processes of the started process group (1 outside DDP or before it starts)."""
+    import torch
+
+    d = torch.distributed
+    return d.get_world_size() if d.is_available() and d.is_initialized() else 1
+
+
+def shard_drop_last(n: int, batch_size: int, world: int) -> bool:
+    """``drop_last`` of a training loader over ``n`` samples that DDP shards over ``world``
+    ranks (each rank gets ceil(n / world) of them): a rank's incomplete last batch is
+    dropped (a batch of one image cannot train batch norm after global pooling) only when
+    the rank holds more than one batch, so that no rank is left without a batch. Decided on
+    the global count, 24 labeled images, batch 16 and 2 ranks dropped both ranks' only batch:
+    the fit trained nothing, and a step-limited one never ended."""
+    per_rank = -(-n // world)
+    return per_rank > batch_size
+
+
 def adopt_rank_zero_state(trainer: Any, module: Any, buffers_only: bool = False) -> None:
     """Under DDP, give every rank rank 0's weights (or only its buffers): DDP keeps the
     parameters equal, not batch-norm statistics. No-op in a single process."""

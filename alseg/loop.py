@@ -143,7 +143,7 @@ class ActiveLoop:
             model.load_state_dict(plan.init, strict=False)
         self.tracker.phase(r, "fit" if plan.stage == 1 else "fit stage 2", len(self.dm.labeled))
         trainer = self.trainer_factory([], plan.max_steps, plan.max_epochs)
-        trainer.fit(model, train_dataloaders=self.dm.train_dataloader())
+        trainer.fit(model, train_dataloaders=self.dm.train_dataloader(trainer.world_size))
         # every rank continues with the weights the checkpoint holds (so a resumed run
         # evaluates and scores with the same model as an uninterrupted one)
         adopt_rank_zero_state(trainer, model)

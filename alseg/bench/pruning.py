@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> None:
         model = model_spec(cfg, parts.train).build()
         trainer = make(callbacks, -1, None)
         t0 = time.perf_counter()
-        trainer.fit(model, train_dataloaders=parts.datamodule.train_dataloader())
+        trainer.fit(model, train_dataloaders=parts.datamodule.train_dataloader(trainer.world_size))
         return time.perf_counter() - t0
 
     def best(make_callbacks: Any) -> float:

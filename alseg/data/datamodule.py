@@ -21,6 +21,7 @@ from alseg.data.label_maps import label_map_path, load_label_map
 from alseg.data.labels import DENSE, MULTI, NO_CLASS, LabelStore
 from alseg.data.regions import RegionSet
 from alseg.data.transforms import TrainAugment
+from alseg.distributed import shard_drop_last, world_size
 
 
 class LabeledView(Dataset):
@@ -223,8 +224,7 @@ class EvalShardSampler(DistributedSampler):
 
     @property
     def num_replicas(self) -> int:  # type: ignore[override]
-        d = torch.distributed
-        return d.get_world_size() if d.is_available() and d.is_initialized() else 1
+        return world_size()
 
     @property
     def rank(self) -> int:  # type: ignore[override]
@@ -363,7 +363,7 @@ class ActiveDataModule(pl.LightningDataModule):
         else:
             self.source_weights = source_image_weights(self.source_class_pixels(), prior)
 
-    def _source_loader(self) -> DataLoader:
+    def _source_loader(self, world: int) -> DataLoader:
         assert self.source is not None
         n = len(self.source)
         sampler = None
@@ -376,33 +376,34 @@ class ActiveDataModule(pl.LightningDataModule):
             batch_size=self.batch_size,
             shuffle=sampler is None,
             sampler=sampler,
-            drop_last=n > self.batch_size,
+            drop_last=shard_drop_last(n, self.batch_size, world),
             num_workers=self.num_workers,
             collate_fn=collate,
         )
 
-    def _adaptation_loader(self) -> Any:
+    def _adaptation_loader(self, world: int) -> Any:
         """Source batches + labeled target (when any) + unlabeled target (alignment)."""
         from pytorch_lightning.utilities import CombinedLoader
 
-        loaders: dict[str, DataLoader] = {"source": self._source_loader()}
+        loaders: dict[str, DataLoader] = {"source": self._source_loader(world)}
         if len(self.labeled):
-            loaders["target"] = self._loader(
-                self.labeled, self.batch_size, True, drop_last=len(self.labeled) > self.batch_size
-            )
+            drop = shard_drop_last(len(self.labeled), self.batch_size, world)
+            loaders["target"] = self._loader(self.labeled, self.batch_size, True, drop_last=drop)
         if self.unlabeled_target and len(self.pool):
-            loaders["unlabeled"] = self._loader(
-                self.pool, self.batch_size, True, drop_last=len(self.pool) > self.batch_size
-            )
+            drop = shard_drop_last(len(self.pool), self.batch_size, world)
+            loaders["unlabeled"] = self._loader(self.pool, self.batch_size, True, drop_last=drop)
         return CombinedLoader(loaders, mode="max_size_cycle")
 
-    def train_dataloader(self) -> Any:
+    def train_dataloader(self, world: int | None = None) -> Any:
+        """Batches of the labeled view (and the source domain). ``world``: the processes the
+        fit will shard them over (``trainer.world_size``; default: the started process
+        group's), which decides whether an incomplete last batch can be dropped."""
+        world = world_size() if world is None else world
         if self.source is not None:
-            return self._adaptation_loader()
+            return self._adaptation_loader(world)
         if len(self.labeled) == 0:
             raise RuntimeError("no labeled image to train on: the LabelStore is empty")
-        # drop_last avoids a final batch of one image (BatchNorm cannot train on it).
-        drop_last = len(self.labeled) > self.batch_size
+        drop_last = shard_drop_last(len(self.labeled), self.batch_size, world)
         if self.image_weights is None:
             return self._loader(self.labeled, self.batch_size, True, drop_last=drop_last)
         from torch.utils.data import WeightedRandomSampler

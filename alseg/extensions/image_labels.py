@@ -254,7 +254,8 @@ class ImageLabels(Extension):
         loop.dm.labeled.set_pseudo_labels(cam_folder)
         try:
             trainer = loop.trainer_factory([], None, self.s.boundary_epochs)
-            trainer.fit(module, train_dataloaders=loop.dm.train_dataloader())
+            loader = loop.dm.train_dataloader(trainer.world_size)
+            trainer.fit(module, train_dataloaders=loader)
         finally:
             loop.dm.labeled.set_pseudo_labels(None)
         if loop.rank_zero:

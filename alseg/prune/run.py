@@ -132,7 +132,7 @@ class PruneRun:
         make = trainer_factory(self.cfg, None, self.rundir.path)
         steps = max_steps if max_steps is not None else -1
         trainer = make(callbacks, steps, -1 if max_steps is not None else None)
-        trainer.fit(model, train_dataloaders=parts.datamodule.train_dataloader())
+        trainer.fit(model, train_dataloaders=parts.datamodule.train_dataloader(trainer.world_size))
         self.model = model
         evaluator = make([])
         model.last_metrics = {}

@@ -49,3 +49,13 @@ def test_state_dict_roundtrip():
     dm2.load_state_dict(state)
     assert dm2.store.labeled_mask().tolist() == store.labeled_mask().tolist()
     assert dm2.labeled.indices.tolist() == [0, 1]
+
+
+def test_drop_last_is_decided_on_each_rank_s_shard():
+    from alseg.distributed import shard_drop_last
+
+    # 24 labeled images, batch 16, 2 ranks: 12 per rank, less than a batch: keep it
+    assert not shard_drop_last(24, 16, 2)
+    assert shard_drop_last(24, 16, 1)  # one process: 24 > 16, the incomplete batch goes
+    assert shard_drop_last(35, 16, 2)  # 18 per rank (padded): more than a batch
+    assert not shard_drop_last(32, 16, 2)  # exactly a batch per rank: nothing to drop
