@@ -126,9 +126,10 @@ class ActiveLoop:
         self.store.add(ann, r)
         rows = ann.records(self.dm.regions, self.dm.class_names)
         if self.rank_zero:
-            self.rundir.write_selections(r, rows)
-            self.rundir.save_labels(r, self.store.to_bytes())
-            self._commit_state(r, "labeled")
+            with self.rundir.transaction():  # all three files or none
+                self.rundir.write_selections(r, rows)
+                self.rundir.save_labels(r, self.store.to_bytes())
+                self._commit_state(r, "labeled")
         self.dm.refresh()
         self.tracker.log_selection(r, ann, rows, self.dm)
 
@@ -220,10 +221,17 @@ class ActiveLoop:
             o = self.oracle
             names = list(self.dm.class_names)
             q = QueryRound.from_annotations(
-                r, ann, self.dm.regions, o.label_type, names, o.void_bit
+                r,
+                ann,
+                self.dm.regions,
+                o.label_type,
+                names,
+                o.void_bit,
+                self.state.get("run_id", ""),
             )
-            save_queries(self.rundir, q)
-            self._commit_state(r, AWAITING)
+            with self.rundir.transaction():
+                save_queries(self.rundir, q)
+                self._commit_state(r, AWAITING)
         self.tracker.awaiting(r, len(ann.region_ids))
 
     def select(self, r: int) -> str:

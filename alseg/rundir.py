@@ -14,12 +14,17 @@ Layout::
       <folder>/round_XX/       per-image label maps of a method (pseudo labels, sieve
                                masks) with their manifest.json (file checksums, stats)
       .lock                    held by the process that writes the run dir
+      .commit/                 a commit of several files in progress (``transaction``)
 
 Every file is written to a temp file in the same folder and renamed into place, so a
 killed process leaves either the old or the new file, never a torn one. Files that a
 resumed run reads are *committed*: their checksum goes into state.json with the phase that
-needs them, and ``verify`` checks them all before a run resumes. One process at a time
-writes a run dir (``lock``).
+needs them, and ``verify`` checks them all before a run resumes. Where several files and
+state.json must change together (a round's labels and selections, an import of answers),
+``transaction`` stages them and applies them all or none: a process killed before its
+journal is written leaves the run dir as it was, one killed after it is finished by the
+next writer (``recover``, when it takes the lock). One process at a time writes a run dir
+(``lock``).
 """
 
 from __future__ import annotations
@@ -46,6 +51,8 @@ from alseg.atomic import atomic_write_bytes, atomic_write_text, buffered, is_tem
 PHASES: tuple[str, ...] = ("labeled", "fitted", "evaluated", "done", "awaiting_answers")
 PARTIAL = ".partial"  # suffix of a folder being written
 MANIFEST = "manifest.json"
+STAGING = ".commit"  # a transaction's staged files, journal and state.json
+JOURNAL = "journal.json"  # written last into STAGING: the transaction is committed
 # What alseg writes into a run dir: removed when a run that never committed round 0 starts
 # again in the same folder (anything else there is the user's and stays).
 OWNED = (
@@ -107,6 +114,7 @@ class RunDir:
         self.files: dict[str, str] = {}
         self.state: dict[str, Any] = {}  # what the loop continues from (see alseg.build)
         self._lock: IO[str] | None = None
+        self._staged: list[str] | None = None  # relative paths staged by a transaction
 
     # -- paths ---------------------------------------------------------------------------
     @property
@@ -174,6 +182,7 @@ class RunDir:
         f.write(f"pid {os.getpid()} on {socket.gethostname()} (alseg {command}, since {started})\n")
         f.flush()
         self._lock = f
+        self.recover()
 
     def release_lock(self) -> None:
         if self._lock is not None:
@@ -253,9 +262,66 @@ class RunDir:
         return state
 
     def write_state(self, state: dict[str, Any]) -> None:
-        """Commit: state.json with the checksums of every committed file."""
+        """Commit: state.json with the checksums of every committed file (staged inside a
+        ``transaction``)."""
         state = {**state, "files": dict(sorted(self.files.items()))}
-        atomic_write_text(self.state_path, json.dumps(state, indent=2, sort_keys=True) + "\n")
+        text = json.dumps(state, indent=2, sort_keys=True) + "\n"
+        if self._staged is not None:
+            atomic_write_text(self.path / STAGING / self.state_path.name, text)
+            return
+        atomic_write_text(self.state_path, text)
+
+    # -- several files as one commit ---------------------------------------------------------
+    @contextmanager
+    def transaction(self) -> Iterator[RunDir]:
+        """Stage the committed files and the state.json written inside the block, then
+        apply them together: the journal (the list of staged files) is written last into
+        the staging folder, which commits them; each is then renamed into place, state.json
+        last. An exception inside the block discards what was staged; an interrupt (Ctrl-C)
+        leaves it for ``recover``, as a kill does."""
+        if self._staged is not None:
+            raise RuntimeError("transactions do not nest")
+        staging = self.path / STAGING
+        shutil.rmtree(staging, ignore_errors=True)
+        before = dict(self.files)
+        self._staged = []
+        try:
+            yield self
+            staged = self._staged
+        except BaseException as e:
+            self.files = before
+            if isinstance(e, Exception):
+                shutil.rmtree(staging, ignore_errors=True)
+            raise
+        finally:
+            self._staged = None
+        atomic_write_text(staging / JOURNAL, json.dumps(staged))
+        self._apply(staging)
+
+    def _apply(self, staging: Path) -> None:
+        """Move a committed transaction's files into place (those not moved yet), then its
+        state.json, and remove the staging folder."""
+        for rel in json.loads((staging / JOURNAL).read_text()):
+            src = staging / rel
+            if src.is_file():
+                (self.path / rel).parent.mkdir(parents=True, exist_ok=True)
+                os.replace(src, self.path / rel)
+        if (staging / self.state_path.name).is_file():
+            os.replace(staging / self.state_path.name, self.state_path)
+        shutil.rmtree(staging)
+
+    def recover(self) -> str | None:
+        """Finish or drop a transaction that a killed process left (call with the lock
+        held): with its journal it is applied, without it discarded. Returns what was
+        done, or None."""
+        staging = self.path / STAGING
+        if not staging.is_dir():
+            return None
+        if (staging / JOURNAL).is_file():
+            self._apply(staging)
+            return "finished"
+        shutil.rmtree(staging)
+        return "dropped"
 
     def verify(self) -> None:
         """Check every committed file against its checksum (and the files listed in
@@ -300,9 +366,15 @@ class RunDir:
 
     # -- committed files ----------------------------------------------------------------------
     def write_file(self, path: Path, data: bytes) -> None:
-        """Write a committed file atomically and record its checksum."""
-        atomic_write_bytes(path, data)
-        self.files[self._rel(path)] = sha256_bytes(data)
+        """Write a committed file atomically and record its checksum (staged inside a
+        ``transaction``)."""
+        rel = self._rel(path)
+        if self._staged is not None:
+            atomic_write_bytes(self.path / STAGING / rel, data)
+            self._staged.append(rel)
+        else:
+            atomic_write_bytes(path, data)
+        self.files[rel] = sha256_bytes(data)
 
     def forget(self, path: Path) -> None:
         """Delete a committed file that is no longer needed (pruned checkpoints)."""

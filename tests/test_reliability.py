@@ -293,3 +293,78 @@ def test_resumed_wandb_pieces_continue_the_step_count(tmp_path, monkeypatch):
     assert rounds == [0, 1, 2]  # the synced history: each round once, in order
     assert Crash  # (the crash helper of test_loop)
     assert np.isfinite([r["al/mIoU"] for r in second if "al/mIoU" in r]).all()
+
+
+class _Kill(BaseException):
+    """A kill at a chosen point: no cleanup of the run dir runs (as with SIGKILL)."""
+
+
+def test_a_transaction_lands_whole_or_not_at_all(tmp_path, monkeypatch):
+    """Several files and state.json change together: an exception discards the staged
+    files; a kill before the journal is written leaves the old files (recover drops the
+    staging), a kill after it is finished by the next writer (recover applies it)."""
+    import os
+
+    from alseg.rundir import STAGING, RunDir
+
+    def fresh(name):
+        rd = RunDir(tmp_path / name)
+        with rd.locked("test"):
+            rd.write_file(rd.path / "a.txt", b"old a")
+            rd.write_state({"round": 0, "phase": "labeled", "seed": 0})
+        return rd
+
+    def commit(rd):
+        with rd.locked("test"), rd.transaction():
+            rd.write_file(rd.path / "a.txt", b"new a")
+            rd.write_file(rd.path / "sub" / "b.txt", b"new b")
+            rd.write_state({"round": 1, "phase": "labeled", "seed": 0})
+
+    def files(rd):
+        rd2 = RunDir(rd.path)
+        state = rd2.read_state()
+        rd2.verify()  # every committed file matches state.json's checksums
+        b = rd.path / "sub" / "b.txt"
+        return (
+            state["round"],
+            (rd.path / "a.txt").read_bytes(),
+            b.read_bytes() if b.exists() else None,
+        )
+
+    rd = fresh("ok")
+    commit(rd)
+    assert files(rd) == (1, b"new a", b"new b") and not (rd.path / STAGING).exists()
+
+    rd = fresh("error")
+    with pytest.raises(ValueError), rd.locked("test"), rd.transaction():
+        rd.write_file(rd.path / "a.txt", b"new a")
+        raise ValueError("boom")
+    assert files(rd) == (0, b"old a", None) and not (rd.path / STAGING).exists()
+
+    replace, outcomes = os.replace, []
+    for k in range(1, 10):
+        rd, calls = fresh(f"kill{k}"), [0]
+
+        def killing(src, dst, _k=k, calls=calls):
+            calls[0] += 1
+            if calls[0] == _k:
+                raise _Kill
+            return replace(src, dst)
+
+        monkeypatch.setattr(os, "replace", killing)
+        try:
+            commit(rd)
+            killed = False
+        except _Kill:
+            killed = True
+        monkeypatch.setattr(os, "replace", replace)
+        if not killed:
+            break
+        assert (rd.path / STAGING).exists()  # what the kill left
+        with rd.locked("resume"):  # the next writer recovers
+            pass
+        outcomes.append(files(rd))
+        assert not (rd.path / STAGING).exists()
+    # the first kills (staging, the journal itself) roll back; later ones roll forward
+    assert outcomes[0] == (0, b"old a", None) and outcomes[-1] == (1, b"new a", b"new b")
+    assert set(outcomes) == {(0, b"old a", None), (1, b"new a", b"new b")}

@@ -2,7 +2,8 @@
 (files to import by hand), people's answers back into the run.
 
 An import commits every valid answer — to the LabelStore with its real click cost, to
-the round's selections CSV and labels file — and names every answer it could not use
+the round's selections CSV and labels file — as one transaction of the run dir (all files
+and state.json, or none; ``RunDir.transaction``), and names every answer it could not use
 (task and region). Unanswered queries stay pending: import again with more answers; an
 answer already imported is never paid twice. When no query is pending the round is
 ``labeled`` and ``alseg resume`` trains on it.
@@ -207,17 +208,20 @@ def import_answers(run_dir: Path, export: Any) -> ImportReport:
             np.array(ids, dtype=np.int64), _given(q, ids, parsed.answers), scores
         )
         if ids:
-            for image, painted in parsed.painted.items():
-                save_painted(rundir, r, image, painted)
             store.add(ann, r)
-            rows = _old_rows(rundir, r) + ann.records(parts.regions, list(q.classes))
-            rundir.write_selections(r, rows)
-            rundir.save_labels(r, store.to_bytes())
             q.answered = sorted(set(q.answered) | set(ids))
-            save_queries(rundir, q)
-        pending = len(q.pending)
-        state.update(phase=AWAITING if pending else "labeled", spent=store.spent())
-        rundir.write_state(state)
-        return ImportReport(r, len(ids), float(ann.costs.sum()), pending, parsed)
+        # one commit, as a round's: painted maps, selections, labels, queries and state.json
+        # all land or none (a kill inside leaves the run dir as it was, or finished)
+        with rundir.transaction():
+            if ids:
+                for image, painted in parsed.painted.items():
+                    save_painted(rundir, r, image, painted)
+                rows = _old_rows(rundir, r) + ann.records(parts.regions, list(q.classes))
+                rundir.write_selections(r, rows)
+                rundir.save_labels(r, store.to_bytes())
+                save_queries(rundir, q)
+            state.update(phase=AWAITING if q.pending else "labeled", spent=store.spent())
+            rundir.write_state(state)
+        return ImportReport(r, len(ids), float(ann.costs.sum()), len(q.pending), parsed)
     finally:
         rundir.release_lock()
