@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+import uuid
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -419,7 +420,8 @@ def open_run_dir(
         if not resume:
             if rundir.create(config_yaml):
                 console.log(f"{run_dir} never committed round 0: starting it afresh")
-            rundir.state = {"config": config_yaml}
+            # the run's identity: people's answers name it (alseg.human)
+            rundir.state = {"config": config_yaml, "run_id": uuid.uuid4().hex}
             return rundir
         state = rundir.check()
         for p in rundir.remove_temp_files():

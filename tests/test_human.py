@@ -384,3 +384,107 @@ def test_folder_layout_round_trip(tmp_path):
     assert _state(out)["phase"] == "labeled"
     assert main(["resume", str(out)]) == 0
     assert _state(out)["round"] == 1
+
+
+class Killed(BaseException):
+    """A kill of the process at a chosen point (no cleanup runs, as with SIGKILL)."""
+
+
+def test_import_killed_at_any_point_of_its_commit_can_be_imported_again(
+    tmp_path, monkeypatch, capsys
+):
+    """A kill at every file replacement of `alseg import` leaves a run dir that a second
+    import of the same answers completes, ending as an uninterrupted import does; `alseg
+    resume` then trains. (Before imports committed as one transaction, a kill after the
+    labels file and before state.json made every later import fail with "regions already
+    labeled cannot be labeled again".)"""
+    import os
+    import shutil
+
+    waiting = tmp_path / "run"
+    args = tiny_overrides(tmp_path, "labeling.oracle=human")
+    assert main(["run", *args, f"run_dir={waiting}"]) == 0
+    assert main(["export", str(waiting)]) == 0
+    tasks = json.loads((waiting / "export" / "round_00" / "tasks.json").read_text())
+    sim, names = _truth(waiting)
+    answers = tmp_path / "answers.json"
+    answers.write_text(json.dumps(_answer(tasks, lambda g: _names(sim, names, g))))
+    done = tmp_path / "done"
+    shutil.copytree(waiting, done)
+    assert main(["import", str(done), str(answers)]) == 0
+    committed = ("labels/round_00.npz", "selections/round_00.csv", "queries/round_00.json")
+    expected = {rel: (done / rel).read_bytes() for rel in committed}
+
+    replace, k = os.replace, 0
+    while True:
+        k += 1
+        run = tmp_path / f"killed{k}"
+        shutil.copytree(waiting, run)
+        calls = 0
+
+        def killing_replace(src, dst, _k=k):
+            nonlocal calls
+            calls += 1
+            if calls == _k:
+                raise Killed
+            return replace(src, dst)
+
+        monkeypatch.setattr(os, "replace", killing_replace)
+        try:
+            main(["import", str(run), str(answers)])
+            killed = False
+        except Killed:
+            killed = True
+        monkeypatch.setattr(os, "replace", replace)
+        if not killed:
+            break  # past the last replacement: an uninterrupted import
+        capsys.readouterr()
+        assert main(["import", str(run), str(answers)]) == 0, capsys.readouterr().err
+        assert _state(run)["phase"] == "labeled"
+        assert {rel: (run / rel).read_bytes() for rel in committed} == expected, k
+    assert k > 3  # the commit replaces several files
+    assert main(["resume", str(run)]) == 0  # the last copy trains round 0
+    assert _state(run)["round"] == 1
+
+
+def test_answers_of_another_run_are_refused_whatever_their_queries(tmp_path, capsys):
+    """Two runs of one config ask the same queries; the answers to one run's tasks are
+    not the other's (they were given for its images, its round, its people)."""
+    args = tiny_overrides(tmp_path, "labeling.oracle=human")
+    a, b = tmp_path / "a", tmp_path / "b"
+    for run in (a, b):
+        assert main(["run", *args, f"run_dir={run}"]) == 0
+        assert main(["export", str(run)]) == 0
+    tasks_b = json.loads((b / "export" / "round_00" / "tasks.json").read_text())
+    tasks_a = json.loads((a / "export" / "round_00" / "tasks.json").read_text())
+    assert [t["predictions"] for t in tasks_a] == [t["predictions"] for t in tasks_b]
+    sim, names = _truth(b)
+    answers = tmp_path / "b.json"
+    answers.write_text(json.dumps(_answer(tasks_b, lambda g: _names(sim, names, g))))
+    capsys.readouterr()
+    assert main(["import", str(a), str(answers)]) == 2
+    err = capsys.readouterr().err
+    assert f"a task of another run ({b.name!r}" in err and "import it into that run" in err
+    assert not load_queries(RunDir(a), 0).answered and _state(a)["phase"] == "awaiting_answers"
+    assert main(["import", str(b), str(answers)]) == 0  # its own run takes them
+
+
+def test_malformed_tasks_are_named_and_nothing_is_committed(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["run", *tiny_overrides(tmp_path, "labeling.oracle=human"), f"run_dir={run}"]) == 0
+    rid = _state(run)["run_id"]
+    export = [
+        {"id": 1, "data": "x"},
+        {"id": 2, "data": {"alseg_round": 0, "alseg_image": "../../etc/passwd"}},
+        "garbage",
+        {"id": 3, "data": {"alseg_round": 0, "alseg_image": 0, "alseg_run_id": "other"}},
+    ]
+    export[1]["data"]["alseg_run_id"] = rid
+    (tmp_path / "bad.json").write_text(json.dumps(export))
+    assert main(["import", str(run), str(tmp_path / "bad.json")]) == 2
+    err = capsys.readouterr().err
+    assert "task 1: its 'data' is not an object ('x')" in err
+    assert "task 2: data.alseg_image='../../etc/passwd' is not an image index" in err
+    assert "a task is not a JSON object: 'garbage'" in err
+    assert "task 3: a task of another run" in err
+    assert not load_queries(RunDir(run), 0).answered

@@ -144,6 +144,7 @@ def tasks(q: QueryRound, image_fn: Any, region_map_fn: Any, run_name: str) -> li
                 "data": {
                     "image": png_data_uri(image),
                     "alseg_run": run_name,
+                    "alseg_run_id": q.run_id,
                     "alseg_round": q.round,
                     "alseg_image": index,
                 },
@@ -212,15 +213,34 @@ def _parse_task(
     out: Parsed,
     region_map_fn: Any = None,
 ) -> None:
-    tid = task.get("id", "?") if isinstance(task, dict) else "?"
-    data = task.get("data", {}) if isinstance(task, dict) else {}
+    if not isinstance(task, dict):
+        out.problems.append(f"a task is not a JSON object: {str(task)[:60]!r}")
+        return
+    tid = task.get("id", "?")
+    data = task.get("data", {})
+    if not isinstance(data, dict):
+        out.problems.append(f"task {tid}: its 'data' is not an object ({str(data)[:60]!r})")
+        return
     if data.get("alseg_round") != q.round or "alseg_image" not in data:
         out.problems.append(
             f"task {tid}: not a task of round {q.round} of this run "
             f"(alseg_round={data.get('alseg_round')!r})"
         )
         return
-    image = int(data["alseg_image"])
+    if q.run_id and data.get("alseg_run_id") != q.run_id:
+        out.problems.append(
+            f"task {tid}: a task of another run ({data.get('alseg_run')!r}, run id "
+            f"{data.get('alseg_run_id')!r}), not of this one (run id {q.run_id!r}); import it "
+            "into that run"
+        )
+        return
+    image = _image_id(data["alseg_image"])
+    if image is None:
+        out.problems.append(
+            f"task {tid}: data.alseg_image={data['alseg_image']!r} is not an image index "
+            "(a whole number, as alseg exported it)"
+        )
+        return
     mine = queries.get(image, {})
     if not mine:
         out.problems.append(f"task {tid}: image {image} was not queried in round {q.round}")
@@ -249,6 +269,17 @@ def _parse_task(
             out.problems.append(f"task {tid}: region {rid} is not a query of image {image}")
     for g, query in sorted(mine.items()):
         _check_answer(tid, query, per_region.get(f"q{g}", []), q, names, answered, out)
+
+
+def _image_id(value: Any) -> int | None:
+    """An exported image index (an int, or its decimal string), else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value if value >= 0 else None
+    if isinstance(value, str) and value.isdigit():
+        return int(value)
+    return None
 
 
 def _check_answer(

@@ -5,7 +5,8 @@ run dir (committed with a checksum, like every run-dir file).
      "classes": [names], "void_bit": bool,
      "queries": [{"id": global region id, "image": i, "region": local id,
                   "score": s, "predicted": class name or ""}],
-     "answered": [global region ids already imported]}
+     "answered": [global region ids already imported],
+     "run_id": the run's id (state.json), which its exported tasks carry}
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ class QueryRound:
     void_bit: bool
     queries: list[dict[str, Any]]
     answered: list[int] = field(default_factory=list)
+    run_id: str = ""  # "": a round of a run dir older than run ids (not checked)
 
     @property
     def pending(self) -> list[dict[str, Any]]:
@@ -52,6 +54,7 @@ class QueryRound:
         label_type: str,
         classes: list[str],
         void_bit: bool,
+        run_id: str = "",
     ) -> QueryRound:
         images, local = regions.split_ids(ann.region_ids)
         pred = ann.predicted if ann.predicted is not None else np.full(len(ann.region_ids), -1)
@@ -65,7 +68,7 @@ class QueryRound:
             }
             for g, i, lo, s, p in zip(ann.region_ids, images, local, ann.scores, pred)
         ]
-        return cls(r, label_type, list(classes), void_bit, queries)
+        return cls(r, label_type, list(classes), void_bit, queries, run_id=run_id)
 
 
 def queries_path(rundir: RunDir, r: int) -> Path:
