@@ -110,11 +110,8 @@ def validate(cfg: DictConfig) -> None:
                 "(e.g. alseg run experiment=lwbc_colored_shapes)"
             )
         return
-    if cfg.task == "prune" and cfg.labeling.type != "pixel":
-        raise ConfigError(
-            f"task=prune trains on fully labeled images: labeling={cfg.labeling.type} must be "
-            "labeling=pixel"
-        )
+    if cfg.task == "prune":
+        _validate_prune(cfg)
     dominant_only = [
         k
         for k, on in (
@@ -154,6 +151,45 @@ def validate(cfg: DictConfig) -> None:
         get_strategy(cfg.active.strategy, **cfg.active.strategy_params)
     except ValueError as e:
         raise ConfigError(str(e)) from None
+
+
+def _validate_prune(cfg: DictConfig) -> None:
+    """Every score the scoring run is asked for can be computed in it, and a retrain's
+    scores exist, before a run dir is made."""
+    p, epochs = cfg.prune, int(cfg.trainer.max_epochs)
+    if cfg.labeling.type != "pixel":
+        raise ConfigError(
+            f"task=prune trains on fully labeled images: labeling={cfg.labeling.type} must be "
+            "labeling=pixel"
+        )
+    if p.stage == "score":
+        if not p.score_seeds:
+            raise ConfigError(
+                "prune.score_seeds=[] scores with no model; give at least one seed, e.g. "
+                "prune.score_seeds=[0,1,2]"
+            )
+        if epochs >= 0:  # -1: a step-limited run, whose epochs are not known here
+            for key in ("el2n_epochs", "grand_epochs"):
+                late = [e for e in p[key] if e > epochs]
+                if late:
+                    raise ConfigError(
+                        f"prune.{key}={list(p[key])} asks for scores after epoch(s) {late}, but "
+                        f"the scoring runs train trainer.max_epochs={epochs} epochs; use epochs "
+                        f"0..{epochs} or more epochs"
+                    )
+            if p.window > epochs:
+                raise ConfigError(
+                    f"prune.window={p.window} (dynamic uncertainty over windows of that many "
+                    f"epochs) needs trainer.max_epochs >= {p.window}, not {epochs}"
+                )
+    elif p.scores is not None:
+        path = Path(str(p.scores))
+        found = path / "scores.parquet" if path.is_dir() else path
+        if not found.is_file():
+            raise ConfigError(
+                f"prune.scores={p.scores}: no scores.parquet there (give the file, or the run "
+                "dir of `alseg prune score`)"
+            )
 
 
 def _validate_full(cfg: DictConfig) -> None:

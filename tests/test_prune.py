@@ -282,3 +282,32 @@ def test_prune_bad_input(tmp_path):
         )
         == 2
     )
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["trainer.max_epochs=1", "window=2"], "prune.el2n_epochs=[2] asks for scores after"),
+        (["prune.score_seeds=[]"], "prune.score_seeds=[] scores with no model"),
+        (["trainer.max_epochs=3"], "prune.window=5 (dynamic uncertainty over windows"),
+    ],
+)
+def test_scores_that_cannot_be_computed_are_refused_before_a_run_dir(
+    tmp_path, extra, message, capsys
+):
+    """EL2N / GraNd epochs beyond the run, no scoring seed, a window longer than the run:
+    refused by name before anything trains or is written (they went missing silently from
+    scores.parquet, or failed after it was written)."""
+    out = tmp_path / "score"
+    args = ["prune", "score", "experiment=prune_shapes", "logger=none", f"run_dir={out}"]
+    assert main([*args, *extra]) == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_retrain_with_missing_scores_writes_nothing(tmp_path, capsys):
+    out = tmp_path / "retrain"
+    args = ["prune", "retrain", "experiment=prune_shapes", "logger=none", f"run_dir={out}"]
+    assert main([*args, "keep=0.5", f"scores={tmp_path / 'nothing'}"]) == 2
+    assert "no scores.parquet there" in capsys.readouterr().err
+    assert not out.exists()
