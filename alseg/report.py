@@ -6,6 +6,7 @@ mean ± std bands per setting, a per-class IoU heat map and a markdown table.
 
 from __future__ import annotations
 
+import csv
 import json
 import re
 from collections.abc import Iterator, Sequence
@@ -17,7 +18,7 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from alseg.plots import _pyplot
-from alseg.rundir import RunDir
+from alseg.rundir import RunDir, RunDirError
 
 
 def setting_of(run_dir: Path) -> str:
@@ -35,7 +36,8 @@ def load_runs(run_dirs: Sequence[Path | str]) -> tuple[pd.DataFrame, list[str]]:
     """Tidy table of every complete round of every run, and notes on skipped input.
 
     A folder without config.yaml is not a run dir (skipped, with a note); a run killed
-    mid-round contributes its complete rounds (metrics.csv holds only those), with a note.
+    mid-round contributes its complete rounds (metrics.csv holds only those), with a note;
+    a run dir whose files do not parse is named with the file and the reason, and skipped.
     """
     frames, notes = [], []
     for d in map(Path, run_dirs):
@@ -43,28 +45,58 @@ def load_runs(run_dirs: Sequence[Path | str]) -> tuple[pd.DataFrame, list[str]]:
         if not rd.config_path.is_file():
             notes.append(f"{d}: not an alseg run dir (no config.yaml); skipped")
             continue
-        rows = rd.read_metrics()
-        state = rd.read_state() if rd.state_path.is_file() else {"phase": "none", "round": -1}
-        if not rows:
-            notes.append(f"{d}: no complete round yet; skipped")
+        try:
+            df = _run_rows(rd, notes)
+        except _UnreadableError as e:
+            notes.append(f"{e}; skipped")
             continue
-        if state["phase"] != "done":
-            notes.append(
-                f"{d}: unfinished (stopped in round {state['round']}, phase {state['phase']}); "
-                f"reporting its {len(rows)} complete round(s)"
-            )
-        cfg = OmegaConf.load(rd.config_path)
+        if df is not None:
+            frames.append(df)
+    table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    return table, notes
+
+
+class _UnreadableError(ValueError):
+    """A run dir's file that does not parse: the message names the file and the reason."""
+
+
+def _run_rows(rd: RunDir, notes: list[str]) -> pd.DataFrame | None:
+    """The rounds of one run dir (None when it has none), with its setting, strategy,
+    labeling and seed."""
+    d = rd.path
+    try:
+        rows = rd.read_metrics()
         df = pd.DataFrame(rows)
         for col in df.columns:  # metrics.csv holds numbers only ("nan" where undefined)
             df[col] = pd.to_numeric(df[col].replace({"nan": float("nan"), "": float("nan")}))
-        df.insert(0, "run", d.name)
-        df.insert(1, "setting", setting_of(d))
-        df.insert(2, "strategy", str(cfg.active.strategy))
-        df.insert(3, "labeling", str(cfg.labeling.type))
-        df.insert(4, "seed", int(cfg.seed))
-        frames.append(df)
-    table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-    return table, notes
+        if rows and df[["round", "clicks"]].isna().any().any():
+            raise ValueError("a row without its round or clicks")
+    except (ValueError, KeyError, csv.Error, OSError) as e:
+        raise _UnreadableError(f"{rd.metrics_path}: unreadable ({type(e).__name__}: {e})") from e
+    try:
+        state = rd.read_state() if rd.state_path.is_file() else {"phase": "none", "round": -1}
+    except RunDirError as e:
+        raise _UnreadableError(str(e)) from e
+    if not rows:
+        notes.append(f"{d}: no complete round yet; skipped")
+        return None
+    if state["phase"] != "done":
+        notes.append(
+            f"{d}: unfinished (stopped in round {state['round']}, phase {state['phase']}); "
+            f"reporting its {len(rows)} complete round(s)"
+        )
+    try:
+        cfg = OmegaConf.load(rd.config_path)
+        setting = setting_of(d)
+        strategy, labeling, seed = str(cfg.active.strategy), str(cfg.labeling.type), int(cfg.seed)
+    except Exception as e:  # OmegaConf raises several types for a damaged file
+        raise _UnreadableError(f"{rd.config_path}: unreadable ({type(e).__name__}: {e})") from e
+    df.insert(0, "run", d.name)
+    df.insert(1, "setting", setting)
+    df.insert(2, "strategy", strategy)
+    df.insert(3, "labeling", labeling)
+    df.insert(4, "seed", seed)
+    return df
 
 
 def markdown_table(df: pd.DataFrame, metric: str = "mIoU") -> str:
@@ -108,9 +140,16 @@ def finished_results(
         if not path.is_file():
             notes.append(f"{d}: no results.json (unfinished); skipped")
             continue
-        cfg = OmegaConf.load(RunDir(d).config_path)
+        try:
+            results = json.loads(path.read_text())
+            cfg = OmegaConf.load(RunDir(d).config_path)
+        except Exception as e:  # JSON and OmegaConf raise several types for damaged files
+            notes.append(
+                f"{d}: results.json or config.yaml unreadable ({type(e).__name__}: {e}); skipped"
+            )
+            continue
         assert isinstance(cfg, DictConfig)
-        yield d, json.loads(path.read_text()), cfg
+        yield d, results, cfg
 
 
 def save_tables(df: pd.DataFrame, table: str, out: Path) -> None:

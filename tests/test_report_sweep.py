@@ -108,3 +108,38 @@ def test_sweep_grid_and_local_run(tmp_path, capsys):
     bayes.write_text(yaml.safe_dump({"parameters": {"model.lr": {"min": 0.1, "max": 1.0}}}))
     assert main(["sweep", str(bayes), "--local"]) == 2
     assert "not a grid parameter" in capsys.readouterr().err
+
+
+def test_one_broken_run_dir_is_named_and_the_rest_reported(runs, tmp_path, capsys):
+    """A damaged metrics.csv (or state.json) among good run dirs: named with its reason,
+    skipped, and the good runs are reported (summarize and report)."""
+    broken = tmp_path / "entropy-seed7"
+    shutil.copytree(runs / "entropy-seed0", broken)
+    (broken / "metrics.csv").write_text("round,clicks,mIoU\n0,100,abc\n1,200\n")
+    torn = tmp_path / "entropy-seed8"
+    shutil.copytree(runs / "entropy-seed1", torn)
+    (torn / "state.json").write_text("{not json")
+    good = [str(p) for p in sorted(runs.iterdir())]
+    assert main(["summarize", *good, str(broken), str(torn)]) == 0
+    out, err = capsys.readouterr()
+    assert "| entropy | 2 |" in out and "| random | 2 |" in out
+    assert f"{broken / 'metrics.csv'}" in err and "skipped" in err
+    assert f"{torn / 'state.json'}" in err
+    assert main(["report", *good, str(broken), "--out", str(tmp_path / "rep")]) == 0
+    assert "metrics.csv" in capsys.readouterr().err
+    assert len(pd.read_csv(tmp_path / "rep" / "runs.csv")) == 8
+
+
+def test_a_broken_results_file_is_named_and_skipped(tmp_path):
+    from alseg.report import finished_results
+
+    good, bad = tmp_path / "good", tmp_path / "bad"
+    for d in (good, bad):
+        d.mkdir()
+        (d / "config.yaml").write_text("seed: 0\n")
+    (good / "results.json").write_text('{"mIoU": 40.0}')
+    (bad / "results.json").write_text('{"mIoU": 4')
+    notes: list[str] = []
+    found = list(finished_results([good, bad], notes))
+    assert [(d, r) for d, r, _ in found] == [(good, {"mIoU": 40.0})]
+    assert len(notes) == 1 and str(bad) in notes[0] and "results.json" in notes[0]
