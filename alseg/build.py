@@ -101,8 +101,9 @@ def _synthetic(d: DictConfig, split: str, n: int, domain: str) -> Any:
     return SyntheticScenes(split, n, d.image_size, domain, d.seed, shift)  # type: ignore[arg-type]
 
 
-def build_datasets(d: DictConfig) -> tuple[Any, Any, Any]:
-    """(pool, val, test) data sets of ``cfg.data``."""
+def build_datasets(d: DictConfig, strict: bool = True) -> tuple[Any, Any, Any]:
+    """(pool, val, test) data sets of ``cfg.data``; not ``strict``: the file layouts collect
+    the problems of each split (``problems``) instead of stopping at the first."""
     if d.name in ("synthetic", "shapes"):
         return tuple(
             _synthetic(d, split, n, d.domain)
@@ -110,7 +111,7 @@ def build_datasets(d: DictConfig) -> tuple[Any, Any, Any]:
         )
     if d.name == "imagefolder_da":
         return build_imagefolder(d)[:3]  # type: ignore[return-value]
-    return build_splits(d)
+    return build_splits(d, strict)
 
 
 def build_source(d: DictConfig) -> Any:

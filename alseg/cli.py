@@ -153,7 +153,7 @@ def _data(args: argparse.Namespace) -> int:
     from alseg.config import compose
     from alseg.data.check import check_split, format_reports
 
-    sets = build_datasets(compose(args.overrides).data)
+    sets = build_datasets(compose(args.overrides).data, strict=False)
     reports = [check_split(n, ds) for n, ds in zip(("train", "val", "test"), sets)]
     print(format_reports(reports, tuple(sets[0].class_names)))
     return 2 if any(r.errors for r in reports) else 0

@@ -17,17 +17,22 @@ def test_data_check_reports_frequencies_and_names_bad_files(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "train: 4 images, sizes (HxW) 32x32, 40x56, 0 problem(s)" in out
     assert "ignore" in out and "25.00" in out  # 4 equal stripes: 0, 1, 2, 255
+    # every problem of every split, each naming its file: a bad value, an unreadable image,
+    # a missing mask, a mask of another size
     save(root / "masks" / "test" / "img001.png", np.full((32, 32), 9, np.uint8))
     (root / "images" / "val" / "img000.jpg").write_bytes(b"\xff\xd8broken")
-    args.append("data.image_size=[32,32]")  # the size check is at load time for this one
-    assert main(args[:-1]) == 2  # the broken image fails at open (header) time
-    err = capsys.readouterr().err
-    assert "img000.jpg" in err and "unreadable" in err
-    save(root / "images" / "val" / "img000.jpg", np.zeros((32, 32, 3), np.uint8))
+    (root / "masks" / "train" / "img002.png").unlink()
+    save(root / "masks" / "train" / "img003.png", np.zeros((20, 20), np.uint8))
     assert main(args) == 2
     out = capsys.readouterr().out
-    assert "test: 2 images" in out and "1 problem(s)" in out
-    assert "error:" in out and "img001.png" in out and "[9]" in out
+    assert "train: 4 images" in out and "2 problem(s)" in out
+    assert "val: 2 images" in out and "test: 2 images" in out
+    errors = [line for line in out.splitlines() if line.startswith("error:")]
+    assert len(errors) == 4
+    assert any("img000.jpg" in e and "unreadable" in e for e in errors)
+    assert any("img001.png" in e and "[9]" in e for e in errors)
+    assert any("img002.* is missing" in e for e in errors)
+    assert any("img003.png: mask size 20x20 differs" in e for e in errors)
 
 
 def test_regions_command_reports_throughput_and_resumes(tmp_path, capsys):

@@ -32,7 +32,9 @@ def check_split(name: str, dataset: Any, progress: bool = True) -> SplitReport:
     from rich.progress import track
 
     C = dataset.num_classes
-    report = SplitReport(name, len(dataset), np.zeros(C, dtype=np.int64))
+    problems = list(getattr(dataset, "problems", []))  # pairs left out when the split opened
+    report = SplitReport(name, len(dataset) + len(problems), np.zeros(C, dtype=np.int64))
+    report.errors += problems
     for i in track(range(len(dataset)), f"checking {name}", disable=not progress, transient=True):
         try:
             item = dataset[i]

@@ -206,6 +206,8 @@ class FileSegmentationDataset(Dataset):
         image_size: None, shorter side (int), or [height, width]: resize on load (CPU runs).
         fit: how [height, width] is reached: ``stretch`` (resize) or ``crop`` (resize to
             cover, aspect kept, then the centre).
+        strict: raise at the first file problem found when the split opens; False
+            (``alseg data check``): note each in ``problems`` and leave its pair out.
         cache: keep every decoded (resized) image and mask in memory after its first read:
             for downsized data sets read many times (a pool scored every round), with
             ``num_workers=0`` (a loader worker's cache is lost when the worker ends).
@@ -226,30 +228,44 @@ class FileSegmentationDataset(Dataset):
         check_sizes: bool = True,
         fit: Fit = "stretch",
         cache: bool = False,
+        strict: bool = True,
     ) -> None:
         if not pairs:
             raise DataError(f"{name}: split {split!r} is empty (no image/mask pairs found)")
-        self.pairs = [(Path(a), Path(b)) for a, b in pairs]
         self.classes, self.name, self.split, self.domain = classes, name, split, domain
         self._size = parse_size(image_size, fit)
         self._cache: dict[tuple[str, int], np.ndarray] | None = {} if cache else None
-        for image, mask in self.pairs:
-            if not mask.is_file():
-                raise DataError(f"{image}: its mask {mask} is missing")
+        self.problems: list[str] = []  # strict=False: the pairs left out, and why
         # (height, width) of every image as loaded (after resizing); None unless checked
-        self.image_sizes: list[tuple[int, int]] | None = None
-        if check_sizes:
-            sizes = []
-            for image, mask in self.pairs:
-                a = _header_size(image)
-                b = a if mask.suffix == ".mat" else _header_size(mask)  # .mat: when read
-                if a != b:
-                    raise DataError(
-                        f"{mask}: mask size {b[1]}x{b[0]} differs from image {image} "
-                        f"size {a[1]}x{a[0]} (width x height)"
-                    )
-                sizes.append(_target_size(a, self._size))
-            self.image_sizes = sizes
+        self.image_sizes: list[tuple[int, int]] | None = [] if check_sizes else None
+        self.pairs: list[tuple[Path, Path]] = []
+        for a, b in pairs:
+            try:
+                size = self._check_pair(Path(a), Path(b), check_sizes)
+            except DataError as e:
+                if strict:
+                    raise
+                self.problems.append(str(e))
+                continue
+            self.pairs.append((Path(a), Path(b)))
+            if self.image_sizes is not None and size is not None:
+                self.image_sizes.append(size)
+
+    def _check_pair(self, image: Path, mask: Path, sizes: bool) -> tuple[int, int] | None:
+        """The mask exists and (``sizes``) has the image's size in the file headers; the
+        size of the image as loaded."""
+        if not mask.is_file():
+            raise DataError(f"{image}: its mask {mask} is missing")
+        if not sizes:
+            return None
+        a = _header_size(image)
+        b = a if mask.suffix == ".mat" else _header_size(mask)  # .mat: when read
+        if a != b:
+            raise DataError(
+                f"{mask}: mask size {b[1]}x{b[0]} differs from image {image} "
+                f"size {a[1]}x{a[0]} (width x height)"
+            )
+        return _target_size(a, self._size)
 
     # --- the sample contract -------------------------------------------------------------
     @property

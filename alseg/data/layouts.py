@@ -140,9 +140,8 @@ def folder_pairs(root: Path, split: str, list_file: str | None = None) -> Pairs:
     by_stem = {p.stem: p for p in find_images(masks)}
     pairs = []
     for image in find_images(images):
-        if image.stem not in by_stem:
-            raise DataError(f"{image}: no mask with stem {image.stem!r} in {masks}")
-        pairs.append((image, by_stem[image.stem]))
+        # a missing mask is named when the split opens ("its mask <stem>.* is missing")
+        pairs.append((image, by_stem.get(image.stem, masks / f"{image.stem}.*")))
     return pairs
 
 
@@ -217,9 +216,10 @@ def split_pairs(d: Any, layout: str, root: Path) -> dict[str, Pairs]:
 
 
 def build_splits(
-    d: Any,
+    d: Any, strict: bool = True
 ) -> tuple[FileSegmentationDataset, FileSegmentationDataset, FileSegmentationDataset]:
-    """(pool, val, test) data sets of a real-data config ``d`` (= ``cfg.data``)."""
+    """(pool, val, test) data sets of a real-data config ``d`` (= ``cfg.data``); not
+    ``strict``: file problems are collected in each split's ``problems`` (data check)."""
     layout = PAIRS[d.name][1] if d.name in PAIRS else d.name
     if layout not in LAYOUTS:
         raise DataError(f"data.name={d.name!r} is not a file layout; valid: {list(LAYOUTS)}")
@@ -236,6 +236,7 @@ def build_splits(
             str(d.domain),
             fit=d.get("resize", "stretch"),
             cache=bool(d.get("cache")),
+            strict=strict,
         )
         for key, pairs in split_pairs(d, layout, root).items()
     }
