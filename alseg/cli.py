@@ -180,7 +180,10 @@ def _run(args: argparse.Namespace) -> int:
         from alseg.prune.run import run_prune
 
         if args.command == "resume":
-            raise ValueError(f"{run_dir}: a pruning run is not resumed; run it again")
+            raise ValueError(
+                f"{run_dir} is a finished pruning run (results.json); pruning runs are not "
+                "resumed: to run it again, choose another run_dir (or delete this one)"
+            )
         run_prune(cfg, run_dir)
         print(f"run dir: {run_dir}")
         return 0

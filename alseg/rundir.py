@@ -204,6 +204,12 @@ class RunDir:
         files alseg writes; returns True then).
         """
         if self.state_path.exists():
+            if self.task()[0] == "prune":
+                raise RunDirError(
+                    f"{self.path} holds a finished pruning run (its results are in "
+                    "results.json; pruning runs are not resumed): choose another run_dir, or "
+                    "delete this one to run it again"
+                )
             raise RunDirError(
                 f"{self.path} already holds a run; continue it with `alseg resume {self.path}` "
                 "or choose another run_dir"
@@ -229,12 +235,32 @@ class RunDir:
         if not self.config_path.is_file():
             raise RunDirError(f"{self.path} is not an alseg run dir: config.yaml is missing")
         if not self.state_path.is_file():
+            task, stage = self.task()
+            if task == "active":
+                raise RunDirError(
+                    f"{self.path} never committed its first round (the run stopped before "
+                    f"round 0's labels were saved): start it again with `alseg run ... "
+                    f"run_dir={self.path}` (the folder is reused)"
+                )
+            command = f"alseg prune {stage}" if task == "prune" else "alseg run"
             raise RunDirError(
-                f"{self.path} never committed its first round (the run stopped before round "
-                f"0's labels were saved): start it again with `alseg run ... run_dir={self.path}`"
-                " (the folder is reused)"
+                f"{self.path} never finished (a {task} run writes its state when it ends, and "
+                f"is not resumed): start it again with `{command} ... run_dir={self.path}` "
+                "(the folder is reused)"
             )
         return self.read_state()
+
+    def task(self) -> tuple[str, str]:
+        """The task of the run (``active``, ``prune``, ``debias``) and its pruning stage,
+        from config.yaml (``active`` if it does not say)."""
+        import yaml
+
+        try:
+            cfg = yaml.safe_load(self.config_path.read_text()) or {}
+        except (OSError, yaml.YAMLError):
+            return "active", ""
+        prune = cfg.get("prune") or {}
+        return str(cfg.get("task", "active")), str(prune.get("stage", "score"))
 
     # -- state -------------------------------------------------------------------------------
     def read_state(self) -> dict[str, Any]:

@@ -368,3 +368,46 @@ def test_a_transaction_lands_whole_or_not_at_all(tmp_path, monkeypatch):
     # the first kills (staging, the journal itself) roll back; later ones roll forward
     assert outcomes[0] == (0, b"old a", None) and outcomes[-1] == (1, b"new a", b"new b")
     assert set(outcomes) == {(0, b"old a", None), (1, b"new a", b"new b")}
+
+
+def _one_shot_dir(path, task_overrides, finished):
+    """A run dir of a one-shot task (prune, debias): config.yaml, and state.json if
+    ``finished`` (they write it when they end)."""
+    from omegaconf import OmegaConf
+
+    from alseg.rundir import RunDir
+
+    rd = RunDir(path)
+    with rd.locked("test"):
+        rd.create(OmegaConf.to_yaml(compose(task_overrides), resolve=True))
+        if finished:
+            rd.write_state({"round": 0, "phase": "done", "seed": 0})
+    return path
+
+
+def test_resume_advice_fits_the_task(tmp_path, capsys):
+    """Pruning and debiasing runs have no rounds and are not resumed: what to do with an
+    unfinished or a finished one names their own commands (it spoke of round 0's labels
+    and `alseg run`, and a finished retrain's `run` and `resume` pointed at each other)."""
+    retrain = ["experiment=prune_shapes", "prune.stage=retrain"]
+    unfinished = _one_shot_dir(tmp_path / "p1", retrain, False)
+    assert main(["resume", str(unfinished)]) == 2
+    err = capsys.readouterr().err
+    assert f"alseg prune retrain ... run_dir={unfinished}" in err and "round 0" not in err
+
+    finished = _one_shot_dir(tmp_path / "p2", retrain, True)
+    assert main(["resume", str(finished)]) == 2
+    err = capsys.readouterr().err
+    assert "finished" in err and "not resumed" in err and "another run_dir" in err
+    args = ["prune", "retrain", "experiment=prune_shapes", "logger=none", f"run_dir={finished}"]
+    assert main([*args, "scores=" + str(finished)]) == 2  # its scores: none, named first
+    capsys.readouterr()
+    (finished / "scores.parquet").write_bytes(b"")
+    assert main([*args, "scores=" + str(finished)]) == 2
+    err = capsys.readouterr().err
+    assert "holds a finished pruning run" in err and "alseg resume" not in err
+
+    debias = _one_shot_dir(tmp_path / "d1", ["experiment=lwbc_colored_shapes"], False)
+    assert main(["resume", str(debias)]) == 2
+    err = capsys.readouterr().err
+    assert f"alseg run ... run_dir={debias}" in err and "round 0" not in err
