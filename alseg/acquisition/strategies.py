@@ -10,7 +10,12 @@ superpixels); what every strategy is made of is in ``base``. To add one, write i
 
 from __future__ import annotations
 
+import functools
+import inspect
+import types
+import typing
 from collections.abc import Callable
+from typing import Any
 
 from alseg.acquisition.adaptive import AdaptiveSizeBalancedBvSB
 from alseg.acquisition.base import BatchOutputs, RandomStrategy, Selection, Stats, Strategy
@@ -29,10 +34,10 @@ __all__ = ["STRATEGIES", "get_strategy", "BatchOutputs", "Selection", "Stats", "
 
 
 def _pixel(score: str) -> Callable[..., Strategy]:
-    return lambda **kw: PixelScoreStrategy(score, **kw)
+    return functools.partial(PixelScoreStrategy, score)
 
 
-def _powerbald(mc_samples: int = 8, power: float = 1.0) -> Strategy:
+def _powerbald(mc_samples: int = 8, power: float = 1.0) -> BALDStrategy:
     s = BALDStrategy(mc_samples, power)
     s.name = "powerbald"
     return s
@@ -75,7 +80,51 @@ def get_strategy(name: str, **params: object) -> Strategy:
         raise UnknownStrategyError(
             f"unknown strategy {name!r}; valid strategies: {', '.join(STRATEGIES)}"
         )
+    _check_parameters(name, STRATEGIES[name], params)
     try:
         return STRATEGIES[name](**params)
     except TypeError as e:
         raise ValueError(f"bad parameters {params} for strategy {name!r}: {e}") from e
+
+
+_WORDS = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+
+
+def _check_parameters(name: str, make: Callable[..., Strategy], params: dict[str, Any]) -> None:
+    """Each of ``params`` is a parameter of the strategy's constructor, of its annotated type
+    (an int is a number; null where the annotation allows None); raises ValueError naming
+    the key, the value and what is valid."""
+    bound = make.args if isinstance(make, functools.partial) else ()
+    target = make.func if isinstance(make, functools.partial) else make
+    sig = inspect.signature(target)  # a class's: without self
+    hints = typing.get_type_hints(target.__init__ if isinstance(target, type) else target)  # type: ignore[misc]
+    valid = [p for p in list(sig.parameters)[len(bound) :] if p not in ("args", "kwargs")]
+    for key, value in params.items():
+        if key not in valid:
+            raise ValueError(
+                f"unknown parameter {key!r} of strategy {name!r}; valid: {', '.join(valid)}"
+            )
+        allowed = _types(hints.get(key))
+        if allowed is None or (value is None and type(None) in allowed):
+            continue
+        ok = any(
+            isinstance(value, t) and not (isinstance(value, bool) and t is not bool)
+            for t in allowed
+            if t is not type(None)
+        ) or (float in allowed and isinstance(value, int) and not isinstance(value, bool))
+        if not ok:
+            words = " or ".join(_WORDS.get(t, t.__name__) for t in allowed)
+            raise ValueError(
+                f"active.strategy_params.{key}={value!r} is not valid for strategy {name!r}: "
+                f"{words.replace('NoneType', 'null')}"
+            )
+
+
+def _types(hint: Any) -> tuple[type, ...] | None:
+    """The plain types an annotation admits (None: not checked)."""
+    if hint is None:
+        return None
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        parts = typing.get_args(hint)
+        return parts if all(isinstance(p, type) for p in parts) else None
+    return (hint,) if hint in _WORDS else None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -230,3 +231,23 @@ def test_channels_last_scoring_gives_the_same_logits():
         model.configure_prediction(PredictOutputs(channels_last=True))
         out = model.predict_step(x, 0)
     torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "name, params, message",
+    [
+        ("entropy", {"power": "abc"}, "power='abc' is not valid for strategy 'entropy': a number"),
+        (
+            "bald",
+            {"mc_samples": 2.5},
+            "mc_samples=2.5 is not valid for strategy 'bald': an integer",
+        ),
+        ("ripu", {"per_image": "yes"}, "per_image='yes' is not valid for strategy 'ripu': true or"),
+        ("bvsb", {"temprature": 0.1}, "unknown parameter 'temprature' of strategy 'bvsb'; valid"),
+    ],
+)
+def test_bad_strategy_parameters_are_named(name, params, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        get_strategy(name, **params)
+    get_strategy("entropy", power=2)  # an int is a number
+    get_strategy("pixbal", void_class=None, delta=12)
