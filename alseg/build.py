@@ -43,6 +43,7 @@ from alseg.loop import ActiveLoop
 from alseg.models.adaptation import AlignSpec
 from alseg.models.factory import ModelSpec
 from alseg.models.segmentation import OptimSpec, SegmentationModule, TagSpec, TrainSpan
+from alseg.pretrain import check_pretrained, is_weights_path
 from alseg.rundir import RunDir, RunDirError
 from alseg.tracking import Tracker
 
@@ -478,6 +479,8 @@ def build_loop(
     ``alseg resume`` is writing. Not for ``run()``."""
     quiet_lightning()
     parts = build_parts(cfg, progress)
+    if is_weights_path(cfg.model.encoder_weights):  # refused before a run dir is made
+        check_pretrained(cfg.model.encoder_weights, cfg.model.encoder, parts.train.fingerprint)
     pool_cost = float(parts.oracle.query_costs(np.arange(parts.store.num_regions)).sum())
     init = init_budget(cfg, pool_cost)
     check_budget(pool_cost, init, float(cfg.active.budget), int(cfg.active.rounds))

@@ -5,6 +5,7 @@ alseg resume RUN_DIR [key=value]  continue a killed run from its last committed 
                                 (keys that are safe to change, e.g. trainer.devices=4)
 alseg regions [key=value ...]   precompute the region maps of the configured data set
 alseg data check [key=value ...]  read every file of the data set; class frequencies
+alseg pretrain [key=value ...]  self-supervised pre-training of the encoder on the pool
 alseg prune score|retrain [key=value ...]  data pruning: score the labeled set / retrain
                                 on a kept subset (keep=0.5 by=el2n rule=hardest scores=DIR)
 alseg summarize RUN_DIR...      mean ± std learning-curve table over runs
@@ -54,6 +55,16 @@ def _parser() -> argparse.ArgumentParser:
         nargs="*",
         help="key=value overrides; prune keys may drop their prefix: keep=0.5 by=el2n "
         "rule=hardest scores=runs/prune-score (see conf/config.yaml's prune section)",
+    )
+    pre = sub.add_parser(
+        "pretrain",
+        help="self-supervised pre-training of the encoder on the pool (model.encoder_weights=DIR)",
+    )
+    pre.add_argument(
+        "overrides",
+        nargs="*",
+        help="key=value overrides, e.g. data=labelmefacade pretrain.method=densecl "
+        "pretrain.epochs=50 (run_dir: default runs/pretrain/<method>-<encoder>-<pool>-<hash>)",
     )
     summ = sub.add_parser("summarize", help="mean ± std learning-curve table over run dirs")
     summ.add_argument("run_dirs", nargs="+", type=Path)
@@ -206,6 +217,19 @@ def _prune(args: argparse.Namespace) -> int:
     return _run(args)
 
 
+def _pretrain(args: argparse.Namespace) -> int:
+    from alseg.config import compose
+    from alseg.distributed import is_rank_zero
+    from alseg.pretrain import run_pretrain
+
+    cfg = compose(args.overrides)
+    # every DDP rank derives the same default run dir (pool fingerprint, settings)
+    path = run_pretrain(cfg, Path(cfg.run_dir) if cfg.run_dir else None)
+    if is_rank_zero():
+        print(f"model.encoder_weights={path}")
+    return 0
+
+
 def _bench(args: argparse.Namespace) -> int:
     from importlib import import_module
 
@@ -349,6 +373,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "run": _run,
     "resume": _run,
     "prune": _prune,
+    "pretrain": _pretrain,
     "bench": _bench,
     "summarize": _summarize,
     "sweep": _sweep,
@@ -361,6 +386,7 @@ def main(argv: list[str] | None = None) -> int:
     # Heavy imports after argument parsing, so `alseg --help` is instant.
     from alseg.config import ConfigError
     from alseg.human.server import LabelStudioError
+    from alseg.pretrain import PretrainError
     from alseg.rundir import RunDirError
     from alseg.sweep import SweepError
 
@@ -371,6 +397,7 @@ def main(argv: list[str] | None = None) -> int:
         RunDirError,
         SweepError,
         LabelStudioError,
+        PretrainError,
         ValueError,
         FileNotFoundError,
     ) as e:

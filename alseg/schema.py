@@ -391,6 +391,21 @@ class PruneConfig:
 
 
 @dataclass
+class PretrainConfig:
+    method: str = _req(**_choices("simclr", "densecl"))
+    epochs: int = _req(ge=1)
+    batch_size: int = _req(ge=2)
+    lr: float = _req(gt=0)
+    temperature: float | None = _opt(gt=0)
+    input_size: int = _req(ge=16)
+    blur: float = _req(ge=0, le=1)
+    dense_weight: float = _req(ge=0, le=1)
+    momentum: float = _req(ge=0, le=1)
+    memory_bank: int = _req(ge=1)
+    seed: int = _req(ge=0)
+
+
+@dataclass
 class DebiasConfig:
     method: str = _req(**_choices("erm", "jtt", "lff", "lwbc", "groupdro"))
     epochs: int = _req(ge=1)
@@ -428,6 +443,7 @@ class RootConfig:
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     debias: DebiasConfig = field(default_factory=DebiasConfig)
     prune: PruneConfig = field(default_factory=PruneConfig)
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
     data: Any = _req()  # checked against DATA_SCHEMAS[data.name]
 
 

@@ -11,7 +11,6 @@ afford on CPUs (a named difference, docs/methods.md).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import pytorch_lightning as pl
 import torch
@@ -20,6 +19,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from alseg.debias.data import GroupDataset
+from alseg.selfsup import SimCLR
 
 
 @dataclass(frozen=True)
@@ -58,31 +58,6 @@ class TwoViews(Dataset):
         return torch.as_tensor(views[0]), torch.as_tensor(views[1])
 
 
-class SimCLR(pl.LightningModule):
-    """A backbone with lightly's SimCLR projection head, trained with NT-Xent."""
-
-    def __init__(self, backbone: nn.Module, feature_dim: int, spec: SSLSpec) -> None:
-        super().__init__()
-        from lightly.loss import NTXentLoss
-        from lightly.models.modules import SimCLRProjectionHead
-
-        self.backbone, self.spec = backbone, spec
-        self.projection = SimCLRProjectionHead(feature_dim, feature_dim, 128)
-        self.criterion = NTXentLoss(temperature=spec.temperature)
-
-    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], _: int) -> torch.Tensor:
-        a, b = batch
-        z = self.projection(self.backbone(torch.cat([a, b])).flatten(1))
-        loss = self.criterion(*z.chunk(2))
-        self.log("ssl_loss", loss, prog_bar=True)
-        return loss
-
-    def configure_optimizers(self) -> Any:
-        opt = torch.optim.SGD(self.parameters(), lr=self.spec.lr, momentum=0.9, weight_decay=5e-4)
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(self.spec.epochs, 1))
-        return [opt], [sched]
-
-
 def pretrain(
     backbone: nn.Module,
     feature_dim: int,
@@ -99,5 +74,6 @@ def pretrain(
     loader = DataLoader(
         views, batch_size=batch, shuffle=True, drop_last=True, num_workers=num_workers
     )
-    trainer.fit(SimCLR(backbone, feature_dim, spec), loader)
+    module = SimCLR(backbone, feature_dim, spec.epochs, spec.lr, spec.temperature)
+    trainer.fit(module, loader)
     return backbone

@@ -42,7 +42,8 @@ def build_network(
     """An smp model by architecture and encoder name, or ``arch="Classifier"``: an image
     classifier on a torchvision backbone (``encoder``, e.g. resnet18; cosine head if
     ``cosine``). ``encoder_weights=None`` (default in alseg) never downloads; "imagenet"
-    needs internet access."""
+    needs internet access; a path: the encoder of ``alseg pretrain`` (its run dir or
+    encoder.pt)."""
     if arch not in (*ARCHITECTURES, "Classifier"):
         valid = [*ARCHITECTURES, "Classifier"]
         raise ValueError(f"model.arch={arch!r} is not valid; choose one of {valid}")
@@ -52,13 +53,26 @@ def build_network(
             f"model.encoder={encoder!r} is not an smp encoder "
             "(e.g. resnet18, resnet50, efficientnet-b0)"
         )
+    from alseg.pretrain import PretrainError, is_weights_path, load_pretrained
+
+    pretrained = is_weights_path(encoder_weights)
     if arch == "Classifier":  # image classification: one region per image
         from alseg.models.classification import ClassificationNet
 
+        if pretrained:
+            raise PretrainError(
+                "weights of `alseg pretrain` load into smp encoders, not Classifier"
+            )
         return ClassificationNet(num_classes, encoder, encoder_weights, cosine=cosine)
-    return ARCHITECTURES[arch](
-        encoder_name=encoder, encoder_weights=encoder_weights, classes=num_classes
+    network = ARCHITECTURES[arch](
+        encoder_name=encoder,
+        encoder_weights=None if pretrained else encoder_weights,
+        classes=num_classes,
     )
+    if pretrained:  # alseg pretrain's encoder (decoder and head stay fresh)
+        assert encoder_weights is not None
+        load_pretrained(network.get_submodule("encoder"), encoder_weights, encoder)
+    return network
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,270 @@
+"""``alseg pretrain``: self-supervised pre-training of the segmentation model's encoder on the
+pool's images (no labels), a representation before the first label.
+
+The run is a Lightning fit like the others (DDP, progress bar, W&B, a run dir) and resumes
+from its last epoch to the same weights (``alseg.selfsup``: epoch-seeded order and views;
+Lightning's checkpoint of each epoch, loaded with ``weights_only=True``). Its result,
+``encoder.pt`` (the encoder's state dict) with ``pretrain.json`` (method, encoder, the
+pool's fingerprint, the settings), is addressed by the pool's fingerprint and the
+pre-training settings: the default run dir is ``runs/pretrain/<method>-<encoder>-<pool
+fingerprint>-<settings hash>``, so every active-learning run and seed of that pool reuses
+one pre-training, and running the command again finds it done.
+
+``model.encoder_weights=<run dir or encoder.pt>`` loads it into every model a run builds
+(each round's re-initialisation starts the encoder from it; decoder and head fresh), as
+ImageNet weights are loaded. Weights of another encoder, or of another pool (fingerprint),
+are refused naming both.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from omegaconf import DictConfig, OmegaConf
+from rich.console import Console
+from torch.utils.data import DataLoader
+
+from alseg.distributed import is_rank_zero, shard_drop_last
+from alseg.rundir import RunDir, RunDirError, sha256_file
+
+ENCODER_FILE = "encoder.pt"
+META_FILE = "pretrain.json"
+CHECKPOINT = "checkpoints/last.ckpt"
+METHODS = ("simclr", "densecl")
+DEFAULT_TEMPERATURE = {"simclr": 0.5, "densecl": 0.2}  # lightly's SimCLR, DenseCL's paper
+
+
+class PretrainError(ValueError):
+    """Pre-trained weights that do not fit the run; the message says which and why."""
+
+
+# -- addressing ----------------------------------------------------------------------------
+def settings(cfg: DictConfig) -> dict[str, Any]:
+    """What the pre-trained weights depend on besides the pool: the method's settings, the
+    network and the seed."""
+    p = OmegaConf.to_container(cfg.pretrain, resolve=True)
+    assert isinstance(p, dict)
+    return {**p, "arch": str(cfg.model.arch), "encoder": str(cfg.model.encoder)}
+
+
+def default_dir(cfg: DictConfig, fingerprint: str) -> Path:
+    """runs/pretrain/<method>-<encoder>-<pool fingerprint>-<settings hash>."""
+    key = json.dumps(settings(cfg), sort_keys=True).encode()
+    digest = hashlib.sha1(key).hexdigest()[:8]
+    name = f"{cfg.pretrain.method}-{cfg.model.encoder}-{fingerprint}-{digest}"
+    return Path("runs") / "pretrain" / name
+
+
+# -- loading into a run --------------------------------------------------------------------
+def is_weights_path(value: str | None) -> bool:
+    """``model.encoder_weights`` names a file or folder (not smp's 'imagenet' & co.)."""
+    if not value:
+        return False
+    return os.sep in value or value.endswith(".pt") or Path(value).exists()
+
+
+def _files(path: str) -> tuple[Path, Path]:
+    p = Path(path).expanduser()
+    weights = p / ENCODER_FILE if p.is_dir() else p
+    meta = weights.with_name(META_FILE)
+    if not weights.is_file():
+        raise PretrainError(
+            f"model.encoder_weights={path}: no {ENCODER_FILE} there (give the run dir of "
+            "`alseg pretrain` or its encoder.pt)"
+        )
+    if not meta.is_file():
+        raise PretrainError(f"model.encoder_weights={path}: {meta} is missing")
+    return weights, meta
+
+
+def read_meta(path: str) -> dict[str, Any]:
+    """pretrain.json of the weights at ``path`` (run dir or encoder.pt)."""
+    _, meta = _files(path)
+    try:
+        return dict(json.loads(meta.read_text()))
+    except (OSError, ValueError) as e:
+        raise PretrainError(f"{meta} is corrupt ({e})") from e
+
+
+def check_pretrained(path: str, encoder: str, fingerprint: str) -> dict[str, Any]:
+    """The weights at ``path`` were pre-trained for ``encoder`` on the pool of
+    ``fingerprint``; else PretrainError naming both. Returns their meta."""
+    meta = read_meta(path)
+    if meta.get("encoder") != encoder:
+        raise PretrainError(
+            f"model.encoder_weights={path} holds a {meta.get('encoder')!r} encoder; this run's "
+            f"model.encoder={encoder!r}: pre-train that encoder, or set model.encoder="
+            f"{meta.get('encoder')}"
+        )
+    if meta.get("fingerprint") != fingerprint:
+        raise PretrainError(
+            f"model.encoder_weights={path} was pre-trained on the pool {meta.get('fingerprint')}"
+            f", this run's pool is {fingerprint} (another data set, split or image size): "
+            "pre-train on this pool (`alseg pretrain` with the run's data settings)"
+        )
+    return meta
+
+
+def load_pretrained(encoder: torch.nn.Module, path: str, name: str) -> None:
+    """Load ``encoder.pt`` into an smp ``encoder`` (``name``: model.encoder), weights only."""
+    weights, _ = _files(path)
+    meta = read_meta(path)
+    if meta.get("encoder") != name:
+        raise PretrainError(
+            f"model.encoder_weights={path} holds a {meta.get('encoder')!r} encoder, not {name!r}"
+        )
+    state = torch.load(weights, map_location="cpu", weights_only=True)
+    try:
+        encoder.load_state_dict(state)
+    except RuntimeError as e:
+        raise PretrainError(f"{weights} does not fit the {name} encoder: {e}") from None
+
+
+# -- the run --------------------------------------------------------------------------------
+class EpochCommit(pl.Callback):
+    """After each epoch: Lightning's checkpoint (atomically renamed into place) and
+    state.json with its checksum and the epochs done (rank 0 writes)."""
+
+    def __init__(self, rundir: RunDir, state: dict[str, Any]) -> None:
+        self.rundir, self.state = rundir, state
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        path = self.rundir.path / CHECKPOINT
+        tmp = path.with_name(path.name + ".tmp")
+        trainer.save_checkpoint(tmp, weights_only=False)  # every rank calls, rank 0 writes
+        if trainer.is_global_zero:
+            os.replace(tmp, path)
+            self.rundir.files[CHECKPOINT] = sha256_file(path)
+            done = trainer.current_epoch + 1
+            self.rundir.write_state({**self.state, "round": done, "phase": "fitted"})
+
+
+def _module(cfg: DictConfig, backbone: torch.nn.Module, channels: int) -> pl.LightningModule:
+    from alseg.selfsup import DenseCL, SimCLR
+
+    p = cfg.pretrain
+    t = float(p.temperature if p.temperature is not None else DEFAULT_TEMPERATURE[p.method])
+    if p.method == "simclr":
+        return SimCLR(backbone, channels, int(p.epochs), float(p.lr), t)
+    return DenseCL(
+        backbone,
+        channels,
+        int(p.epochs),
+        float(p.lr),
+        t,
+        float(p.dense_weight),
+        float(p.momentum),
+        int(p.memory_bank),
+    )
+
+
+def _transform(cfg: DictConfig) -> Any:
+    from lightly.transforms import DenseCLTransform, SimCLRTransform
+
+    p = cfg.pretrain
+    make = SimCLRTransform if p.method == "simclr" else DenseCLTransform
+    return make(input_size=int(p.input_size), gaussian_blur=float(p.blur))
+
+
+def run_pretrain(
+    cfg: DictConfig, run_dir: Path | None = None, console: Console | None = None
+) -> Path:
+    """Pre-train (or resume, or find done) the encoder of ``cfg`` on its pool; the run dir."""
+    from alseg.build import build_datasets, build_logger, quiet_lightning
+    from alseg.models.segmentation import build_network
+    from alseg.selfsup import Encoder, EpochSampler, TwoViews
+
+    quiet_lightning()
+    rank_zero = is_rank_zero()
+    console = (console or Console()) if rank_zero else Console(quiet=True)
+    if cfg.model.arch == "Classifier":
+        raise PretrainError("alseg pretrain trains smp encoders; model.arch=Classifier has none")
+    train = build_datasets(cfg.data)[0]
+    fingerprint = str(train.fingerprint)
+    rd = RunDir(run_dir or default_dir(cfg, fingerprint))
+    config_yaml = OmegaConf.to_yaml(cfg, resolve=True)
+    with rd.locked("pretrain") if rank_zero else contextlib.nullcontext(rd):
+        state: dict[str, Any] = {"seed": int(cfg.pretrain.seed), "task": "pretrain"}
+        ckpt = None
+        if rd.state_path.is_file():
+            found = rd.read_state()
+            if rd.config_path.read_text() != config_yaml:
+                raise RunDirError(
+                    f"{rd.path} holds a pre-training with other settings (its config.yaml "
+                    "differs); choose another run_dir"
+                )
+            if found["phase"] == "done":
+                console.log(f"pre-trained encoder found: {rd.path} (reused)")
+                return rd.path
+            rd.verify()
+            ckpt = rd.path / CHECKPOINT
+            console.log(f"resuming {rd.path} after epoch {found['round']}")
+        elif rank_zero:
+            rd.create(config_yaml)
+        p = cfg.pretrain
+        pl.seed_everything(int(p.seed), workers=True, verbose=False)
+        network = build_network(cfg.model.arch, cfg.model.encoder, None, 1)
+        encoder: Any = network.encoder
+        backbone = Encoder(encoder, int(encoder.out_channels[-1]))
+        module = _module(cfg, backbone, backbone.channels)
+        views = TwoViews(train.image_uint8, len(train), _transform(cfg), int(p.seed))
+        t = cfg.trainer
+        trainer = pl.Trainer(
+            accelerator=t.accelerator,
+            devices=t.devices,
+            strategy=t.strategy,
+            num_nodes=t.num_nodes,
+            precision=t.precision,
+            max_epochs=int(p.epochs),
+            deterministic=t.deterministic,
+            enable_progress_bar=t.enable_progress_bar,
+            log_every_n_steps=t.log_every_n_steps,
+            logger=(build_logger(cfg, rd, {}) or False) if rank_zero else False,
+            callbacks=[EpochCommit(rd, state)],
+            enable_checkpointing=False,
+            enable_model_summary=False,
+            default_root_dir=str(rd.path),
+        )
+        batch = min(int(p.batch_size), len(views))
+        loader = DataLoader(
+            views,
+            batch_size=batch,
+            sampler=EpochSampler(len(views), int(p.seed)),
+            drop_last=shard_drop_last(len(views), batch, trainer.world_size),
+            num_workers=int(cfg.data.num_workers),
+        )
+        console.log(
+            f"pre-training {cfg.model.encoder} ({p.method}, {p.epochs} epochs) on "
+            f"{len(train)} pool images: {rd.path}"
+        )
+        trainer.fit(module, loader, ckpt_path=ckpt, weights_only=True)
+        if rank_zero:
+            loss = trainer.callback_metrics.get("ssl_loss")
+            meta = {
+                "method": str(p.method),
+                "arch": str(cfg.model.arch),
+                "encoder": str(cfg.model.encoder),
+                "fingerprint": fingerprint,
+                "data": str(cfg.data.name),
+                "settings": settings(cfg),
+                "epochs": int(trainer.current_epoch),
+                "final_loss": float(loss) if loss is not None else None,
+            }
+            buf = io.BytesIO()
+            torch.save({k: v.detach().cpu() for k, v in encoder.state_dict().items()}, buf)
+            rd.write_file(rd.path / ENCODER_FILE, buf.getvalue())
+            rd.write_file(rd.path / META_FILE, (json.dumps(meta, indent=1) + "\n").encode())
+            rd.forget(rd.path / CHECKPOINT)  # done: the encoder is what later runs read
+            rd.write_state({**state, "round": int(trainer.current_epoch), "phase": "done"})
+            console.log(
+                f"encoder weights: {rd.path / ENCODER_FILE} (model.encoder_weights={rd.path})"
+            )
+    return rd.path
