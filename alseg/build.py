@@ -20,7 +20,7 @@ import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 
-from alseg.acquisition.strategies import Strategy, get_strategy
+from alseg.acquisition.strategies import Schedule, build_schedule, strategy_names
 from alseg.config import ConfigError, changed_keys
 from alseg.data.datamodule import ActiveDataModule, load_image_weights
 from alseg.data.datasets import DataError
@@ -59,8 +59,13 @@ def default_run_dir(cfg: DictConfig) -> Path:
         p = cfg.prune
         what = "score" if p.stage == "score" else f"{p.rule}-{p.by}-keep{p.keep:g}"
         return Path("runs") / f"prune-{what}-{cfg.data.name}-seed{cfg.seed}-{stamp}"
-    what = "full-supervision" if cfg.active.full_supervision else cfg.active.strategy
+    what = "full-supervision" if cfg.active.full_supervision else schedule_name(cfg)
     return Path("runs") / f"{what}-{cfg.labeling.type}-seed{cfg.seed}-{stamp}"
+
+
+def schedule_name(cfg: DictConfig) -> str:
+    """``active.strategy`` in a folder name or a W&B group: its names joined by '+'."""
+    return "+".join(strategy_names(cfg.active.strategy))
 
 
 def quiet_lightning() -> None:
@@ -90,7 +95,7 @@ class Parts:
     store: LabelStore
     oracle: SimulatedOracle
     datamodule: ActiveDataModule
-    strategy: Strategy
+    strategy: Schedule
 
 
 def _synthetic(d: DictConfig, split: str, n: int, domain: str) -> Any:
@@ -227,10 +232,21 @@ def build_parts(cfg: DictConfig, progress: bool = True) -> Parts:
     )
     if cfg.adaptation.enabled and cfg.adaptation.source_sampling == "balanced":
         dm.set_source_prior(None, balanced=True)
-    params = dict(cfg.active.strategy_params)
-    if cfg.active.strategy == "pixbal" and has_void_output(cfg):
-        params.setdefault("void_class", train.num_classes)  # void-majority regions score 0
-    strategy = get_strategy(cfg.active.strategy, **params)
+    params = dict(OmegaConf.to_container(cfg.active.strategy_params))  # type: ignore[arg-type]
+    names = strategy_names(cfg.active.strategy)
+    single = isinstance(cfg.active.strategy, str)
+    defaults = {
+        # void-majority regions score 0
+        "pixbal": {"void_class": train.num_classes} if has_void_output(cfg) else {},
+        # the pseudo labels of ProbCover's purity radius: one cluster per class
+        "probcover": {"num_classes": train.num_classes},
+    }
+    for name, extra in defaults.items():
+        if name in names and extra:
+            target = params if single else params.setdefault(name, {})
+            for k, v in extra.items():
+                target.setdefault(k, v)
+    strategy = build_schedule(cfg.active.strategy, params)
     return Parts(train, val, test, regions, store, oracle, dm, strategy)
 
 
@@ -355,7 +371,7 @@ def build_logger(cfg: DictConfig, rundir: RunDir, state: dict[str, Any]) -> Any:
 
     os.environ.setdefault("WANDB_MODE", cfg.logger.mode)
     os.environ.setdefault("WANDB_SILENT", "true")
-    what = [cfg.debias.method] if cfg.task == "debias" else [cfg.active.strategy, cfg.labeling.type]
+    what = [cfg.debias.method] if cfg.task == "debias" else [schedule_name(cfg), cfg.labeling.type]
     group = cfg.logger.group or "-".join([cfg.data.name, *what])
     return WandbLogger(
         project=cfg.logger.project,
@@ -398,7 +414,8 @@ def build_extensions(cfg: DictConfig) -> list[Extension]:
             Sieving(SieveConfig(s.min_size, s.reference_area, s.min_pixels, s.step, s.scope))
         )
     match = cfg.adaptation.match_labels
-    if cfg.adaptation.enabled and (match if match is not None else a.strategy == "lamda"):
+    lamda = "lamda" in strategy_names(a.strategy)
+    if cfg.adaptation.enabled and (match if match is not None else lamda):
         out.append(LabelMatching())
     return out
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from alseg.acquisition.strategies import STRATEGIES, get_strategy
+from alseg.acquisition.strategies import STRATEGIES, build_schedule, strategy_names
 from alseg.models.segmentation import ARCHITECTURES
 from alseg.rundir import RunDir
 from alseg.schema import DEBIAS_DATA, SchemaError, check
@@ -112,10 +112,11 @@ def validate(cfg: DictConfig) -> None:
         return
     if cfg.task == "prune":
         _validate_prune(cfg)
+    names = strategy_names(cfg.active.strategy)
     dominant_only = [
         k
         for k, on in (
-            ("active.strategy=adaptive_sizebal", cfg.active.strategy == "adaptive_sizebal"),
+            ("active.strategy=adaptive_sizebal", "adaptive_sizebal" in names),
             ("sieve.enabled=true", bool(cfg.sieve.enabled)),
         )
         if on
@@ -148,9 +149,19 @@ def validate(cfg: DictConfig) -> None:
             "device); use data.batch_size >= 2"
         )
     try:
-        get_strategy(cfg.active.strategy, **cfg.active.strategy_params)
+        schedule = build_schedule(
+            cfg.active.strategy,
+            dict(OmegaConf.to_container(cfg.active.strategy_params)),  # type: ignore[arg-type]
+        )
     except ValueError as e:
         raise ConfigError(str(e)) from None
+    pretrained = [s.name for s in schedule.steps if getattr(s, "fresh_model", False)]
+    if pretrained and not cfg.model.encoder_weights:
+        raise ConfigError(
+            f"{pretrained[0]} embeds regions with a pre-trained encoder (embedding=pretrained), "
+            "but model.encoder_weights is null: pre-train one (`alseg pretrain`, then "
+            "model.encoder_weights=<its run dir>) or set active.strategy_params.embedding=model"
+        )
 
 
 def _validate_prune(cfg: DictConfig) -> None:
@@ -241,7 +252,10 @@ def _validate_questions(cfg: DictConfig, adapt: bool) -> None:
                 ("active.schedule=continuous", cfg.active.schedule == "continuous"),
                 ("adaptation.enabled=true", adapt),
                 ("sieve.enabled=true", bool(cfg.sieve.enabled)),
-                ("active.strategy=adaptive_sizebal", cfg.active.strategy == "adaptive_sizebal"),
+                (
+                    "active.strategy=adaptive_sizebal",
+                    "adaptive_sizebal" in strategy_names(cfg.active.strategy),
+                ),
             )
             if on
         ]

@@ -21,8 +21,9 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 
-from alseg.acquisition.base import RandomStrategy, Selection, Strategy
+from alseg.acquisition.base import Selection
 from alseg.acquisition.decide import decide
+from alseg.acquisition.strategies import Schedule
 from alseg.callbacks.acquisition import score_pool
 from alseg.data.datamodule import ActiveDataModule
 from alseg.data.labels import Annotations
@@ -43,7 +44,8 @@ class ActiveLoop:
         rundir: where state is read and written.
         datamodule: pool, val, test, region maps and the LabelStore.
         oracle: answers queries.
-        strategy: acquisition strategy of rounds >= 1.
+        strategy: the strategy of each selection (``Schedule``: round 0's set by
+            ``at(0)``, random unless a schedule says otherwise).
         model_factory: ``(stage, span) ->`` a freshly initialised module.
         trainer_factory: builds a Trainer with extra callbacks.
         tracker: W&B / console reporting.
@@ -64,7 +66,7 @@ class ActiveLoop:
         rundir: RunDir,
         datamodule: ActiveDataModule,
         oracle: SimulatedOracle,
-        strategy: Strategy,
+        strategy: Schedule,
         model_factory: ModelFactory,
         trainer_factory: TrainerFactory,
         tracker: Tracker,
@@ -79,7 +81,7 @@ class ActiveLoop:
         rank_zero: bool = True,
         channels_last: bool = False,
     ) -> None:
-        self.rundir, self.dm, self.oracle, self.strategy = rundir, datamodule, oracle, strategy
+        self.rundir, self.dm, self.oracle, self.schedule = rundir, datamodule, oracle, strategy
         self.store = datamodule.store
         self.model_factory, self.trainer_factory = model_factory, trainer_factory
         self.tracker = tracker
@@ -182,21 +184,31 @@ class ActiveLoop:
         row = round_row(r, self.store, self.region_sizes, model.last_metrics, extra)
         if self.rank_zero:
             rows = self.rundir.write_metrics_row(row)
-            plot_curve(rows, self.rundir.curve_path, title=self.strategy.name)
+            plot_curve(rows, self.rundir.curve_path, title=self.schedule.name)
             self._commit_state(r, "evaluated")
         self.tracker.log_round(row)
         return row
 
-    def acquire(self, r: int) -> tuple[Annotations, Selection]:
-        """Score the pool with the model of round ``r - 1`` and choose round ``r``'s
-        queries: the pool passes run on every rank, the decision on rank 0, and its result
-        is broadcast, so every rank returns the same answers."""
-        s, gen, labeled = self.strategy, self._generator(r), self.store.labeled_mask()
+    def fresh_model(self, r: int) -> SegmentationModule:
+        """A freshly built model (its encoder as ``model.encoder_weights`` gives it: the
+        pre-trained one), the same on every rank: what cold-start strategies embed with."""
+        pl.seed_everything(self.seed * 1000 + r + 900, workers=True, verbose=False)
+        return self.model_factory(1, TrainSpan())
+
+    def acquire(self, r: int, budget: float | None = None) -> tuple[Annotations, Selection]:
+        """Score the pool with the model of round ``r - 1`` (a fresh one for strategies that
+        embed with the pre-trained encoder) and choose round ``r``'s queries for ``budget``
+        clicks (default: a round's): the pool passes run on every rank, the decision on rank
+        0, and its result is broadcast, so every rank returns the same answers."""
+        s, gen, labeled = self.schedule.at(r), self._generator(r), self.store.labeled_mask()
+        budget = self.budget if budget is None else budget
         if not s.requires_model:  # the same generator on every rank: the same choice
-            return decide(s, {}, self.oracle, labeled, self.budget, gen, r)
+            return decide(s, {}, self.oracle, labeled, budget, gen, r)
         if len(self.dm.pool) == 0:
             raise ValueError("the pool is empty: every region is already labeled")
-        model = self.stage1_model(r - 1)
+        model = (
+            self.fresh_model(r) if getattr(s, "fresh_model", False) else self.stage1_model(r - 1)
+        )
         # MC dropout draws from the global RNG: seed it so that a resumed run scores alike.
         pl.seed_everything(self.seed * 1000 + r + 500, workers=True, verbose=False)
         self.tracker.phase(r - 1, "score", len(self.dm.pool))
@@ -205,7 +217,7 @@ class ActiveLoop:
         )
         result = None
         if trainer.is_global_zero:
-            result = decide(s, stats, self.oracle, labeled, self.budget, gen, r)
+            result = decide(s, stats, self.oracle, labeled, budget, gen, r)
         decided = trainer.strategy.broadcast(result, src=0)  # rank 0's decision, everywhere
         assert decided is not None
         return decided
@@ -261,10 +273,8 @@ class ActiveLoop:
                 ext.on_resume(r, phase)
             self.tracker.resumed(r, phase)
             return r, phase
-        if self.init_budget > 0:
-            labeled = self.store.labeled_mask()
-            gen = self._generator(0)
-            init, _ = decide(RandomStrategy(), {}, self.oracle, labeled, self.init_budget, gen, 0)
+        if self.init_budget > 0:  # round 0's set: random, or the schedule's first strategy
+            init, _ = self.acquire(0, self.init_budget)
         else:  # source-only round 0
             init = self.oracle.annotate(np.zeros(0, dtype=np.int64))
         if self._ask_people(init):

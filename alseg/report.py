@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
+from alseg.acquisition.strategies import strategy_names
 from alseg.plots import _pyplot
 from alseg.rundir import RunDir, RunDirError
 
@@ -29,7 +30,7 @@ def setting_of(run_dir: Path) -> str:
     if m:
         return m.group(1)
     cfg = OmegaConf.load(RunDir(run_dir).config_path)
-    return f"{cfg.active.strategy} / {cfg.labeling.type}"
+    return f"{'+'.join(strategy_names(cfg.active.strategy))} / {cfg.labeling.type}"
 
 
 def load_runs(run_dirs: Sequence[Path | str]) -> tuple[pd.DataFrame, list[str]]:
@@ -88,7 +89,8 @@ def _run_rows(rd: RunDir, notes: list[str]) -> pd.DataFrame | None:
     try:
         cfg = OmegaConf.load(rd.config_path)
         setting = setting_of(d)
-        strategy, labeling, seed = str(cfg.active.strategy), str(cfg.labeling.type), int(cfg.seed)
+        strategy = "+".join(strategy_names(cfg.active.strategy))
+        labeling, seed = str(cfg.labeling.type), int(cfg.seed)
     except Exception as e:  # OmegaConf raises several types for a damaged file
         raise _UnreadableError(f"{rd.config_path}: unreadable ({type(e).__name__}: {e})") from e
     df.insert(0, "run", d.name)

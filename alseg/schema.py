@@ -48,7 +48,8 @@ class ActiveConfig:
     budget: float = _req(gt=0)
     init_budget: float | None = _opt(ge=0)
     full_supervision: bool = _opt(False)
-    strategy: str = _req(choices="strategies")  # resolved against the registry
+    # a name, or a schedule: a list of names, one per selection (round 0's set first)
+    strategy: Any = _req(schedule="strategies")
     strategy_params: dict[str, Any] = field(default_factory=dict)
     reinit: bool = _req()
     schedule: str = _req(**_choices("rounds", "continuous"))
@@ -497,6 +498,14 @@ def _check_value(key: str, value: Any, meta: dict[str, Any], valid: dict[str, li
 
     if value is None:
         return
+    if "schedule" in meta:
+        names = list(value) if isinstance(value, (list, ListConfig)) else [value]
+        options = valid.get(meta["schedule"], [])
+        if not names:
+            fail("is an empty schedule; give a strategy name or a list of them")
+        bad = [n for n in names if not isinstance(n, str) or (options and n not in options)]
+        if bad:
+            fail(f"names {bad[0]!r}, which is no strategy; valid: {', '.join(options)}")
     if "choices" in meta:
         choices = meta["choices"]
         options = valid.get(choices, []) if isinstance(choices, str) else list(choices)

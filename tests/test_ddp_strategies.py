@@ -50,6 +50,9 @@ SETTINGS = {
         "trainer.max_steps=3",
         "active.strategy_params.confidence=0.02",  # free picks from a 3-step model too
     ],
+    # cold start: embeddings of the rows sampled on every rank, k-means / coverage on rank 0
+    "typiclust": ["active.strategy=typiclust", "active.strategy_params.embedding=model"],
+    "probcover": ["active.strategy=probcover", "active.strategy_params.embedding=model"],
     # adaptive superpixels: merged regions in the scoring pass, sieving after each selection
     "adaptive_sizebal": [
         "experiment=adaptive_superpixel_synthetic",

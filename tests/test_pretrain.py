@@ -103,3 +103,34 @@ def test_epoch_sampler_orders_by_epoch_and_shards(monkeypatch):
         shards.append(list(s))
     assert [len(x) for x in shards] == [3, 3, 3, 3] and len(s) == 3
     assert set(sum(shards, [])) == set(range(10))  # 10 items, 2 repeated to pad
+
+
+def test_a_schedule_starts_with_typiclust_on_the_pretrained_encoder(tmp_path):
+    """active.strategy=[typiclust,bvsb]: round 0's set comes from TypiClust on the
+    pre-trained encoder (not the random set), later rounds from BvSB; a run killed after a
+    round's labels resumes to the same labels."""
+    import json
+
+    import numpy as np
+    from helpers import rewind, tiny_overrides
+
+    run = run_pretrain(compose([*TINY, f"regions.cache_dir={tmp_path}/c"]), tmp_path / "pre")
+    sched = [
+        "active.strategy=[typiclust,bvsb]",
+        f"model.encoder_weights={run}",
+        "active.rounds=2",
+    ]
+    base = tiny_overrides(tmp_path, "data.num_val=4", "data.num_test=4")
+    out = tmp_path / "sched"
+    build_loop(compose([*base, *sched]), out, False, Console(quiet=True), False).run()
+    rand = tmp_path / "random"
+    build_loop(compose([*base, "active.rounds=1"]), rand, False, Console(quiet=True), False).run()
+    first = (out / "selections" / "round_00.csv").read_text()
+    assert first != (rand / "selections" / "round_00.csv").read_text()
+    assert json.loads((out / "state.json").read_text())["spent"] <= 8 + 8
+    labels = (out / "labels" / "round_01.npz").read_bytes()
+    rewind(out, 0, "evaluated", metrics_rows=1)  # killed before round 1's selection
+    build_loop(compose([*base, *sched]), out, True, Console(quiet=True), False).run()
+    assert (out / "labels" / "round_01.npz").read_bytes() == labels
+    assert (out / "selections" / "round_00.csv").read_text() == first
+    assert np.isfinite(np.loadtxt(out / "metrics.csv", delimiter=",", skiprows=1)).any()
