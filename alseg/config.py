@@ -188,10 +188,11 @@ def _validate_prune(cfg: DictConfig) -> None:
                         f"the scoring runs train trainer.max_epochs={epochs} epochs; use epochs "
                         f"0..{epochs} or more epochs"
                     )
-            if p.window > epochs:
+            if p.window + 1 > epochs:
                 raise ConfigError(
                     f"prune.window={p.window} (dynamic uncertainty over windows of that many "
-                    f"epochs) needs trainer.max_epochs >= {p.window}, not {epochs}"
+                    f"epochs, the last epoch's window left out) needs trainer.max_epochs >= "
+                    f"{p.window + 1}, not {epochs}"
                 )
     elif p.scores is not None:
         path = Path(str(p.scores))

@@ -379,7 +379,9 @@ class PruneConfig:
     window: int = _req(ge=2)
     grand_chunk: int = _req(ge=1)
     scores: str | None = _opt()
-    by: str = _req(**_choices("el2n", "grand", "grand_last", "forgetting", "dyn_unc", "aum"))
+    by: str = _req(
+        **_choices("el2n", "grand", "grand_last", "forgetting", "dyn_unc", "aum", "aum_prob")
+    )
     rule: str = _req(
         **_choices(
             "hardest", "hardest_balanced", "easiest", "offset", "random", "random_balanced", "ccs"

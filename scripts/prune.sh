@@ -39,7 +39,8 @@ for seed in $seeds; do for s in $sets; do  # seed by seed: a partial run has who
     for by in $balanced; do
       prune_plan "$out/$s-hardest_balanced-$by-keep$k-seed$seed" retrain "experiment=prune_$s" "$sc" rule=hardest_balanced "by=$by" "keep=$k" "seed=$seed" "${@:1}"
     done
-    prune_plan "$out/$s-ccs-aum-keep$k-seed$seed" retrain "experiment=prune_$s" "$sc" rule=ccs by=aum "keep=$k" "seed=$seed" "${@:1}"
+    # CCS with the score CCS uses: the probability margin (aum_prob)
+    prune_plan "$out/$s-ccs-aum_prob-keep$k-seed$seed" retrain "experiment=prune_$s" "$sc" rule=ccs by=aum_prob "keep=$k" "seed=$seed" "${@:1}"
     prune_plan "$out/$s-random-keep$k-seed$seed" retrain "experiment=prune_$s" rule=random "keep=$k" "seed=$seed" "${@:1}"
   done
 done; done | run_plans "$out" "$par" "$threads"

@@ -147,10 +147,10 @@ def test_pruning_scores_are_the_same_on_every_rank(tmp_path):
         "data.image_size=16",
         "regions.cell=16",
         "data.batch_size=4",
-        "trainer.max_epochs=2",
+        "trainer.max_epochs=3",
         "prune.window=2",
         "prune.score_seeds=[0]",
-        "prune.el2n_epochs=[2]",
+        "prune.el2n_epochs=[3]",
         "prune.grand_epochs=[]",
         f"regions.cache_dir={tmp_path / 'cache'}",
         "trainer.enable_progress_bar=false",
@@ -162,6 +162,6 @@ def test_pruning_scores_are_the_same_on_every_rank(tmp_path):
     assert ranks[0]["dynamics"] == ranks[1]["dynamics"]
     assert ranks[0]["el2n"] == ranks[1]["el2n"]
     presented = ~np.isnan(np.array(ranks[0]["dynamics"]["acc"]))
-    assert presented.sum(1).tolist() == [24, 24]  # 2 ranks x 3 batches of 4, each epoch
+    assert presented.sum(1).tolist() == [24, 24, 24]  # 2 ranks x 3 batches of 4, each epoch
     assert np.allclose(ranks[0]["el2n"], ranks[0]["local_el2n"], atol=1e-5)
     assert (tmp_path / "score" / "scores.parquet").is_file()

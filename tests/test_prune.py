@@ -67,11 +67,17 @@ def test_forgetting_scripted_sequences():
 
 
 def test_dynamic_uncertainty_known_answer():
+    """The official get_coreset.py: windows ending at epochs J-1 .. E-2 (the last epoch's
+    window left out), torch.std (unbiased) of each, averaged (its x10 does not rank)."""
     p = np.array([[0.2, 0.5], [0.4, 0.5], [0.6, 0.9], [0.8, 0.1]])
-    # windows of 2: |diff| / 2 each -> sample 0: 0.1, 0.1, 0.1; sample 1: 0, 0.2, 0.4
-    assert dynamic_uncertainty(p, 2).tolist() == pytest.approx([0.1, 0.2])
-    with pytest.raises(ValueError, match="at least prune.window=5 epochs"):
-        dynamic_uncertainty(p, 5)
+    # windows of 2 over epochs (0,1), (1,2): unbiased std of 2 values = |diff| / sqrt 2
+    # -> sample 0: 0.2 / 1.414 twice; sample 1: 0 and 0.4 / 1.414
+    r2 = np.sqrt(2)
+    assert dynamic_uncertainty(p, 2).tolist() == pytest.approx([0.2 / r2, 0.2 / r2])
+    official = [np.std(p[k : k + 3], axis=0, ddof=1) for k in range(4 - 3)]
+    assert dynamic_uncertainty(p, 3) == pytest.approx(np.mean(official, axis=0))
+    with pytest.raises(ValueError, match=r"at least prune.window \+ 1 = 5 epochs"):
+        dynamic_uncertainty(p, 4)
 
 
 class _Net(nn.Module):
@@ -135,7 +141,9 @@ def test_grand_at_initialization_scores_the_untrained_model():
 
 def test_training_dynamics_stream_equals_data_diet_updates():
     """Classification batches through the callback give data_diet's forgetting counts
-    (update_forget_stats, never-correct -> inf) and the mean margin (CCS's AUM / E)."""
+    (update_forget_stats, never-correct -> inf), Pleiss et al.'s AUM (the mean logit margin,
+    the ``aum`` package's AUMCalculator) and CCS's probability margin (its accumulated
+    margin / E)."""
     rng = np.random.default_rng(0)
     N, C, E = 10, 3, 4
     cb = TrainingDynamics(N)
@@ -144,7 +152,7 @@ def test_training_dynamics_stream_equals_data_diet_updates():
     labels = torch.from_numpy(rng.integers(C, size=N))
     prev, forgets = np.zeros(N, int), np.zeros(N)
     never = set(range(N))
-    margins = np.zeros(N)
+    margins, logit_margins = np.zeros(N), np.zeros(N)
     for _ in range(E):
         cb.on_train_epoch_start(trainer, module)  # type: ignore[arg-type]
         for batch in np.array_split(rng.permutation(N), 3):
@@ -165,11 +173,15 @@ def test_training_dynamics_stream_equals_data_diet_updates():
             true = p[torch.arange(len(batch)), labels[idx]]
             other = p.scatter(1, labels[idx][:, None], 0.0).amax(1)
             margins[batch] += (true - other).numpy()
+            z_true = logits[torch.arange(len(batch)), labels[idx]]
+            z_other = logits.scatter(1, labels[idx][:, None], -torch.inf).amax(1)
+            logit_margins[batch] += (z_true - z_other).numpy()
         cb.on_train_epoch_end(trainer, module)  # type: ignore[arg-type]
     forgets[list(never)] = np.inf
     scores = cb.scores(window=2)
     assert scores["forgetting"].tolist() == pytest.approx(forgets.tolist())
-    assert scores["aum"] == pytest.approx(margins / E)
+    assert scores["aum"] == pytest.approx(logit_margins / E, abs=1e-6)
+    assert scores["aum_prob"] == pytest.approx(margins / E)
 
 
 # -- selection ---------------------------------------------------------------------------------
@@ -311,3 +323,52 @@ def test_retrain_with_missing_scores_writes_nothing(tmp_path, capsys):
     assert main([*args, "keep=0.5", f"scores={tmp_path / 'nothing'}"]) == 2
     assert "no scores.parquet there" in capsys.readouterr().err
     assert not out.exists()
+
+
+class _TinySeg(nn.Module):
+    """A 1x1-conv segmentation net with batch norm: train and eval passes differ."""
+
+    num_classes, ignore_index = 3, 255
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.bn = nn.BatchNorm2d(3)
+        self.conv = nn.Conv2d(3, 3, 1)
+
+    @property
+    def device(self) -> torch.device:
+        return torch.device("cpu")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(self.bn(x))
+
+
+def test_dynamic_uncertainty_reads_an_eval_pass_on_the_unaugmented_view():
+    """As the official main_and_produce.py: after the training forward (its batch-norm
+    statistics updated) and before the update, the model in eval mode scores the batch's
+    un-augmented images; their p_y, not the augmented training pass's, enter the window."""
+    torch.manual_seed(0)
+    net = _TinySeg()
+    images = torch.rand(4, 3, 6, 6)
+    masks = torch.randint(0, 3, (4, 6, 6))
+    data = [{"image": images[i], "mask": masks[i], "index": i} for i in range(4)]
+    cb = TrainingDynamics(4, data)
+    trainer = SimpleNamespace(world_size=1)
+    cb.on_train_epoch_start(trainer, net)  # type: ignore[arg-type]
+    idx = torch.tensor([2, 0])
+    augmented = images[idx].flip(-1) + 0.3
+    batch = {"image": augmented, "target": masks[idx].flip(-1), "index": idx}
+    cb.on_train_batch_start(trainer, net, batch, 0)  # type: ignore[arg-type]
+    net.train()
+    logits = net(augmented)  # the training forward (updates the BN statistics)
+    cb.on_before_backward(trainer, net, logits.sum())  # type: ignore[arg-type]
+    assert net.training  # left as it was
+    cb.on_train_batch_end(trainer, net, {"logits": logits.detach()}, batch, 0)  # type: ignore[arg-type]
+    cb.on_train_epoch_end(trainer, net)  # type: ignore[arg-type]
+    net.eval()
+    with torch.no_grad():
+        p = torch.softmax(net(images[idx]), 1).gather(1, masks[idx][:, None]).mean((1, 2, 3))
+    got = cb.epochs["p_true"][0]
+    assert got[[2, 0]] == pytest.approx(p.numpy(), abs=1e-6) and np.isnan(got[[1, 3]]).all()
+    trained = torch.softmax(logits.detach(), 1).gather(1, masks[idx].flip(-1)[:, None])
+    assert got[2] != pytest.approx(float(trained[0].mean()), abs=1e-3)  # not the training pass

@@ -1,12 +1,14 @@
 """Lightning callbacks that record per-sample pruning scores while a model trains.
 
 ``TrainingDynamics`` reads the logits of every training step (the module returns them
-with ``record_train_logits``): per epoch and sample the true-class probability, the
-accuracy and the probability margin, as sums and counts that every rank reduces at the
-end of the epoch (a sample presented on any rank is recorded, the same arrays on every
-rank). ``EpochScores`` runs a pass over the training images (no augmentation, sharded
-over ranks, summed) at given epochs for EL2N and GraNd, with rank 0's batch-norm
-statistics on every rank (DDP does not synchronise buffers).
+with ``record_train_logits``): per epoch and sample the accuracy and the probability and
+logit margins, as sums and counts that every rank reduces at the end of the epoch (a
+sample presented on any rank is recorded, the same arrays on every rank). The true-class
+probability of dynamic uncertainty comes, as in its official code, from an eval-mode pass
+on the batch's un-augmented images after the training forward and before the update.
+``EpochScores`` runs a pass over the training images (no augmentation, sharded over
+ranks, summed) at given epochs for EL2N and GraNd, with rank 0's batch-norm statistics on
+every rank (DDP does not synchronise buffers).
 """
 
 from __future__ import annotations
@@ -23,16 +25,19 @@ from alseg.distributed import adopt_rank_zero_state
 from alseg.models.losses import masked_cross_entropy
 from alseg.prune.scores import dynamic_uncertainty, forgetting, grand, last_layer, pixel_statistics
 
-DYNAMICS = ("p_true", "acc", "margin")
+DYNAMICS = ("p_true", "acc", "margin", "logit_margin")
 
 
 class TrainingDynamics(pl.Callback):
     """Args:
     num_samples: training samples (indices 0..N-1, the ``index`` of a batch).
+    dataset: the un-augmented training samples (items with "image", "mask"), for the
+        eval-mode pass of dynamic uncertainty; None: p_y of the training pass.
     """
 
-    def __init__(self, num_samples: int) -> None:
-        self.n = num_samples
+    def __init__(self, num_samples: int, dataset: Any = None) -> None:
+        self.n, self.dataset = num_samples, dataset
+        self._index: torch.Tensor | None = None
         self.epochs: dict[str, list[np.ndarray]] = {k: [] for k in DYNAMICS}
         self._sums: dict[str, torch.Tensor] = {}
         self._count: torch.Tensor | None = None
@@ -47,6 +52,37 @@ class TrainingDynamics(pl.Callback):
         dev = pl_module.device
         self._sums = {k: torch.zeros(self.n, device=dev, dtype=torch.float64) for k in DYNAMICS}
         self._count = torch.zeros(self.n, device=dev, dtype=torch.float64)
+        self._eval_sum = torch.zeros(self.n, device=dev, dtype=torch.float64)
+        self._eval_count = torch.zeros(self.n, device=dev, dtype=torch.float64)
+
+    def on_train_batch_start(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        self._index = batch["index"]
+
+    def on_before_backward(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, loss: torch.Tensor
+    ) -> None:
+        """p_y of the un-augmented images, the model in eval mode, before the update."""
+        if self.dataset is None or self._index is None:
+            return
+        index = self._index.cpu()
+        items = [self.dataset[int(i)] for i in index]
+        dev = pl_module.device
+        x = torch.stack([it["image"] for it in items]).to(dev)
+        y = torch.stack([torch.as_tensor(it["mask"]) for it in items]).to(dev)
+        C, ignore = int(pl_module.num_classes), int(pl_module.ignore_index)  # type: ignore[arg-type]
+        was = pl_module.training
+        pl_module.eval()
+        try:
+            with torch.no_grad():
+                p_true = pixel_statistics(pl_module(x)[:, :C], y, ignore)["p_true"]
+        finally:
+            pl_module.train(was)
+        seen = ~torch.isnan(p_true)
+        i = index.to(dev)[seen]
+        self._eval_sum.index_add_(0, i, p_true[seen].double())
+        self._eval_count.index_add_(0, i, torch.ones_like(i, dtype=torch.float64))
 
     def on_train_batch_end(
         self,
@@ -72,20 +108,33 @@ class TrainingDynamics(pl.Callback):
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         reduce = sum_over_ranks(trainer)
         assert self._count is not None
-        count = reduce(self._count) if reduce else self._count
+        sums = dict(self._sums)
+        counts = dict.fromkeys(DYNAMICS, self._count)
+        if self.dataset is not None:  # p_y of the eval-mode pass replaces the training one
+            sums["p_true"], counts["p_true"] = self._eval_sum, self._eval_count
         for k in DYNAMICS:
-            total = reduce(self._sums[k]) if reduce else self._sums[k]
+            total = reduce(sums[k]) if reduce else sums[k]
+            count = reduce(counts[k]) if reduce else counts[k]
             mean = (total / count).where(count > 0, torch.full_like(total, float("nan")))
             self.epochs[k].append(mean.cpu().numpy())
 
     def scores(self, window: int) -> dict[str, np.ndarray]:
-        """forgetting, dyn_unc (with ``window`` epochs), aum (the mean margin)."""
-        acc, p_true, margin = (np.stack(self.epochs[k]) for k in ("acc", "p_true", "margin"))
-        presented = (~np.isnan(margin)).sum(0)
-        # a sample never presented (a short run dropping last batches) has no AUM: NaN
-        aum = np.nansum(margin, axis=0) / np.where(presented > 0, presented, np.nan)
-        out = {"forgetting": forgetting(acc), "aum": aum}
-        if len(p_true) >= window:
+        """forgetting, dyn_unc (with ``window`` epochs), aum (the mean logit margin) and
+        aum_prob (the mean probability margin, CCS's)."""
+        acc, p_true = (np.stack(self.epochs[k]) for k in ("acc", "p_true"))
+
+        def mean(key: str) -> np.ndarray:
+            v = np.stack(self.epochs[key])
+            presented = (~np.isnan(v)).sum(0)
+            # a sample never presented (a short run dropping last batches) has none: NaN
+            return np.nansum(v, axis=0) / np.where(presented > 0, presented, np.nan)
+
+        out = {
+            "forgetting": forgetting(acc),
+            "aum": mean("logit_margin"),
+            "aum_prob": mean("margin"),
+        }
+        if len(p_true) > window:
             out["dyn_unc"] = dynamic_uncertainty(p_true, window)
         return out
 

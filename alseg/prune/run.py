@@ -156,7 +156,7 @@ class PruneRun:
             self.console.log(
                 f"scoring run seed {s}: {n} images, {self.cfg.trainer.max_epochs} epochs"
             )
-            dynamics = TrainingDynamics(n)
+            dynamics = TrainingDynamics(n, parts.train)
             epochs = EpochScores(
                 parts.train,
                 n,

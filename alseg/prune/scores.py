@@ -13,10 +13,17 @@ score but ``aum`` (``HARDER_IS_HIGHER``).
   (data_diet's ``np.inf``). For segmentation the accuracy of a presentation is the image's
   pixel accuracy and a transition counts its drop, ``sum_e max(0, acc_{e-1} - acc_e)``
   (the count itself for 0/1 accuracies); never learned: pixel accuracy never >= 0.5.
-- Dynamic uncertainty (He et al., 2023): the mean over windows k of the standard deviation
-  of the true-class probability over epochs k..k+J-1.
-- AUM as CCS computes it (Zheng et al., 2023): the mean over presentations of the
-  probability margin p_y - max_{c != y} p_c (low = hard).
+- Dynamic uncertainty (He et al., 2023; official ``BAAI-DCAI/Dataset-Pruning``,
+  ``ImageNet/get_coreset.py`` and ``main_and_produce.py``): the true-class probability of
+  each sample from an eval-mode pass on its un-augmented view, at every step before the
+  update; the unbiased standard deviation over each window of J epochs, the windows ending
+  at epochs J-1 .. E-2 (the last epoch's is left out), averaged.
+- AUM (Pleiss et al., 2020; their ``aum`` package's AUMCalculator): the mean over
+  presentations of the logit margin z_y - max_{c != y} z_c (low = hard).
+- ``aum_prob``, AUM as CCS computes it (Zheng et al., 2023; ``generate_importance_score.py``:
+  ``accumulated_margin``): the probability margin p_y - max_{c != y} p_c, summed over
+  presentations there and averaged here (the same ranking when every sample is presented
+  once an epoch). CCS's rows use it.
 """
 
 from __future__ import annotations
@@ -30,8 +37,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.func import functional_call, grad, vmap
 
-SCORES = ("el2n", "grand", "grand_last", "forgetting", "dyn_unc", "aum")
-HARDER_IS_HIGHER = {s: s != "aum" for s in SCORES}
+SCORES = ("el2n", "grand", "grand_last", "forgetting", "dyn_unc", "aum", "aum_prob")
+HARDER_IS_HIGHER = {s: s not in ("aum", "aum_prob") for s in SCORES}
 
 
 def per_image_mean(values: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
@@ -45,9 +52,9 @@ def pixel_statistics(
     logits: torch.Tensor, target: torch.Tensor, ignore_index: int
 ) -> dict[str, torch.Tensor]:
     """Per-image statistics of a batch: ``p_true`` (true-class probability), ``acc``
-    (share of pixels predicted right), ``margin`` (p_y - largest other p) and ``el2n``,
-    each the mean over labeled pixels. logits (B, C, H, W) or (B, C); target (B, H, W) or
-    (B,)."""
+    (share of pixels predicted right), ``margin`` (p_y - largest other p), ``logit_margin``
+    (z_y - largest other z) and ``el2n``, each the mean over labeled pixels. logits
+    (B, C, H, W) or (B, C); target (B, H, W) or (B,)."""
     if logits.dim() == 2:
         logits, target = logits[..., None, None], target[..., None, None]
     C = logits.shape[1]
@@ -57,9 +64,18 @@ def pixel_statistics(
     p_true = p.gather(1, t[:, None]).squeeze(1)
     onehot = F.one_hot(t, C).permute(0, 3, 1, 2).float()
     others = p.masked_fill(onehot.bool(), float("-inf")).amax(1)
+    z = logits.float()
+    z_true = z.gather(1, t[:, None]).squeeze(1)
+    z_others = z.masked_fill(onehot.bool(), float("-inf")).amax(1)
     el2n = (p - onehot).pow(2).sum(1).sqrt()
     correct = (logits.argmax(1) == t).float()
-    out = {"p_true": p_true, "acc": correct, "margin": p_true - others, "el2n": el2n}
+    out = {
+        "p_true": p_true,
+        "acc": correct,
+        "margin": p_true - others,
+        "logit_margin": z_true - z_others,
+        "el2n": el2n,
+    }
     return {k: per_image_mean(v, valid) for k, v in out.items()}
 
 
@@ -79,19 +95,20 @@ def forgetting(acc: np.ndarray, learned: float = 0.5) -> np.ndarray:
 
 
 def dynamic_uncertainty(p_true: np.ndarray, window: int) -> np.ndarray:
-    """(N,) mean over windows of the std (population) of the true-class probability over
-    ``window`` consecutive epochs; p_true (E, N), NaN where a sample was not presented in
-    an epoch (left out of its window's std)."""
+    """(N,) mean over windows of the unbiased std of the true-class probability over
+    ``window`` consecutive epochs, the windows ending at epochs window-1 .. E-2 (as the
+    official code: the last epoch's window is left out); p_true (E, N), NaN where a sample
+    was not presented in an epoch (left out of its window's std)."""
     p = np.asarray(p_true, dtype=np.float64)
     E = p.shape[0]
-    if window > E:
+    if window + 1 > E:
         raise ValueError(
-            f"dynamic uncertainty needs at least prune.window={window} epochs of training; "
-            f"the scoring run has {E}"
+            f"dynamic uncertainty needs at least prune.window + 1 = {window + 1} epochs of "
+            f"training (the last epoch's window is left out); the scoring run has {E}"
         )
-    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN windows give NaN
-        stds = np.stack([np.nanstd(p[k : k + window], axis=0) for k in range(E - window + 1)])
+        stds = np.stack([np.nanstd(p[k : k + window], axis=0, ddof=1) for k in range(E - window)])
         return np.nanmean(stds, axis=0)
 
 
