@@ -337,7 +337,7 @@ class LWBCSettings:
 @dataclass
 class JTTSettings:
     identify_epochs: list[int] = _req(item_ge=1)
-    upweight: list[float] = _req(item_ge=1)
+    upweight: list[int] = _req(item_ge=1)  # copies added per error (1 + lambda in all)
 
 
 @dataclass

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -410,7 +411,7 @@ def test_debias_run_end_to_end(tmp_path_factory, capsys, method):
         assert all(not k.startswith("committee") for k in main_state)
     if method == "jtt":
         assert res["selected"]["upweight"] in (5.0, 10.0)
-        assert set(w.weight.unique()) <= {1.0, res["selected"]["upweight"]}
+        assert set(w.weight.unique()) <= {1.0, 1.0 + res["selected"]["upweight"]}
     if method == "erm":
         assert (w.weight == 1).all()
     # a finished run resumes to nothing; a second run in the same dir is refused
@@ -503,3 +504,29 @@ def test_debias_run_logs_to_wandb_offline(tmp_path, monkeypatch):
     assert any("debias/weights/bins" in r or "debias/weights/_type" in r for r in rows)
     tables = [r for r in rows if "debias/most_upweighted/nrows" in r]
     assert [t["debias/most_upweighted/nrows"] for t in tables] == [4]
+
+
+def test_jtt_upsamples_as_the_official_code():
+    """anniesch/jtt (run_expt.py): the error set is appended up_weight times
+    (Subset(train, errors * up_weight)), so an error appears 1 + lambda times and an epoch
+    runs over the enlarged set, without replacement."""
+    import torch
+
+    from alseg.debias.run import FeatureData, jtt_copies
+
+    errors = np.array([False, True, False, True, False])
+    copies = jtt_copies(errors, 3)
+    assert copies.tolist() == [1, 4, 1, 4, 1]
+    feats = torch.arange(5, dtype=torch.float32)[:, None]
+    class Split(SimpleNamespace):
+        def __len__(self) -> int:
+            return 5
+
+    ds = Split(split="train", labels=np.zeros(5, int), biases=np.zeros(5, int))
+    data = FeatureData({"train": feats}, (ds,))  # type: ignore[arg-type]
+    loader = data.train_loader(batch_size=4, seed=0, copies=torch.from_numpy(copies))
+    seen = torch.cat([batch[3] for batch in loader]).tolist()
+    assert len(seen) == 5 + 2 * 3  # one epoch: the enlarged set
+    assert sorted(seen) == [0, 1, 1, 1, 1, 2, 3, 3, 3, 3, 4]
+    with pytest.raises(ValueError, match="debias.jtt.upweight=2.5 must be a whole number"):
+        jtt_copies(errors, 2.5)

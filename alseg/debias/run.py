@@ -25,7 +25,7 @@ import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
-from torch.utils.data import DataLoader, TensorDataset, WeightedRandomSampler
+from torch.utils.data import DataLoader, Subset, TensorDataset
 
 from alseg.debias.data import GroupDataset, aligned_bias, build_group_datasets
 from alseg.debias.features import cached_features
@@ -71,16 +71,16 @@ class FeatureData:
         }
 
     def train_loader(
-        self, batch_size: int, seed: int, sampling: torch.Tensor | None = None
+        self, batch_size: int, seed: int, copies: torch.Tensor | None = None
     ) -> DataLoader:
-        """Shuffled training batches; with ``sampling`` (N,) weights, N samples per epoch
-        drawn with replacement in proportion to them (JTT's up-sampling)."""
+        """Shuffled training batches; with ``copies`` (N,) ints, an epoch over the set in
+        which sample i appears copies[i] times (JTT's up-sampled set), without replacement."""
         ds = self.tensors["train"]
         g = torch.Generator().manual_seed(seed)
-        if sampling is None:
-            return DataLoader(ds, batch_size=batch_size, shuffle=True, generator=g)
-        sampler = WeightedRandomSampler(sampling.tolist(), len(ds), replacement=True, generator=g)
-        return DataLoader(ds, batch_size=batch_size, sampler=sampler)
+        if copies is not None:
+            index = torch.repeat_interleave(torch.arange(len(ds)), copies.long())
+            ds = Subset(ds, index.tolist())  # type: ignore[assignment]
+        return DataLoader(ds, batch_size=batch_size, shuffle=True, generator=g)
 
     def eval_loader(self, split: str) -> DataLoader:
         return DataLoader(self.tensors[split], batch_size=4096, shuffle=False)
@@ -206,12 +206,12 @@ class DebiasRun:
             return log
 
         def fit(
-            module: DebiasModule, name: str, n: int, sampling: torch.Tensor | None = None
+            module: DebiasModule, name: str, n: int, copies: torch.Tensor | None = None
         ) -> DebiasModule:
             module.on_epoch = hook(name, n)
             self.trainer(n).fit(
                 module,
-                data.train_loader(int(d.batch_size), seed, sampling),
+                data.train_loader(int(d.batch_size), seed, copies),
                 data.eval_loader("val"),
             )
             return module
@@ -254,13 +254,12 @@ class DebiasRun:
         fit: Callable[..., DebiasModule],
     ) -> Fitted:
         """JTT: for each identification length T, the errors of an ERM model after T epochs
-        are up-sampled lambda_up times in a second ERM run; the grid point whose selected
-        epoch is best on val wins (the paper tunes T and lambda_up on val worst-group).
+        are up-sampled in a second ERM run; the grid point whose selected epoch is best on
+        val wins (the paper tunes T and lambda_up on val worst-group).
 
-        Up-sampling draws N samples per epoch with replacement, an error lambda_up times as
-        likely as another sample: the up-sampled set's distribution at ERM's epoch length
-        (the official epochs run over the whole up-sampled set, up to lambda_up times
-        longer)."""
+        Up-sampling as the official code: the error set is appended lambda_up times, so an
+        error appears 1 + lambda_up times, and an epoch runs over the enlarged set without
+        replacement (``jtt_copies``)."""
         d, seed = self.d, int(self.cfg.seed)
         x, y = data.split("train")[:2]
         best: Fitted | None = None
@@ -273,7 +272,7 @@ class DebiasRun:
             )
             errors = (first.predict_main(x) != y).numpy()
             for up in d.jtt.upweight:
-                weights = torch.where(torch.from_numpy(errors), float(up), 1.0)
+                weights = torch.from_numpy(jtt_copies(errors, up)).float()  # copies per sample
                 pl.seed_everything(seed, workers=True, verbose=False)
                 name = f"jtt_T{T}_up{up:g}"
                 module = fit(ERM(spec, aligned, str(d.select)), name, int(d.epochs), weights)
@@ -374,6 +373,17 @@ class DebiasRun:
                 "config": OmegaConf.to_yaml(self.cfg, resolve=True),
             }
         )
+
+
+def jtt_copies(errors: np.ndarray, upweight: float) -> np.ndarray:
+    """(N,) copies of each training sample in JTT's second run: 1 + lambda_up for an
+    error, 1 otherwise (anniesch/jtt, run_expt.py: Subset(train, errors * up_weight))."""
+    if float(upweight) != int(upweight) or upweight < 1:
+        raise ValueError(
+            f"debias.jtt.upweight={upweight:g} must be a whole number >= 1 (an error set "
+            "is appended that many times)"
+        )
+    return np.where(np.asarray(errors, dtype=bool), 1 + int(upweight), 1).astype(np.int64)
 
 
 def _torch_bytes(obj: Any) -> bytes:
