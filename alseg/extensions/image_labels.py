@@ -302,7 +302,8 @@ class ImageLabels(Extension):
             getattr(loop.dm.test_set, "class_boundaries", None),
             range(1 if self.s.get("background") else 0, loop.store.num_classes),
             loop.dm.class_names,
-            self.s.boundary_tolerance,
+            self.s.get("boundary_tolerance"),
+            float(self.s.get("boundary_max_dist", 0.0075)),
         )
         return {**self.stats, **scores}
 
@@ -315,7 +316,8 @@ def boundary_scores(
     gt_boundaries: Any,
     classes: Any,
     names: Any,
-    tolerance: float,
+    tolerance: float | None,
+    max_dist: float = 0.0075,
 ) -> dict[str, float]:
     """F-measures (%) on a split: ODS / OIS of the boundary network's B against the
     class-agnostic ground truth; mF ODS / OIS of the semantic maps (B where ``segmenter``
@@ -343,8 +345,12 @@ def boundary_scores(
             gts.append(gt)
     module.train(states[0])
     segmenter.train(states[1])
-    agnostic = f_measure(probs, [np.asarray(g.any(0)) for g in gts], tolerance=tolerance)
-    per_class = class_f_measures(sem, gts, list(classes), tolerance=tolerance)
+    # the matching distance: a share of each image's diagonal, or fixed pixels if given
+    dist: dict[str, Any] = (
+        {"max_dist": max_dist} if tolerance is None else {"tolerance": float(tolerance)}
+    )
+    agnostic = f_measure(probs, [np.asarray(g.any(0)) for g in gts], **dist)
+    per_class = class_f_measures(sem, gts, list(classes), **dist)
     out = {"boundary_ods": agnostic.ods, "boundary_ois": agnostic.ois}
     if per_class:
         out["boundary_mf_ods"] = float(np.mean([s.ods for s in per_class.values()]))

@@ -100,6 +100,7 @@ def f_measure(
     thresholds: Sequence[float] = THRESHOLDS,
     tolerance: float = 1.0,
     thin: bool = True,
+    max_dist: float | None = None,
 ) -> BoundaryScores:
     """ODS / OIS of boundary probability maps against ground-truth boundary maps.
 
@@ -107,19 +108,23 @@ def f_measure(
         probs: (H, W) boundary probabilities per image.
         gts: (H, W) bool ground-truth boundaries per image.
         thresholds: where the maps are cut.
-        tolerance: the matching distance in pixels (BSDS: 0.0075 of the image diagonal).
+        tolerance: the matching distance in pixels, unless ``max_dist`` is given.
         thin: thin the thresholded maps to one-pixel lines (as BSDS).
+        max_dist: the matching distance as a fraction of each image's diagonal, as the
+            benchmarks give it (BSDS's correspondPixels and SEAL: 0.0075; SBD's benchmark:
+            0.02); replaces ``tolerance``.
     """
     from skimage.morphology import thin as thin_lines
 
     T = len(thresholds)
     counts = np.zeros((len(probs), T, 4))  # matched, predicted, matched (gt side), gt
     for i, (prob, gt) in enumerate(zip(probs, gts)):
+        tol = tolerance if max_dist is None else max_dist * float(np.hypot(*np.shape(prob)))
         for t, th in enumerate(thresholds):
             pred = np.asarray(prob) >= th
             if thin:
                 pred = thin_lines(pred)
-            m, n_p, n_g = match_counts(pred, np.asarray(gt, dtype=bool), tolerance)
+            m, n_p, n_g = match_counts(pred, np.asarray(gt, dtype=bool), tol)
             counts[i, t] = (m, n_p, m, n_g)
     total = counts.sum(0)
     f_ods = [_f(*total[t]) for t in range(T)]
@@ -138,6 +143,7 @@ def class_f_measures(
     classes: Sequence[int],
     thresholds: Sequence[float] = THRESHOLDS,
     tolerance: float = 1.0,
+    max_dist: float | None = None,
 ) -> dict[int, BoundaryScores]:
     """Per-class ODS / OIS of (C, H, W) class boundary maps against (C, H, W) ground
     truth, for each class of ``classes`` with ground-truth boundary pixels in some image
@@ -145,5 +151,11 @@ def class_f_measures(
     out = {}
     for c in classes:
         if any(np.asarray(g[c]).any() for g in gts):
-            out[c] = f_measure([p[c] for p in probs], [g[c] for g in gts], thresholds, tolerance)
+            out[c] = f_measure(
+                [p[c] for p in probs],
+                [g[c] for g in gts],
+                thresholds,
+                tolerance,
+                max_dist=max_dist,
+            )
     return out
