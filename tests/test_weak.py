@@ -525,3 +525,36 @@ def test_tag_network_may_have_its_own_architecture():
     assert type(spec.build(2).network).__name__ == "DeepLabV3Plus"
     with pytest.raises(ConfigError, match="weak.tag_arch"):
         compose(["experiment=image_labels_synthetic", "weak.tag_arch=Deeplab"])
+
+
+def test_pairs_and_walk_on_a_strided_grid_as_irn():
+    """IRN's scale: B max-pooled and labels sampled to the stride grid, the loss on that
+    grid; the walk on averaged scores, upsampled back; stride 1 changes nothing."""
+    import torch
+
+    from alseg.weak.paths import PathIndex, boundary_mil_loss, on_grid, random_walk, strided_walk
+
+    torch.manual_seed(0)
+    B = torch.rand(2, 10, 14)
+    labels = torch.randint(0, 3, (2, 10, 14))
+    grid_B, grid_lab = on_grid(B, labels, 4)
+    assert grid_B.shape == (2, 3, 4) and grid_lab is not None and grid_lab.shape == (2, 3, 4)
+    assert grid_B[0, 0, 0] == B[0, :4, :4].max() and grid_B[1, 2, 3] == B[1, 8:, 12:].max()
+    assert set(grid_lab.unique().tolist()) <= {0, 1, 2}
+    even = torch.randint(0, 3, (1, 12, 16))  # a multiple of the stride: each cell's first pixel
+    assert torch.equal(on_grid(torch.rand(1, 12, 16), even, 4)[1], even[:, ::4, ::4])
+    index = PathIndex(3)
+    # the module's loss at stride 4 is the MIL loss of the grid maps
+    expected = boundary_mil_loss(grid_B, grid_lab, index)
+    got = boundary_mil_loss(*on_grid(B, labels, 4), index)  # type: ignore[arg-type]
+    assert torch.equal(got, expected)
+    assert on_grid(B, labels, 1)[0] is B
+    scores = torch.rand(3, 10, 14)
+    walked = strided_walk(scores, B[0], index, 10.0, 4, stride=2)
+    pooled = torch.nn.functional.avg_pool2d(scores[None], 2, 2)[0]
+    on = random_walk(pooled, on_grid(B[:1], None, 2)[0][0], index, 10.0, 4)
+    up = torch.nn.functional.interpolate(on[None], scale_factor=2, mode="bilinear")[0]
+    assert walked.shape == scores.shape and torch.allclose(walked, up)
+    assert torch.equal(
+        strided_walk(scores, B[0], index, 10.0, 4), random_walk(scores, B[0], index, 10.0, 4)
+    )

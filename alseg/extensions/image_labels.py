@@ -51,7 +51,7 @@ from alseg.weak.boundary_eval import (
     semantic_maps,
 )
 from alseg.weak.cam import cam_labels, confident_labels, multiscale_cams
-from alseg.weak.paths import PathIndex, boundary_mil_loss, random_walk
+from alseg.weak.paths import PathIndex, boundary_mil_loss, on_grid, strided_walk
 
 CAMS, WALK = "cam_labels", "weak_labels"
 BOUNDARY_STAGE = 3
@@ -90,9 +90,10 @@ class BoundaryModule(SegmentationModule):
         optim: OptimSpec,
         ignore_index: int,
         background: bool = False,
+        stride: int = 1,
     ) -> None:
         super().__init__(network, 2, ("interior", "boundary"), optim, ignore_index)
-        self.index, self.background = index, background
+        self.index, self.background, self.stride = index, background, stride
 
     def boundary(self, image: torch.Tensor) -> torch.Tensor:
         """(N, H, W) boundary probabilities, the mean over the image and its flip (IRN)."""
@@ -101,8 +102,10 @@ class BoundaryModule(SegmentationModule):
 
     def _training_loss(self, logits: torch.Tensor, batch: dict[str, Any]) -> torch.Tensor:
         B = torch.softmax(logits.float(), dim=1)[:, 1]
+        B, target = on_grid(B, batch["target"], self.stride)  # IRN: pairs on a stride-4 grid
+        assert target is not None
         loss = boundary_mil_loss(
-            B, batch["target"], self.index, self.ignore_index, background=self.background
+            B, target, self.index, self.ignore_index, background=self.background
         )
         self.log("train/boundary_loss", loss, prog_bar=True, batch_size=logits.shape[0])
         return loss
@@ -197,7 +200,9 @@ class WalkWriter(_TagWriter):
     def __init__(self, folder: Path, loop: Any, settings: Any, boundary: BoundaryModule) -> None:
         C = loop.store.num_classes
         super().__init__(folder, loop, settings, C * C)
-        self.boundary_module, self.index = boundary, PathIndex(settings.radius)
+        radius = settings.get("walk_radius") or settings.radius
+        self.boundary_module, self.index = boundary, PathIndex(int(radius))
+        self.stride = int(settings.get("stride", 1))
 
     def on_batch(self, outputs: Any, batch: dict[str, Any]) -> None:
         # the CAMs of the first pass are recomputed rather than kept: C x H x W floats per
@@ -206,7 +211,9 @@ class WalkWriter(_TagWriter):
         bnd = self.boundary_module.to(batch["image"].device).eval()
         B = bnd.boundary(batch["image"]).float()
         for b, index in enumerate(indices):
-            walked = random_walk(cams[b], B[b], self.index, self.s.beta, self.s.walk_steps)
+            walked = strided_walk(
+                cams[b], B[b], self.index, self.s.beta, self.s.walk_steps, self.stride
+            )
             walked = walked / walked.max().clamp_min(1e-12)  # IRN: the max is 1
             pseudo = cam_labels(walked[None], tags[b][None], self.bg_score())[0].cpu()
             save_label_map(label_map_path(self.folder, index), pseudo)
@@ -244,6 +251,7 @@ class ImageLabels(Extension):
             self.optim,
             loop.dm.labeled.ignore_index,
             bool(self.s.get("background")),
+            int(self.s.get("stride", 1)),
         )
 
     def train_boundary(self, r: int, cam_folder: Path) -> BoundaryModule:

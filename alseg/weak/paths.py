@@ -16,11 +16,18 @@ boundary map B (N, H, W) in [0, 1] says about each pair (IRN, Ahn et al. CVPR 20
   is: -log(1 - max B). It is IRN's affinity loss with a = 1 - max B.
 * ``random_walk``: IRN's propagation of CAMs with transition probabilities from the
   affinities a^beta.
+
+IRN works on a grid of stride 4 (its boundary map is a stride-4 output): training pairs
+within radius 10 and walks within radius 5 of that grid, 40 and 20 pixels of the image.
+``on_grid`` and ``strided_walk`` give the same at any ``stride``: B max-pooled to the grid
+(a boundary anywhere in a cell stops a path through it), labels sampled at the cells,
+CAMs averaged, the walked scores upsampled (bilinear) back, as IRN's ``rw_up``.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 
 class PathIndex:
@@ -101,6 +108,41 @@ class PathIndex:
         dst = labels.reshape(N, H * W)[:, dst_index.reshape(-1)].view(N, *dst_index.shape)
         both = valid.to(labels.device) & (src != ignore_index) & (dst != ignore_index)
         return both & (src == dst), both & (src != dst)
+
+
+def on_grid(
+    boundary: torch.Tensor, labels: torch.Tensor | None, stride: int
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``boundary`` (N, H, W) max-pooled and ``labels`` (N, H, W) sampled (nearest) to the
+    grid of every ``stride``-th pixel, ceil(H / stride) x ceil(W / stride); unchanged at
+    stride 1."""
+    if stride == 1:
+        return boundary, labels
+    B = F.max_pool2d(boundary[:, None], stride, stride, ceil_mode=True)[:, 0]
+    if labels is None:
+        return B, None
+    lab = F.interpolate(labels[:, None].float(), size=B.shape[-2:], mode="nearest")
+    return B, lab[:, 0].long()
+
+
+def strided_walk(
+    scores: torch.Tensor,
+    boundary: torch.Tensor,
+    index: PathIndex,
+    beta: float,
+    steps: int,
+    stride: int = 1,
+) -> torch.Tensor:
+    """``random_walk`` on the grid of ``stride``: the scores (C, H, W) averaged and the
+    boundary (H, W) max-pooled to it, the walked scores upsampled (bilinear) to (H, W)."""
+    if stride == 1:
+        return random_walk(scores, boundary, index, beta, steps)
+    H, W = scores.shape[-2:]
+    B, _ = on_grid(boundary[None], None, stride)
+    x = F.avg_pool2d(scores[None], stride, stride, ceil_mode=True, count_include_pad=False)[0]
+    walked = random_walk(x, B[0], index, beta, steps)
+    up = F.interpolate(walked[None], scale_factor=stride, mode="bilinear", align_corners=False)
+    return up[0, :, :H, :W]
 
 
 def boundary_mil_loss(
