@@ -25,10 +25,11 @@ KIND = "pseudo_labels"
 
 
 class PseudoLabelWriter(MapWriter):
-    """Per labeled image: decoder features upsampled to the image and L2-normalised, the
-    softmax of the classifier's raw scores over every output (as the official code: the
-    raw cosine, no temperature; a void output included, so void prototypes label pixels
-    with the void class C), ``propagate_pseudo_labels`` with the image's answers.
+    """Per labeled image: decoder features L2-normalised and upsampled to the image
+    (``stage2_features``), the softmax of the classifier's raw scores over every output (as
+    the official code: the raw cosine, no temperature; a void output included, so void
+    prototypes label pixels with the void class C), ``propagate_pseudo_labels`` with the
+    image's answers.
     Counts: pixels correct, pixels assigned, non-void pixels (against ground truth)."""
 
     def __init__(self, folder: Path, loop: Any) -> None:
@@ -46,9 +47,7 @@ class PseudoLabelWriter(MapWriter):
         feats, logits = outputs["features"], outputs["logits"]
         void_bit = logits.shape[1] > self.store.num_classes
         size = logits.shape[-2:]
-        feats = F.normalize(
-            F.interpolate(feats.float(), size=size, mode="bilinear", align_corners=False), dim=1
-        )
+        feats = stage2_features(feats.float(), size)
         probs = torch.softmax(logits.float() * self.head_temperature, dim=1)  # raw scores
         for b, index in enumerate(batch["index"].tolist()):
             ids = np.arange(self.regions.offsets[index], self.regions.offsets[index + 1])
@@ -70,6 +69,14 @@ class PseudoLabelWriter(MapWriter):
     def stats(self) -> dict[str, float]:
         hit, assigned, valid = self.counts.tolist()
         return {"pseudo_acc": pct(hit, assigned), "pseudo_coverage": pct(assigned, valid)}
+
+
+def stage2_features(feats: torch.Tensor, size: Any) -> torch.Tensor:
+    """(B, D, h, w) decoder features -> (B, D, H, W): L2-normalised at their resolution, then
+    upsampled bilinearly, as MulActSeg's cosine head (``DeepLabHeadV3PlusWN``) normalises and
+    its ``feat_forward`` interpolates (no second normalisation: the prototype similarities
+    are dot products of the upsampled unit vectors)."""
+    return F.interpolate(F.normalize(feats, dim=1), size=size, mode="bilinear", align_corners=False)
 
 
 def train_on_pseudo_labels(loop: Any, r: int, folder: Path, keep: int) -> SegmentationModule:

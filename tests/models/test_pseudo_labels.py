@@ -115,3 +115,20 @@ def test_group_lower_median():
     groups = torch.tensor([0, 0, 0, 1, 1, 1])
     out = _group_lower_median(vals, groups, 3)
     assert out[:2].tolist() == [3.0, 4.0] and out[2].isnan()
+
+
+def test_stage2_features_are_normalised_then_upsampled_as_the_official_head():
+    """MulActSeg's cosine head (DeepLabHeadV3PlusWN) L2-normalises its stride-4 features and
+    feat_forward upsamples them bilinearly, not normalised again: similarities are dot
+    products of the upsampled unit vectors."""
+    import torch.nn.functional as F
+
+    from alseg.extensions.stage2 import stage2_features
+
+    torch.manual_seed(0)
+    feats = torch.randn(1, 4, 3, 3)
+    got = stage2_features(feats, (12, 12))
+    want = F.interpolate(F.normalize(feats, dim=1), size=(12, 12), mode="bilinear")
+    assert torch.allclose(got, want)
+    norms = got.norm(dim=1)
+    assert norms.max() <= 1 + 1e-6 and norms.min() < 0.99  # between cells: shorter than 1
