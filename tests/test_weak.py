@@ -127,13 +127,13 @@ def test_pair_labels_same_and_different():
     idx = PathIndex(2)  # (0, 1), (1, -1), (1, 0), (1, 1)
     same, diff = idx.pair_labels(labels)
     k = {tuple(d): i for i, d in enumerate(idx.directions.tolist())}
-    assert same[0, k[(0, 1)], 0, 0] and diff[0, k[(0, 1)], 0, 1]
-    assert not same[0, k[(1, 0)], 0, 0] and not diff[0, k[(1, 0)], 0, 0]  # to an ignored pixel
-    assert same[0, k[(1, 0)], 0, 1] and same[0, k[(1, 0)], 0, 2]
-    assert diff[0, k[(1, 1)], 0, 1] and diff[0, k[(1, -1)], 0, 2]
-    down = [i for d, i in k.items() if d[0] > 0]
-    assert not (same | diff)[0, down, 1].any()  # no pairs below the last row
-    assert diff[0, k[(0, 1)], 1, 1] and not (same | diff)[0, k[(0, 1)], 1, 0]
+    # IRN's training sources at radius 2: rows < H - 1, columns 1 .. W - 2: only (0, 1)
+    assert diff[0, k[(0, 1)], 0, 1] and same[0, k[(1, 0)], 0, 1] and diff[0, k[(1, 1)], 0, 1]
+    assert not (same | diff)[0, k[(1, -1)], 0, 1]  # to an ignored pixel
+    others = torch.ones(2, 3, dtype=torch.bool)
+    others[0, 1] = False
+    assert not (same | diff)[0][:, others].any()
+    assert idx.training_sources(2, 3).tolist() == [[False, True, False], [False, False, False]]
 
 
 def test_mil_loss_known_value_and_learns_the_boundary():
@@ -157,7 +157,9 @@ def test_mil_loss_known_value_and_learns_the_boundary():
         opt.step()
     B = torch.sigmoid(logits)[0]
     edge = B[:, W // 2 - 1 : W // 2 + 1]
-    inner = torch.cat([B[:, : W // 2 - 2], B[:, W // 2 + 2 :]], dim=1)
+    # the interior away from the image's frame: with IRN's sources the bottom row and the
+    # side columns are only path ends, and fall slower
+    inner = torch.cat([B[:-1, 1 : W // 2 - 2], B[:-1, W // 2 + 2 : -1]], dim=1)
     assert edge.amax(1).min() > 0.5 and inner.max() < 0.1
 
 
@@ -558,3 +560,29 @@ def test_pairs_and_walk_on_a_strided_grid_as_irn():
     assert torch.equal(
         strided_walk(scores, B[0], index, 10.0, 4), random_walk(scores, B[0], index, 10.0, 4)
     )
+
+
+def test_training_pairs_use_irns_sources():
+    """IRN (misc/indexing.py, get_path_indices) trains on sources of rows 0 .. H - r and
+    columns r - 1 .. W - r, whose every displacement stays inside: a loop over those
+    sources and all displacements gives the loss's bags."""
+    torch.manual_seed(1)
+    H, W, r = 7, 9, 3
+    idx = PathIndex(r)
+    labels = torch.randint(0, 3, (1, H, W))
+    B = torch.rand(1, H, W)
+    same = diff = 0
+    neg = pos = 0.0
+    for y in range(H - (r - 1)):
+        for x in range(r - 1, W - (r - 1)):
+            for k, (dy, dx) in enumerate(idx.directions.tolist()):
+                assert 0 <= y + dy < H and 0 <= x + dx < W  # always inside
+                peak = max(float(B[0, y + oy, x + ox]) for oy, ox in idx.offsets[k].tolist())
+                if labels[0, y, x] == labels[0, y + dy, x + dx]:
+                    same, neg = same + 1, neg - math.log(1 + 1e-5 - peak)
+                else:
+                    diff, pos = diff + 1, pos - math.log(peak + 1e-5)
+    s, d = idx.pair_labels(labels)
+    assert (int(s.sum()), int(d.sum())) == (same, diff)
+    want = (neg / same + pos / diff) / 2
+    assert boundary_mil_loss(B, labels, idx).item() == pytest.approx(want, rel=1e-5)

@@ -96,17 +96,29 @@ class PathIndex:
         vals = boundary.reshape(N, H * W)[:, flat.reshape(-1)].view(N, *flat.shape)
         return vals.amax(2), valid
 
+    def training_sources(self, H: int, W: int) -> torch.Tensor:
+        """(H, W) bool: IRN's training sources, the pixels every displacement of which stays
+        inside the image — rows below H - (r - 1), columns r - 1 .. W - r
+        (``misc/indexing.py``: ``get_path_indices`` crops the radius floor from the bottom,
+        the left and the right)."""
+        rf = self.radius - 1
+        out = torch.zeros(H, W, dtype=torch.bool)
+        out[: max(H - rf, 0), rf : max(W - rf, rf)] = True
+        return out
+
     def pair_labels(
         self, labels: torch.Tensor, ignore_index: int = 255
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """For labels (N, H, W): (N, K, H, W) bool "same label" and "different label" of
-        the valid pairs whose two pixels are both labeled."""
+        the training pairs (IRN's sources, ``training_sources``) whose two pixels are both
+        labeled."""
         N, H, W = labels.shape
         flat, valid = self.gather_index(H, W)
         dst_index = flat[:, -1].to(labels.device)  # the padded last offset is the destination
         src = labels[:, None]
         dst = labels.reshape(N, H * W)[:, dst_index.reshape(-1)].view(N, *dst_index.shape)
-        both = valid.to(labels.device) & (src != ignore_index) & (dst != ignore_index)
+        sources = self.training_sources(H, W).to(labels.device)
+        both = valid.to(labels.device) & sources & (src != ignore_index) & (dst != ignore_index)
         return both & (src == dst), both & (src != dst)
 
 
