@@ -222,22 +222,29 @@ class RIPUStrategy(Strategy):
 def per_image_topk(
     scores: torch.Tensor, costs: torch.Tensor, labeled: torch.Tensor, budget: float, stats: Stats
 ) -> torch.Tensor:
-    """Split ``budget`` over the scored images in proportion to their pixels (floor), give
+    """Split ``budget`` over the scored images in proportion to their pixels, labeled ones
+    included (floor), give
     the rest one share at a time to the images whose next region scores highest, then take
     each image's best regions while their cost fits its share (vectorised: one sort).
 
     Returns:
         (K,) long global ids, grouped by image, each image's by descending score.
     """
-    scored = stats["scored"].cpu() & ~labeled.cpu()
-    ids = scored.nonzero().squeeze(1)
+    all_scored = stats["scored"].cpu()
+    ids = (all_scored & ~labeled.cpu()).nonzero().squeeze(1)
     if ids.numel() == 0:
         raise ValueError("the pool is empty: every region is already labeled")
-    img = stats["image"].cpu().long()[ids]
+    image = stats["image"].cpu().long()
+    img = image[ids]
     s = scores.cpu().float().nan_to_num(nan=float("-inf"))[ids]
     c = costs.cpu().double()[ids]
-    num = int(img.max()) + 1
-    px = torch.zeros(num, dtype=torch.float64).index_add_(0, img, stats["size"].cpu()[ids].double())
+    num = int(image[all_scored].max()) + 1
+    # each image's share follows its whole area, labeled pixels included, as RIPU's
+    # ceil(H W ratio / window) (core/active/build.py)
+    every = all_scored.nonzero().squeeze(1)
+    px = torch.zeros(num, dtype=torch.float64).index_add_(
+        0, image[every], stats["size"].cpu()[every].double()
+    )
     share = torch.floor(budget * px / px.sum())
     by_score = torch.argsort(s, descending=True, stable=True)
     order = by_score[torch.argsort(img[by_score], stable=True)]  # by image, best first

@@ -251,3 +251,20 @@ def test_bad_strategy_parameters_are_named(name, params, message):
         get_strategy(name, **params)
     get_strategy("entropy", power=2)  # an int is a number
     get_strategy("pixbal", void_class=None, delta=12)
+
+
+def test_ripu_quota_shares_the_budget_over_all_pixels_of_an_image():
+    """RIPU (ripu/utils/..., its per-image loop): each image selects ceil(H W ratio / window)
+    regions, a share of its whole area, however much of it is labeled already. Two images
+    of 4 equal regions, half of image 0 labeled: a budget of 4 gives 2 regions to each."""
+    from alseg.acquisition.uncertainty import per_image_topk
+
+    labeled = torch.tensor([True, True, False, False, False, False, False, False])
+    stats = {
+        "scored": torch.ones(8, dtype=torch.bool),
+        "image": torch.tensor([0, 0, 0, 0, 1, 1, 1, 1]),
+        "size": torch.full((8,), 9),
+    }
+    scores = torch.tensor([0.0, 0.0, 0.2, 0.1, 0.9, 0.8, 0.7, 0.6])
+    picked = per_image_topk(scores, torch.ones(8), labeled, 4.0, stats)
+    assert sorted(picked.tolist()) == [2, 3, 4, 5]
