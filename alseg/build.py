@@ -411,7 +411,11 @@ def build_extensions(cfg: DictConfig) -> list[Extension]:
     if cfg.sieve.enabled:
         s = cfg.sieve
         out.append(
-            Sieving(SieveConfig(s.min_size, s.reference_area, s.min_pixels, s.step, s.scope))
+            Sieving(
+                SieveConfig(
+                    s.min_size, s.reference_area, s.min_pixels, s.step, s.scope, float(s.scale)
+                )
+            )
         )
     match = cfg.adaptation.match_labels
     lamda = "lamda" in strategy_names(a.strategy)

@@ -115,6 +115,7 @@ class SieveSettings:
     min_pixels: int = _req(ge=3)
     step: int = _req(ge=1)
     scope: str = _req(**_choices("all", "new"))
+    scale: float = _opt(1.0, gt=0, le=1)
 
 
 @dataclass

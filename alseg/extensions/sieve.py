@@ -46,6 +46,8 @@ class SieveConfig:
     scope: "all": every round re-sieves every label so far with the newest model (the
         official code); "new": each round sieves only its own new labels, once, and the
         earlier rounds' masks stay (an ablation of the timing).
+    scale: the model predicts the image resized by this factor and each pixel takes the
+        confidence of its cell (``scaled_confidence``); the official code: 0.5.
     """
 
     min_size: int = 512
@@ -53,6 +55,7 @@ class SieveConfig:
     min_pixels: int = 20
     step: int = 20
     scope: str = "all"
+    scale: float = 1.0
 
     def threshold(self, area: int) -> int:
         return max(self.min_pixels, round(self.min_size * area / self.reference_area))
@@ -115,6 +118,17 @@ def image_answers(ann: Annotations, regions: Any, cfg: SieveConfig) -> dict[int,
     return out
 
 
+def scaled_confidence(probs: torch.Tensor, size: tuple[int, int], scale: float) -> torch.Tensor:
+    """(C, H, W) class probabilities at (H, W) ``size`` from ``probs`` (C, h, w) predicted on
+    the image resized by ``scale``: pixel (y, x) takes the cell (floor(y s), floor(x s)),
+    as the official code reads ``softmax_output[(y/2).astype(int), (x/2).astype(int)]``."""
+    H, W = size
+    h, w = probs.shape[-2:]
+    ys = (torch.arange(H) * scale).long().clamp(max=h - 1)
+    xs = (torch.arange(W) * scale).long().clamp(max=w - 1)
+    return probs[:, ys][:, :, xs]
+
+
 class SieveWriter(MapWriter):
     """Drop masks of the images of a round's answers. Counts: kept pixels whose ground
     truth is the answer, kept pixels, the same for dropped ones, sieved queries (void
@@ -126,9 +140,25 @@ class SieveWriter(MapWriter):
         super().__init__(PredictOutputs(), folder, 5)
         self.answers, self.cfg = answers, cfg
         self.mask_fn, self.ignore = loop.dm.labeled.mask_fn, loop.dm.labeled.ignore_index
+        self.module: Any = None
+
+    def on_predict_start(self, trainer: Any, pl_module: Any) -> None:
+        super().on_predict_start(trainer, pl_module)
+        self.module = pl_module
 
     def on_batch(self, outputs: Any, batch: dict[str, Any]) -> None:
-        probs = torch.softmax(outputs.float(), 1).cpu()
+        if self.cfg.scale != 1.0:  # the official code: the model sees the half-size image
+            image = batch["image"]
+            H, W = image.shape[-2:]
+            small = (int(H * self.cfg.scale), int(W * self.cfg.scale))
+            with torch.no_grad():
+                x = torch.nn.functional.interpolate(
+                    image, size=small, mode="bilinear", align_corners=False
+                )
+                low = torch.softmax(self.module(x).float(), 1).cpu()
+            probs = torch.stack([scaled_confidence(p, (H, W), self.cfg.scale) for p in low])
+        else:
+            probs = torch.softmax(outputs.float(), 1).cpu()
         for b, img in enumerate(batch["index"].tolist()):
             a = self.answers[img]
             conf = probs[b].gather(0, a.classes.clamp_min(0)[None])[0]

@@ -205,3 +205,17 @@ def test_sieve_drops_below_the_knee_in_large_regions_only():
     assert not sieve_pixels(conf, groups, min_pixels=101).any()  # both groups too small
     cfg = SieveConfig(min_size=512, reference_area=1024 * 2048, min_pixels=20)
     assert cfg.threshold(1024 * 2048) == 512 and cfg.threshold(64 * 64) == 20
+
+
+def test_sieve_confidence_at_half_resolution_as_the_official_code():
+    """build_data_active_sp_am.py: the model predicts the image resized to (w//2, h//2) and
+    pixel (y, x) reads softmax_output[(y/2).astype(int), (x/2).astype(int)]."""
+    from alseg.extensions.sieve import scaled_confidence
+
+    probs = torch.arange(2 * 3 * 4, dtype=torch.float32).reshape(2, 3, 4)  # (C, h, w)
+    full = scaled_confidence(probs, (6, 8), 0.5)
+    assert full.shape == (2, 6, 8)
+    for y in range(6):
+        for x in range(8):
+            assert torch.equal(full[:, y, x], probs[:, int(y / 2), int(x / 2)])
+    assert torch.equal(scaled_confidence(probs, (3, 4), 1.0), probs)
