@@ -23,6 +23,7 @@ import hashlib
 import io
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -59,7 +60,10 @@ def default_dir(cfg: DictConfig, fingerprint: str) -> Path:
     """runs/pretrain/<method>-<encoder>-<pool fingerprint>-<settings hash>."""
     key = json.dumps(settings(cfg), sort_keys=True).encode()
     digest = hashlib.sha1(key).hexdigest()[:8]
-    name = f"{cfg.pretrain.method}-{cfg.model.encoder}-{fingerprint}-{digest}"
+    # a name a shell takes unquoted: "crop(96, 128)" -> "crop96x128"
+    pool = re.sub(r"\((\d+), (\d+)\)", r"\1x\2", fingerprint)
+    pool = re.sub(r"[^A-Za-z0-9._-]+", "", pool)
+    name = f"{cfg.pretrain.method}-{cfg.model.encoder}-{pool}-{digest}"
     return Path("runs") / "pretrain" / name
 
 

@@ -134,3 +134,14 @@ def test_a_schedule_starts_with_typiclust_on_the_pretrained_encoder(tmp_path):
     assert (out / "labels" / "round_01.npz").read_bytes() == labels
     assert (out / "selections" / "round_00.csv").read_text() == first
     assert np.isfinite(np.loadtxt(out / "metrics.csv", delimiter=",", skiprows=1)).any()
+
+
+def test_default_run_dir_is_named_after_pool_and_settings_without_shell_specials():
+    from alseg.pretrain import default_dir
+
+    cfg = compose(["data=labelmefacade"])
+    a = default_dir(cfg, "labelmefacade-alseg_pool-n600-crop(96, 128)-0bc091979c61")
+    assert a.name.startswith("simclr-resnet18-labelmefacade-alseg_pool-n600-crop96x128-")
+    assert " " not in str(a) and "(" not in str(a)
+    other = default_dir(compose(["data=labelmefacade", "pretrain.epochs=3"]), "x")
+    assert other.name.split("-")[-1] != default_dir(cfg, "x").name.split("-")[-1]
