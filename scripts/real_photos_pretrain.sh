@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# README results of a representation before the first label, on the real photos of
+# scripts/real_photos.sh (same data, scale, seeds and OUT_DIR): SimCLR pre-training of the
+# encoder on the pool (alseg pretrain, once), then random, bvsb and [typiclust,bvsb] whose
+# every round starts the encoder from it, each paired against random without pre-training.
+#   LMF_ROOT=../shared/data/labelmefacade bash scripts/real_photos_pretrain.sh [OUT_DIR] [PARALLEL]
+# Finished runs are skipped and killed ones resumed (the pre-training too).
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+out=${1:-runs/real_photos}
+par=${2:-1}
+seeds=${SEEDS:-0 1 2}
+threads=${THREADS:-$(( $(nproc) / par ))}; [ "$threads" -ge 1 ] || threads=1
+root=$(realpath "${LMF_ROOT:-../shared/data/labelmefacade}")
+d="data=labelmefacade data.root=$root active.keep_checkpoints=5"
+epochs=${PRETRAIN_EPOCHS:-40}
+mkdir -p "$out"
+# 1. the pre-trained encoder (its run dir is named after the pool and the settings)
+weights=$(OMP_NUM_THREADS=$(( threads * par )) alseg pretrain $d "pretrain.epochs=$epochs" \
+  logger=none trainer.enable_progress_bar=false 2>>"$out/log.txt" | sed -n 's/^model.encoder_weights=//p')
+echo "pre-trained encoder: $weights" | tee -a "$out/log.txt"
+p="model.encoder_weights=$weights"
+declare -A settings=(
+  [random-pretrained]="$d $p active.strategy=random"
+  [bvsb-pretrained]="$d $p active.strategy=bvsb"
+  [typiclust-bvsb-pretrained]="$d $p active.strategy=[typiclust,bvsb]"
+)
+names=${SETTINGS:-random-pretrained bvsb-pretrained typiclust-bvsb-pretrained}
+for seed in $seeds; do
+  for name in $names; do
+    plan_run "$out/$name-seed$seed" ${settings[$name]} seed=$seed
+  done
+done | run_plans "$out" "$par" "$threads"
+runs=()
+for name in random $names; do runs+=("$out/$name"-seed*/); done
+alseg report "${runs[@]}" --baseline random --full "$out"/full/*/ --out "$out/report_pretrained" | tee "$out/report_pretrained.txt"
