@@ -510,8 +510,10 @@ def _check_value(key: str, value: Any, meta: dict[str, Any], valid: dict[str, li
         if not names:
             fail("is an empty schedule; give a strategy name or a list of them")
         bad = [n for n in names if not isinstance(n, str) or (options and n not in options)]
+        if bad and len(names) == 1:
+            fail(f"is not valid; choose one of: {', '.join(options)}")
         if bad:
-            fail(f"names {bad[0]!r}, which is no strategy; valid: {', '.join(options)}")
+            fail(f"names {bad[0]!r}, which is no strategy; choose from: {', '.join(options)}")
     if "choices" in meta:
         choices = meta["choices"]
         options = valid.get(choices, []) if isinstance(choices, str) else list(choices)
