@@ -341,7 +341,8 @@ class LWBCSettings:
 @dataclass
 class JTTSettings:
     identify_epochs: list[int] = _req(item_ge=1)
-    upweight: list[int] = _req(item_ge=1)  # copies added per error (1 + lambda in all)
+    # copies added per error (1 + lambda in all); floats, as run dirs saved them before
+    upweight: list[float] = _req(item_ge=1, whole=True)
 
 
 @dataclass
@@ -526,6 +527,8 @@ def _check_value(key: str, value: Any, meta: dict[str, Any], valid: dict[str, li
         for name in (op, f"item_{op}"):
             if name in meta and any(not _compare(v, op, meta[name]) for v in items):
                 fail(f"must be {text} {meta[name]}" + (" (each value)" if "item" in name else ""))
+    if meta.get("whole") and any(float(v) != int(v) for v in items):
+        fail("must be whole numbers")
     if meta.get("odd") and value % 2 == 0:
         fail("must be odd")
     if meta.get("devices") and not _valid_devices(value):

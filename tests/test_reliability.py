@@ -411,3 +411,15 @@ def test_resume_advice_fits_the_task(tmp_path, capsys):
     assert main(["resume", str(debias)]) == 2
     err = capsys.readouterr().err
     assert f"alseg run ... run_dir={debias}" in err and "round 0" not in err
+
+
+def test_a_config_saved_with_float_upweights_still_types():
+    """Run dirs saved before JTT's up-weights became whole copies hold them as floats
+    (`upweight: [20.0, 50.0, 100.0]`); they must still load, and a fraction is refused."""
+    from omegaconf import OmegaConf
+
+    cfg = compose([])
+    cfg.debias.jtt.upweight = [20.0, 50.0, 100.0]
+    assert list(typed(OmegaConf.create(OmegaConf.to_yaml(cfg))).debias.jtt.upweight) == [20, 50, 100]
+    with pytest.raises(ConfigError, match=r"debias.jtt.upweight=\[2.5\] must be whole numbers"):
+        compose(["debias.jtt.upweight=[2.5]"])
