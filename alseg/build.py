@@ -45,7 +45,7 @@ from alseg.models.factory import ModelSpec
 from alseg.models.segmentation import OptimSpec, SegmentationModule, TagSpec, TrainSpan
 from alseg.pretrain import check_pretrained, is_weights_path
 from alseg.rundir import RunDir, RunDirError
-from alseg.tracking import Tracker
+from alseg.tracking import Tracker, user_console
 
 
 def default_run_dir(cfg: DictConfig) -> Path:
@@ -505,7 +505,7 @@ def build_loop(
     pool_cost = float(parts.oracle.query_costs(np.arange(parts.store.num_regions)).sum())
     init = init_budget(cfg, pool_cost)
     check_budget(pool_cost, init, float(cfg.active.budget), int(cfg.active.rounds))
-    console = console or Console()
+    console = console or user_console()
     rank_zero = is_rank_zero() and not read_only  # a reader writes nothing, as other ranks
     rundir = open_run_dir(cfg, run_dir, resume or read_only, console, rank_zero)
     if cfg.labeling.oracle == "human" and cfg.labeling.type == "pixel":

@@ -35,6 +35,7 @@ from torch.utils.data import DataLoader
 
 from alseg.distributed import is_rank_zero, shard_drop_last
 from alseg.rundir import RunDir, RunDirError, sha256_file
+from alseg.tracking import user_console
 
 ENCODER_FILE = "encoder.pt"
 META_FILE = "pretrain.json"
@@ -188,7 +189,7 @@ def run_pretrain(
 
     quiet_lightning()
     rank_zero = is_rank_zero()
-    console = (console or Console()) if rank_zero else Console(quiet=True)
+    console = (console or user_console()) if rank_zero else Console(quiet=True)
     if cfg.model.arch == "Classifier":
         raise PretrainError("alseg pretrain trains smp encoders; model.arch=Classifier has none")
     train = build_datasets(cfg.data)[0]

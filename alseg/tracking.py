@@ -86,6 +86,11 @@ def last_offline_step(folder: Path, run_id: str) -> int:
     return last
 
 
+def user_console() -> Console:
+    """The console a person reads: the time and the message, no source-file column."""
+    return Console(log_path=False)
+
+
 class Tracker:
     """Args:
     rundir: run directory (overlays are written there).
@@ -109,7 +114,7 @@ class Tracker:
     ) -> None:
         self.rundir, self.rounds, self.budget = rundir, rounds, budget
         self.wandb = wandb
-        self.console = console or Console()
+        self.console = console or user_console()
         self.num_overlays = num_overlays
         self.rank_zero = rank_zero  # other ranks print and write nothing
         if wandb is not None:

@@ -71,5 +71,19 @@ def test_strategy_params_are_added_or_overridden_from_the_command_line():
     assert cfg.active.strategy_params.power == 2.0
     cfg = compose(["experiment=mulactseg_synthetic", "active.strategy_params.delta=12"])
     assert cfg.active.strategy_params.delta == 12 and cfg.active.strategy_params.temperature == 0.1
-    with pytest.raises(ConfigError, match="unknown parameter 'nonsense' of strategy 'entropy'; valid: temperature"):
+    with pytest.raises(
+        ConfigError, match="unknown parameter 'nonsense' of strategy 'entropy'; valid: temperature"
+    ):
         compose(["active.strategy_params.nonsense=1"])
+
+
+def test_console_lines_carry_no_source_file_column():
+    import io
+
+    from alseg.tracking import user_console
+
+    console = user_console()
+    console.file = io.StringIO()
+    console.log("round 0/4 fit (12 images)")
+    line = console.file.getvalue()
+    assert "round 0/4 fit" in line and "test_cli.py" not in line and ".py:" not in line

@@ -518,6 +518,7 @@ def test_jtt_upsamples_as_the_official_code():
     copies = jtt_copies(errors, 3)
     assert copies.tolist() == [1, 4, 1, 4, 1]
     feats = torch.arange(5, dtype=torch.float32)[:, None]
+
     class Split(SimpleNamespace):
         def __len__(self) -> int:
             return 5

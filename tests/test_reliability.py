@@ -420,6 +420,10 @@ def test_a_config_saved_with_float_upweights_still_types():
 
     cfg = compose([])
     cfg.debias.jtt.upweight = [20.0, 50.0, 100.0]
-    assert list(typed(OmegaConf.create(OmegaConf.to_yaml(cfg))).debias.jtt.upweight) == [20, 50, 100]
+    assert list(typed(OmegaConf.create(OmegaConf.to_yaml(cfg))).debias.jtt.upweight) == [
+        20,
+        50,
+        100,
+    ]
     with pytest.raises(ConfigError, match=r"debias.jtt.upweight=\[2.5\] must be whole numbers"):
         compose(["debias.jtt.upweight=[2.5]"])

@@ -42,6 +42,7 @@ from alseg.debias.modules import (
 from alseg.debias.ssl import SSLSpec
 from alseg.debias.tracking import DebiasTracker
 from alseg.rundir import RunDir, csv_text
+from alseg.tracking import user_console
 
 METHODS = ("erm", "jtt", "lff", "lwbc", "groupdro")
 
@@ -98,7 +99,7 @@ class DebiasRun:
 
     def __init__(self, cfg: DictConfig, run_dir: Path, console: Console | None = None) -> None:
         self.cfg, self.d = cfg, cfg.debias
-        self.console = console or Console()
+        self.console = console or user_console()
         self.rundir = RunDir(run_dir)
 
     # -- trainers ----------------------------------------------------------------------------

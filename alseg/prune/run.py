@@ -42,6 +42,7 @@ from alseg.prune.callbacks import EpochScores, TrainingDynamics
 from alseg.prune.scores import SCORES
 from alseg.prune.select import select
 from alseg.rundir import RunDir, RunDirError, csv_text
+from alseg.tracking import user_console
 
 
 def label_images(parts: Parts, images: np.ndarray) -> None:
@@ -74,7 +75,7 @@ class PruneRun:
     def __init__(self, cfg: DictConfig, run_dir: Path, console: Console | None = None) -> None:
         self.cfg, self.p = cfg, cfg.prune
         self.rank_zero = is_rank_zero()
-        self.console = (console or Console()) if self.rank_zero else Console(quiet=True)
+        self.console = (console or user_console()) if self.rank_zero else Console(quiet=True)
         self.rundir = RunDir(run_dir)
 
     def _write(self, name: str, data: bytes) -> None:
