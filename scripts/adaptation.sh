@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# README results of active domain adaptation on the synthetic data: one strategy per run
+# Results (docs/results.md) of active domain adaptation on the synthetic data: one strategy per run
 # at the same budget; round 0 of every run is the source-only model (same seed, same
 # stage 0). TASK=cls: shapes classification (experiment=lamda_synthetic); TASK=seg:
 # synthetic scenes with a label shift (experiment=ripu_synthetic, 3x3 windows, pixel

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# README results of adaptive superpixels (docs/methods.md) on the synthetic scenes: merged vs
+# Results (docs/results.md) of adaptive superpixels (docs/methods.md) on the synthetic scenes: merged vs
 # base superpixels with size-balanced BvSB, with and without sieving, same click budget;
 # adaptive-sieve-once: each label sieved once, in its own round (sieve.scope=new, the
 # ablation of the official re-sieving of every label each round).

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# README results tables: strategies x seeds with dominant labels on the default synthetic
+# Result tables (docs/results.md): strategies x seeds with dominant labels on the default synthetic
 # data set, then the mean ± std table (alseg summarize).
 #   bash scripts/baselines.sh [OUT_DIR] [PARALLEL]
 #   STRATEGIES="coreset badge" SEEDS="0 1 2" bash scripts/baselines.sh runs/more 2

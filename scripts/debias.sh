@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# README results of debiasing on the embedded sets: ERM, JTT, LfF, LWBC and GroupDRO (group
+# Results (docs/results.md) of debiasing on the embedded sets: ERM, JTT, LfF, LWBC and GroupDRO (group
 # labels, an upper bound) on the same frozen SimCLR features, for each data set and
 # bias-conflicting ratio, 3 seeds. The SimCLR backbone of a (data set, ratio) is trained
 # once, by its first run (the other runs read the feature cache).

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# README results of MulActSeg on the synthetic scenes: multi-class labels (stage 1 and
+# Results (docs/results.md) of MulActSeg on the synthetic scenes: multi-class labels (stage 1 and
 # stage 2), dominant and pixel labels, the loss ablations, and image tags (CAMs ->
 # boundaries -> pseudo labels), at the same click budget.
 #   SEEDS="0 1 2" SETTINGS="dominant pixel ..." bash scripts/mulactseg.sh [OUT_DIR] [PARALLEL]

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# README results of data pruning: for each data set (shapes classification, synthetic
+# Results (docs/results.md) of data pruning: for each data set (shapes classification, synthetic
 # scenes segmentation) one scoring run (3 seeds averaged), then models retrained from
 # scratch on the kept images (same iterations as the full run) for each rule and kept
 # fraction, 3 seeds, and the full data. A table and a plot in OUT/report.

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# README results on real photos: LabelMeFacade (945 street photos of facades, 9 classes;
+# Results (docs/results.md) on real photos: LabelMeFacade (945 street photos of facades, 9 classes;
 # data=labelmefacade, alseg's fixed re-split: pool 600 / val 100 / test 245), 96x128 pixels
 # (centre crop of the aspect-kept resize), ~48 SLIC regions per image, 100 clicks a round,
 # 5 rounds (100..500 clicks), DeepLabV3+ ResNet-18 from random weights, 10 epochs a round;
@@ -8,7 +8,7 @@
 # reference. Then the paired report against random (alseg report --baseline --full).
 #   LMF_ROOT=../shared/data/labelmefacade bash scripts/real_photos.sh [OUT_DIR] [PARALLEL]
 #   SEEDS="0 1 2" SETTINGS="random bvsb" THREADS=1 bash scripts/real_photos.sh runs/real 2
-# PARALLEL runs share the cores (THREADS each, default cores / PARALLEL; the README's tables
+# PARALLEL runs share the cores (THREADS each, default cores / PARALLEL; tables in docs/results.md
 # ran 2 in parallel with THREADS=1). Finished runs are skipped and killed ones resumed, so
 # the script can be started again after a stop.
 set -euo pipefail

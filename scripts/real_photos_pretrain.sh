@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# README results of a representation before the first label, on the real photos of
+# Results (docs/results.md) of a representation before the first label, on the real photos of
 # scripts/real_photos.sh (same data, scale, seeds and OUT_DIR): SimCLR pre-training of the
 # encoder on the pool (alseg pretrain, once), then random, bvsb and [typiclust,bvsb] whose
 # every round starts the encoder from it, each paired against random without pre-training.

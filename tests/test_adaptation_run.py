@@ -62,7 +62,7 @@ def test_lamda_classification_run(tmp_path, capsys):
     assert float(rows[1]["label_dist_l1"]) == pytest.approx(np.abs(est - true).sum(), abs=1e-3)
     sel = list(csv.DictReader((run_dir / "selections" / "round_01.csv").open()))
     assert len(sel) == 6 and len({r["image"] for r in sel}) == 6  # one region per image
-    # scripts/shapes_transfer.py (the README's LAMDA diagnosis) reloads a round's model; on
+    # scripts/shapes_transfer.py (the LAMDA diagnosis, docs/results.md) reloads a round model; on
     # the run's own target look (data.gap=1) it gives that round's own test accuracy
     # (it only reads: it works while a writer, e.g. an `alseg resume` of the run, holds the lock)
     accs = [float(r["acc"]) for r in rows]

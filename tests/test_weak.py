@@ -294,7 +294,7 @@ def test_image_labels_run_end_to_end_and_resume(tmp_path):
             assert len(list(folder.glob("*.png"))) == len(tagged)
     for stage in ("", "_stage2", "_stage3"):  # the last two rounds' checkpoints are kept
         assert (out / "checkpoints" / f"round_02{stage}.pt").is_file()
-    figure = load_script("image_labels_figure")  # the README's picture of a run
+    figure = load_script("image_labels_figure")  # the picture of a run in docs/results.md
     figure.main(out, None, 2, tmp_path / "fig.png")
     assert (tmp_path / "fig.png").stat().st_size > 1000
     killed = tmp_path / "killed"
