@@ -49,7 +49,10 @@ def test_bench_committee_and_pruning_quick(capsys):
 
 
 def test_bench_scoring_quick_only(capsys):
-    assert main(["bench", "scoring", "--quick", "--only", "bvsb", "stage2"]) == 0
+    argv = ["bench", "scoring", "--quick", "--only", "bvsb", "stage2", "typiclust", "--budget", "5"]
+    assert main(argv) == 0
     rows = [json.loads(s) for s in capsys.readouterr().out.splitlines() if s.startswith("{")]
-    assert [r["bench"] for r in rows] == ["plain_predict", "score_bvsb", "stage2_pass"]
+    names = ["plain_predict", "score_bvsb", "select_typiclust", "stage2_pass"]
+    assert [r["bench"] for r in rows] == names
     assert all(r["images"] == 8 and r["seconds"] > 0 for r in rows)
+    assert 0 < rows[2]["selection_s"] < rows[2]["seconds"] and rows[2]["budget"] == 5

@@ -11,7 +11,11 @@ best of ``--repeat`` runs:
 * ``stage2``: the pseudo-label pass over labeled images (decoder features, propagation,
   one PNG per image), against a plain pass that also returns decoder features;
 * ``sieve``: the sieving pass over labeled images (confidence, knee per merged region,
-  one PNG per image).
+  one PNG per image);
+* ``typiclust``, ``probcover``: the cold-start selection of ``--budget`` regions from
+  nothing labeled: the region-embedding pass plus the selection (k-means and typicality;
+  ProbCover's radius search and greedy coverage), over a plain pass; the selection's share
+  is printed as well.
 """
 
 from __future__ import annotations
@@ -114,6 +118,32 @@ def _scoring(model: SegmentationModule, dm: ActiveDataModule, name: str, repeat:
     return _best(run, repeat)
 
 
+def _coverage(
+    model: SegmentationModule, dm: ActiveDataModule, name: str, budget: float, repeat: int
+) -> tuple[float, float]:
+    """(best total seconds, the selection's seconds in that run) of a cold-start selection."""
+    strategy = get_strategy(name)
+    regions: RegionSet = dm.regions
+    scorer = PoolScorer(strategy, regions.num_regions, regions.offsets)
+    cb = AcquisitionCallback(scorer, strategy.outputs())
+    trainer = _trainer([cb])
+    labeled = torch.zeros(regions.total, dtype=torch.bool)
+    costs = torch.ones(regions.total)
+    best = (float("inf"), 0.0)
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        cb.begin(0, {})
+        trainer.predict(model, dataloaders=dm.images_dataloader(np.arange(len(regions))))
+        assert cb.stats is not None
+        t1 = time.perf_counter()
+        g = torch.Generator().manual_seed(0)
+        scores = strategy.scores(cb.stats, labeled, g)
+        strategy.select(scores, costs, labeled, budget, cb.stats, g)
+        t2 = time.perf_counter()
+        best = min(best, (t2 - t0, t2 - t1))
+    return best
+
+
 def _plain(model: SegmentationModule, dm: ActiveDataModule, features: bool, repeat: int) -> float:
     trainer = _trainer([_Plain(PredictOutputs(features=features))])
     loader = dm.images_dataloader(np.arange(len(dm.regions)))
@@ -146,7 +176,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--size", type=int, default=256, help="image side in pixels")
     p.add_argument("--cell", type=int, default=16, help="grid region side in pixels")
     p.add_argument("--repeat", type=int, default=3)
-    kinds = ("entropy", "bvsb", "pixbal", "stage2", "sieve")
+    p.add_argument("--budget", type=float, default=100, help="regions the cold start selects")
+    kinds = ("entropy", "bvsb", "pixbal", "stage2", "sieve", "typiclust", "probcover")
     p.add_argument("--only", nargs="+", choices=kinds, default=kinds, help="figures to measure")
     a = p.parse_args(argv)
     quiet_lightning()
@@ -163,6 +194,17 @@ def main(argv: list[str] | None = None) -> None:
     for name in [k for k in ("entropy", "bvsb", "pixbal") if k in a.only]:
         t = _scoring(model, dm, name, repeat)
         emit(f"score_{name}", seconds=round(t, 3), ratio=round(t / base, 3), **common)
+    for name in [k for k in ("typiclust", "probcover") if k in a.only]:
+        t, sel = _coverage(model, dm, name, a.budget, repeat)
+        emit(
+            f"select_{name}",
+            seconds=round(t, 3),
+            ratio=round(t / base, 3),
+            selection_s=round(sel, 3),
+            regions=int(dm.regions.total),
+            budget=a.budget,
+            **common,
+        )
     with tempfile.TemporaryDirectory() as tmp:
         for kind in [k for k in ("stage2", "sieve") if k in a.only]:
             folder = Path(tmp) / kind
