@@ -44,28 +44,17 @@ from alseg.models.adaptation import AlignSpec
 from alseg.models.factory import ModelSpec
 from alseg.models.segmentation import OptimSpec, SegmentationModule, TagSpec, TrainSpan
 from alseg.pretrain import check_pretrained, is_weights_path
-from alseg.rundir import RunDir, RunDirError
+from alseg.rundir import Phase, RunDir, RunDirError
+from alseg.tasks import TASKS
 from alseg.tracking import Tracker, user_console
 
 
 def default_run_dir(cfg: DictConfig) -> Path:
-    """runs/<strategy>-<labeling>-seed<seed>-<stamp>; the stamp is the job id under SLURM or
+    """runs/<task's folder>-seed<seed>-<stamp>; the stamp is the job id under SLURM or
     torchrun (the same in every process), else the time."""
     job = os.environ.get("SLURM_JOB_ID") or os.environ.get("TORCHELASTIC_RUN_ID")
     stamp = f"job{job}" if job and job != "none" else time.strftime("%Y%m%d-%H%M%S")
-    if cfg.task == "debias":
-        return Path("runs") / f"{cfg.debias.method}-{cfg.data.name}-seed{cfg.seed}-{stamp}"
-    if cfg.task == "prune":
-        p = cfg.prune
-        what = "score" if p.stage == "score" else f"{p.rule}-{p.by}-keep{p.keep:g}"
-        return Path("runs") / f"prune-{what}-{cfg.data.name}-seed{cfg.seed}-{stamp}"
-    what = "full-supervision" if cfg.active.full_supervision else schedule_name(cfg)
-    return Path("runs") / f"{what}-{cfg.labeling.type}-seed{cfg.seed}-{stamp}"
-
-
-def schedule_name(cfg: DictConfig) -> str:
-    """``active.strategy`` in a folder name or a W&B group: its names joined by '+'."""
-    return "+".join(strategy_names(cfg.active.strategy))
+    return Path("runs") / f"{TASKS[cfg.task].folder(cfg)}-seed{cfg.seed}-{stamp}"
 
 
 def quiet_lightning() -> None:
@@ -371,7 +360,7 @@ def build_logger(cfg: DictConfig, rundir: RunDir, state: dict[str, Any]) -> Any:
 
     os.environ.setdefault("WANDB_MODE", cfg.logger.mode)
     os.environ.setdefault("WANDB_SILENT", "true")
-    what = [cfg.debias.method] if cfg.task == "debias" else [schedule_name(cfg), cfg.labeling.type]
+    what = TASKS[cfg.task].group(cfg)
     group = cfg.logger.group or "-".join([cfg.data.name, *what])
     return WandbLogger(
         project=cfg.logger.project,
@@ -470,7 +459,7 @@ def _resume_config(
             "a run cannot have fewer rounds than it has done"
         )
     labels = rundir.labels_path(r)
-    waiting = state.get("phase") == "awaiting_answers"  # round r's answers may not exist yet
+    waiting = state.get("phase") == Phase.AWAITING_ANSWERS  # round r's answers may not exist yet
     if not labels.is_file() and not waiting:
         raise RunDirError(f"{labels} is missing: {rundir.state_path} says round {r} was labeled")
     old = state.get("config")
@@ -481,8 +470,8 @@ def _resume_config(
         state.setdefault("config_changes", []).append({"round": r, "keys": keys})
         state["config"] = config_yaml
         rundir.write_file(rundir.config_path, config_yaml.encode())
-        if state["phase"] == "done" and r + 1 < cfg.active.rounds:
-            state["phase"] = "evaluated"  # more rounds: select the next one
+        if state["phase"] == Phase.DONE and r + 1 < cfg.active.rounds:
+            state["phase"] = Phase.EVALUATED  # more rounds: select the next one
         rundir.write_state(state)  # processes that DDP launches later read the new config
 
 

@@ -171,9 +171,10 @@ def _data(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from alseg.build import build_loop, default_run_dir
+    from alseg.build import default_run_dir
     from alseg.config import compose, load_run_config
-    from alseg.distributed import RUN_DIR_VARIABLE, exported, is_rank_zero, shared_run_dir
+    from alseg.distributed import is_rank_zero, shared_run_dir
+    from alseg.tasks import TASKS
 
     if args.command == "resume":
         run_dir = args.run_dir
@@ -181,26 +182,7 @@ def _run(args: argparse.Namespace) -> int:
     else:
         cfg = compose(args.overrides)
         run_dir = Path(cfg.run_dir or shared_run_dir() or default_run_dir(cfg))
-    if cfg.task == "debias":
-        from alseg.debias.run import run_debias
-
-        run_debias(cfg, run_dir, resume=args.command == "resume")
-        print(f"run dir: {run_dir}")
-        return 0
-    if cfg.task == "prune":
-        from alseg.prune.run import run_prune
-
-        if args.command == "resume":
-            raise ValueError(
-                f"{run_dir} is a finished pruning run (results.json); pruning runs are not "
-                "resumed: to run it again, choose another run_dir (or delete this one)"
-            )
-        run_prune(cfg, run_dir)
-        print(f"run dir: {run_dir}")
-        return 0
-    # Processes that Lightning launches later (DDP) rerun this command: same run dir.
-    with exported(RUN_DIR_VARIABLE, str(run_dir.resolve())):
-        build_loop(cfg, run_dir, resume=args.command == "resume").run()
+    TASKS[cfg.task].run(cfg, run_dir, args.command == "resume")
     if is_rank_zero():
         print(f"run dir: {run_dir}")
     return 0

@@ -10,6 +10,7 @@ config in ``alseg.build``.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -100,18 +101,19 @@ def typed(cfg: DictConfig) -> DictConfig:
 
 
 def validate(cfg: DictConfig) -> None:
-    """Check what the schema cannot: combinations of values."""
-    debias_data = cfg.data.name in DEBIAS_DATA
-    if cfg.task == "debias" or debias_data:
-        if cfg.task != "debias" or not debias_data:
-            raise ConfigError(
-                f"task={cfg.task} cannot run data={cfg.data.name}: task=debias needs a data set "
-                f"with a bias attribute ({', '.join(DEBIAS_DATA)}), task=active any other "
-                "(e.g. alseg run experiment=lwbc_colored_shapes)"
-            )
-        return
-    if cfg.task == "prune":
-        _validate_prune(cfg)
+    """Check what the schema cannot: combinations of values (those of the task's own)."""
+    if (cfg.task in BIAS_TASKS) != (cfg.data.name in DEBIAS_DATA):
+        raise ConfigError(
+            f"task={cfg.task} cannot run data={cfg.data.name}: task=debias needs a data set "
+            f"with a bias attribute ({', '.join(DEBIAS_DATA)}), task=active any other "
+            "(e.g. alseg run experiment=lwbc_colored_shapes)"
+        )
+    for check_task in TASK_CHECKS[cfg.task]:
+        check_task(cfg)
+
+
+def _validate_active(cfg: DictConfig) -> None:
+    """A round run's combinations: labels, schedule, questions, adaptation, batch size."""
     names = strategy_names(cfg.active.strategy)
     dominant_only = [
         k
@@ -202,6 +204,16 @@ def _validate_prune(cfg: DictConfig) -> None:
                 f"prune.scores={p.scores}: no scores.parquet there (give the file, or the run "
                 "dir of `alseg prune score`)"
             )
+
+
+BIAS_TASKS = ("debias",)  # tasks that read a data set with a bias attribute
+# The combination checks of each task (alseg.tasks.TASKS holds how it runs); a pruning run
+# trains rounds' models, so it passes the round checks too.
+TASK_CHECKS: dict[str, tuple[Callable[[DictConfig], None], ...]] = {
+    "active": (_validate_active,),
+    "debias": (),
+    "prune": (_validate_prune, _validate_active),
+}
 
 
 def _validate_full(cfg: DictConfig) -> None:

@@ -30,10 +30,10 @@ from alseg.data.labels import Annotations
 from alseg.data.oracle import SimulatedOracle
 from alseg.distributed import adopt_rank_zero_state
 from alseg.extensions.base import Extension, FitPlan, FitResult, ModelFactory, TrainerFactory
-from alseg.human.queries import AWAITING, QueryRound, load_queries, save_queries
+from alseg.human.queries import QueryRound, load_queries, save_queries
 from alseg.models.segmentation import SegmentationModule, TrainSpan
 from alseg.plots import plot_curve
-from alseg.rundir import RunDir
+from alseg.rundir import Phase, RunDir
 from alseg.tracking import Tracker, round_row
 
 
@@ -131,7 +131,7 @@ class ActiveLoop:
             with self.rundir.transaction():  # all three files or none
                 self.rundir.write_selections(r, rows)
                 self.rundir.save_labels(r, self.store.to_bytes())
-                self._commit_state(r, "labeled")
+                self._commit_state(r, Phase.LABELED)
         self.dm.refresh()
         self.tracker.log_selection(r, ann, rows, self.dm)
 
@@ -165,7 +165,7 @@ class ActiveLoop:
         for ext in self.extensions:
             ext.after_fit(r, fit)
         self.model, self.eval_model = fit.model, fit.eval_model
-        self._commit_state(r, "fitted")
+        self._commit_state(r, Phase.FITTED)
 
     def evaluation_model(self, r: int) -> SegmentationModule:
         if self.eval_model is None:
@@ -185,7 +185,7 @@ class ActiveLoop:
         if self.rank_zero:
             rows = self.rundir.write_metrics_row(row)
             plot_curve(rows, self.rundir.curve_path, title=self.schedule.name)
-            self._commit_state(r, "evaluated")
+            self._commit_state(r, Phase.EVALUATED)
         self.tracker.log_round(row)
         return row
 
@@ -243,7 +243,7 @@ class ActiveLoop:
             )
             with self.rundir.transaction():
                 save_queries(self.rundir, q)
-                self._commit_state(r, AWAITING)
+                self._commit_state(r, Phase.AWAITING_ANSWERS)
         self.tracker.awaiting(r, len(ann.region_ids))
 
     def select(self, r: int) -> str:
@@ -252,19 +252,19 @@ class ActiveLoop:
         ann, selection = self.acquire(r)
         if self._ask_people(ann):
             self.await_answers(r, ann)
-            return AWAITING
+            return Phase.AWAITING_ANSWERS
         for ext in self.extensions:
             ext.after_select(r, ann, selection)
         self.commit(r, ann)
         self.model = self.eval_model = None
-        return "labeled"
+        return Phase.LABELED
 
     # -- driver ---------------------------------------------------------------------------
     def _start(self) -> tuple[int, str]:
         """Round and phase to continue from: the run dir's state, or a new round 0."""
         if "phase" in self.state:
             r, phase = int(self.state["round"]), str(self.state["phase"])
-            if phase == AWAITING:  # nothing to do until the answers are imported
+            if phase == Phase.AWAITING_ANSWERS:  # nothing to do until the answers are imported
                 self.tracker.awaiting(r, len(load_queries(self.rundir, r).pending))
                 return r, phase
             self.store.load(self.rundir.labels_path(r))
@@ -279,24 +279,24 @@ class ActiveLoop:
             init = self.oracle.annotate(np.zeros(0, dtype=np.int64))
         if self._ask_people(init):
             self.await_answers(0, init)
-            return 0, AWAITING
+            return 0, Phase.AWAITING_ANSWERS
         self.commit(0, init)
-        return 0, "labeled"
+        return 0, Phase.LABELED
 
     def run(self) -> list[dict[str, Any]]:
         """Run from the state in the run dir (fresh or resumed) to the end."""
         try:
             r, phase = self._start()
-            while phase not in ("done", AWAITING):
-                if phase == "labeled":
+            while phase not in (Phase.DONE, Phase.AWAITING_ANSWERS):
+                if phase == Phase.LABELED:
                     self.fit(r)
-                    phase = "fitted"
-                elif phase == "fitted":
+                    phase = Phase.FITTED
+                elif phase == Phase.FITTED:
                     self.evaluate(r)
-                    phase = "evaluated"
+                    phase = Phase.EVALUATED
                 elif r + 1 >= self.rounds:
-                    self._commit_state(r, "done")
-                    phase = "done"
+                    self._commit_state(r, Phase.DONE)
+                    phase = Phase.DONE
                 else:
                     r, phase = r + 1, self.select(r + 1)
             # Other ranks may finish before rank 0 has written the last row: they return none.

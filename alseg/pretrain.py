@@ -34,7 +34,7 @@ from rich.console import Console
 from torch.utils.data import DataLoader
 
 from alseg.distributed import is_rank_zero, shard_drop_last
-from alseg.rundir import RunDir, RunDirError, sha256_file
+from alseg.rundir import Phase, RunDir, RunDirError, sha256_file
 from alseg.tracking import user_console
 
 ENCODER_FILE = "encoder.pt"
@@ -149,7 +149,7 @@ class EpochCommit(pl.Callback):
             os.replace(tmp, path)
             self.rundir.files[CHECKPOINT] = sha256_file(path)
             done = trainer.current_epoch + 1
-            self.rundir.write_state({**self.state, "round": done, "phase": "fitted"})
+            self.rundir.write_state({**self.state, "round": done, "phase": Phase.FITTED})
 
 
 def _module(cfg: DictConfig, backbone: torch.nn.Module, channels: int) -> pl.LightningModule:
@@ -206,7 +206,7 @@ def run_pretrain(
                     f"{rd.path} holds a pre-training with other settings (its config.yaml "
                     "differs); choose another run_dir"
                 )
-            if found["phase"] == "done":
+            if found["phase"] == Phase.DONE:
                 console.log(f"pre-trained encoder found: {rd.path} (reused)")
                 return rd.path
             rd.verify()
@@ -268,7 +268,7 @@ def run_pretrain(
             rd.write_file(rd.path / ENCODER_FILE, buf.getvalue())
             rd.write_file(rd.path / META_FILE, (json.dumps(meta, indent=1) + "\n").encode())
             rd.forget(rd.path / CHECKPOINT)  # done: the encoder is what later runs read
-            rd.write_state({**state, "round": int(trainer.current_epoch), "phase": "done"})
+            rd.write_state({**state, "round": int(trainer.current_epoch), "phase": Phase.DONE})
             console.log(
                 f"encoder weights: {rd.path / ENCODER_FILE} (model.encoder_weights={rd.path})"
             )

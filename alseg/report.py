@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from alseg.acquisition.strategies import strategy_names
 from alseg.plots import _pyplot
-from alseg.rundir import RunDir, RunDirError
+from alseg.rundir import Phase, RunDir, RunDirError
 
 
 def setting_of(run_dir: Path) -> str:
@@ -81,7 +81,7 @@ def _run_rows(rd: RunDir, notes: list[str]) -> pd.DataFrame | None:
     if not rows:
         notes.append(f"{d}: no complete round yet; skipped")
         return None
-    if state["phase"] != "done":
+    if state["phase"] != Phase.DONE:
         notes.append(
             f"{d}: unfinished (stopped in round {state['round']}, phase {state['phase']}); "
             f"reporting its {len(rows)} complete round(s)"

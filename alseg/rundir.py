@@ -40,6 +40,7 @@ import socket
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from enum import Enum
 from pathlib import Path
 from typing import IO, Any
 
@@ -47,8 +48,27 @@ import torch
 
 from alseg.atomic import atomic_write_bytes, atomic_write_text, buffered, is_temp_file
 
-# awaiting_answers: a round's queries wait for people's answers (labeling.oracle=human)
-PHASES: tuple[str, ...] = ("labeled", "fitted", "evaluated", "done", "awaiting_answers")
+
+class Phase(str, Enum):
+    """The last phase a run committed to state.json (stored as its value): round r's labels
+    bought, its model fitted, evaluated (and the next selection may start), the run done,
+    or round r's queries waiting for people's answers (labeling.oracle=human). Pruning,
+    debiasing and pre-training runs use ``fitted`` (an epoch checkpoint) and ``done``."""
+
+    LABELED = "labeled"
+    FITTED = "fitted"
+    EVALUATED = "evaluated"
+    DONE = "done"
+    AWAITING_ANSWERS = "awaiting_answers"
+
+    def __str__(self) -> str:
+        return self.value
+
+    def __format__(self, spec: str) -> str:
+        return format(self.value, spec)
+
+
+PHASES: tuple[str, ...] = tuple(p.value for p in Phase)
 PARTIAL = ".partial"  # suffix of a folder being written
 MANIFEST = "manifest.json"
 STAGING = ".commit"  # a transaction's staged files, journal and state.json

@@ -87,3 +87,21 @@ def test_console_lines_carry_no_source_file_column():
     console.log("round 0/4 fit (12 images)")
     line = console.file.getvalue()
     assert "round 0/4 fit" in line and "test_cli.py" not in line and ".py:" not in line
+
+
+def test_every_task_of_the_schema_is_registered_with_its_checks_and_names():
+    from alseg.build import default_run_dir
+    from alseg.config import TASK_CHECKS
+    from alseg.schema import RootConfig
+    from alseg.tasks import TASKS
+
+    choices = RootConfig.__dataclass_fields__["task"].metadata["choices"]
+    assert set(TASKS) == set(TASK_CHECKS) == set(choices)
+    names = {
+        "active": default_run_dir(compose(["active.strategy=bvsb", "seed=3"])).name,
+        "debias": default_run_dir(compose(["experiment=jtt_colored_shapes"])).name,
+        "prune": default_run_dir(compose(["experiment=prune_shapes", "prune.stage=score"])).name,
+    }
+    assert names["active"].startswith("bvsb-dominant-seed3-")
+    assert names["debias"].startswith("jtt-colored_shapes-seed0-")
+    assert names["prune"].startswith("prune-score-shapes-seed0-")

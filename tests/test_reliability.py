@@ -427,3 +427,13 @@ def test_a_config_saved_with_float_upweights_still_types():
     ]
     with pytest.raises(ConfigError, match=r"debias.jtt.upweight=\[2.5\] must be whole numbers"):
         compose(["debias.jtt.upweight=[2.5]"])
+
+
+def test_phases_are_stored_as_the_strings_older_run_dirs_hold():
+    from alseg.rundir import PHASES, Phase
+
+    assert PHASES == ("labeled", "fitted", "evaluated", "done", "awaiting_answers")
+    assert json.loads(json.dumps({"phase": Phase.AWAITING_ANSWERS})) == {
+        "phase": "awaiting_answers"
+    }
+    assert Phase("done") is Phase.DONE and f"{Phase.FITTED}" == "fitted"

@@ -41,7 +41,7 @@ from alseg.debias.modules import (
 )
 from alseg.debias.ssl import SSLSpec
 from alseg.debias.tracking import DebiasTracker
-from alseg.rundir import RunDir, csv_text
+from alseg.rundir import Phase, RunDir, csv_text
 from alseg.tracking import user_console
 
 METHODS = ("erm", "jtt", "lff", "lwbc", "groupdro")
@@ -136,7 +136,7 @@ class DebiasRun:
         with rd.locked("resume" if resume else "run"):
             if resume:
                 state = rd.check()
-                if state["phase"] == "done":
+                if state["phase"] == Phase.DONE:
                     self.console.log(f"{rd.path} is finished; nothing to resume")
                     return json.loads((rd.path / "results.json").read_text())
             if rd.create(OmegaConf.to_yaml(self.cfg, resolve=True)):
@@ -368,7 +368,7 @@ class DebiasRun:
         rd.write_state(
             {
                 "round": 0,
-                "phase": "done",
+                "phase": Phase.DONE,
                 "seed": int(self.cfg.seed),
                 "task": "debias",
                 "config": OmegaConf.to_yaml(self.cfg, resolve=True),

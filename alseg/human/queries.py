@@ -19,9 +19,7 @@ from typing import Any
 import numpy as np
 
 from alseg.data.labels import Annotations
-from alseg.rundir import RunDir, RunDirError
-
-AWAITING = "awaiting_answers"
+from alseg.rundir import Phase, RunDir, RunDirError
 
 
 @dataclass
@@ -90,7 +88,7 @@ def load_queries(rundir: RunDir, r: int) -> QueryRound:
 def awaiting_round(rundir: RunDir) -> int:
     """The round whose queries wait for answers; a clear error when the run waits for none."""
     state = rundir.check()
-    if state.get("phase") != AWAITING:
+    if state.get("phase") != Phase.AWAITING_ANSWERS:
         raise RunDirError(
             f"{rundir.path} is not waiting for answers (it is after round {state.get('round')} "
             f"phase '{state.get('phase')}'); runs with labeling.oracle=human stop after each "

@@ -21,8 +21,8 @@ import numpy as np
 
 from alseg.data.labels import NO_CLASS
 from alseg.human.labelstudio import VOID, Parsed, choice_names, label_config, parse_export, tasks
-from alseg.human.queries import AWAITING, QueryRound, awaiting_round, load_queries, save_queries
-from alseg.rundir import RunDir
+from alseg.human.queries import QueryRound, awaiting_round, load_queries, save_queries
+from alseg.rundir import Phase, RunDir
 
 
 def _parts(run_dir: Path) -> Any:
@@ -220,7 +220,9 @@ def import_answers(run_dir: Path, export: Any) -> ImportReport:
                 rundir.write_selections(r, rows)
                 rundir.save_labels(r, store.to_bytes())
                 save_queries(rundir, q)
-            state.update(phase=AWAITING if q.pending else "labeled", spent=store.spent())
+            state.update(
+                phase=Phase.AWAITING_ANSWERS if q.pending else Phase.LABELED, spent=store.spent()
+            )
             rundir.write_state(state)
         return ImportReport(r, len(ids), float(ann.costs.sum()), len(q.pending), parsed)
     finally:

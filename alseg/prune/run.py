@@ -41,7 +41,7 @@ from alseg.distributed import is_rank_zero
 from alseg.prune.callbacks import EpochScores, TrainingDynamics
 from alseg.prune.scores import SCORES
 from alseg.prune.select import select
-from alseg.rundir import RunDir, RunDirError, csv_text
+from alseg.rundir import Phase, RunDir, RunDirError, csv_text
 from alseg.tracking import user_console
 
 
@@ -103,7 +103,7 @@ class PruneRun:
             if self.rank_zero:
                 state = {
                     "round": 0,
-                    "phase": "done",
+                    "phase": Phase.DONE,
                     "seed": int(self.cfg.seed),
                     "task": "prune",
                     "config": OmegaConf.to_yaml(self.cfg, resolve=True),

@@ -1,0 +1,79 @@
+"""The tasks a config runs (``task=``): how each names its run dir and its W&B group, and
+how it runs. One registry stands where the CLI, the run-dir names and the logger branched
+on the task; a new task is one entry here (and its checks in ``config.TASK_CHECKS``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from alseg.acquisition.strategies import strategy_names
+
+
+@dataclass(frozen=True)
+class Task:
+    name: str
+    folder: Callable[[DictConfig], str]  # run-dir name before "-seed<seed>-<stamp>"
+    group: Callable[[DictConfig], list[str]]  # W&B group parts after the data set's name
+    run: Callable[[DictConfig, Path, bool], None]  # (config, run dir, resume)
+
+
+def schedule_name(cfg: DictConfig) -> str:
+    """``active.strategy`` in a folder name or a W&B group: its names joined by '+'."""
+    return "+".join(strategy_names(cfg.active.strategy))
+
+
+def _active_folder(cfg: DictConfig) -> str:
+    what = "full-supervision" if cfg.active.full_supervision else schedule_name(cfg)
+    return f"{what}-{cfg.labeling.type}"
+
+
+def _prune_folder(cfg: DictConfig) -> str:
+    p = cfg.prune
+    what = "score" if p.stage == "score" else f"{p.rule}-{p.by}-keep{p.keep:g}"
+    return f"prune-{what}-{cfg.data.name}"
+
+
+def _active_group(cfg: DictConfig) -> list[str]:
+    return [schedule_name(cfg), cfg.labeling.type]
+
+
+def _run_active(cfg: DictConfig, run_dir: Path, resume: bool) -> None:
+    from alseg.build import build_loop
+    from alseg.distributed import RUN_DIR_VARIABLE, exported
+
+    # Processes that Lightning launches later (DDP) rerun this command: same run dir.
+    with exported(RUN_DIR_VARIABLE, str(run_dir.resolve())):
+        build_loop(cfg, run_dir, resume=resume).run()
+
+
+def _run_debias(cfg: DictConfig, run_dir: Path, resume: bool) -> None:
+    from alseg.debias.run import run_debias
+
+    run_debias(cfg, run_dir, resume=resume)
+
+
+def _run_prune(cfg: DictConfig, run_dir: Path, resume: bool) -> None:
+    from alseg.prune.run import run_prune
+
+    if resume:
+        raise ValueError(
+            f"{run_dir} is a finished pruning run (results.json); pruning runs are not "
+            "resumed: to run it again, choose another run_dir (or delete this one)"
+        )
+    run_prune(cfg, run_dir)
+
+
+TASKS: dict[str, Task] = {
+    "active": Task("active", _active_folder, _active_group, _run_active),
+    "debias": Task(
+        "debias",
+        lambda c: f"{c.debias.method}-{c.data.name}",
+        lambda c: [c.debias.method],
+        _run_debias,
+    ),
+    "prune": Task("prune", _prune_folder, _active_group, _run_prune),
+}
