@@ -1,6 +1,6 @@
 # Quick start: `make run` (the default experiment) and `make test` (the test suite).
-# Both create .venv when missing and install alseg with its dev extras (once; again only
-# when pyproject.toml changes).
+# Both create .venv when missing and install alseg with its dev and llm extras (once; again
+# only when pyproject.toml changes).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -16,7 +16,7 @@ $(BIN)/python:
 
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,llm]"
 	# Reference for the test of alseg's Cityscapes label table. --no-deps: only its
 	# labels.py is used, and its declared deps include the obsolete 'typing' backport.
 	$(BIN)/python -m pip install --quiet --no-deps "cityscapesscripts==2.3.0"

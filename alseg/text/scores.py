@@ -80,12 +80,15 @@ def ifd_keep(score: torch.Tensor, keep: float) -> torch.Tensor:
     """Indices kept by IFD: drop IFD > 1 (and undefined scores), keep the highest ``keep``
     share of the rest (the official script's order: ascending sort, take the last)."""
     _check_keep(keep)
+    ok = int((torch.isfinite(score) & (score <= 1)).sum())
+    return ifd_top(score, int(ok * keep))
+
+
+def ifd_top(score: torch.Tensor, k: int) -> torch.Tensor:
+    """The ``k`` highest IFDs at most 1 (fewer if fewer survive), sorted indices."""
     ok = torch.nonzero(torch.isfinite(score) & (score <= 1)).flatten()
-    if len(ok) == 0:
-        return ok
-    k = int(len(ok) * keep)
     order = ok[torch.from_numpy(np.lexsort((ok.numpy(), score[ok].double().numpy())))]
-    return order[len(order) - k :].sort().values
+    return order[len(order) - min(k, len(order)) :].sort().values
 
 
 def token_el2n(probs: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -94,26 +97,35 @@ def token_el2n(probs: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) ->
     return mean_token_loss((probs - onehot).norm(dim=-1), mask)
 
 
-def semdedup(
-    emb: torch.Tensor, cluster: torch.Tensor, centroids: torch.Tensor, eps: float
+def semdedup_similarity(
+    emb: torch.Tensor, cluster: torch.Tensor, centroids: torch.Tensor
 ) -> torch.Tensor:
-    """(N,) bool: the examples SemDeDup removes at threshold ``eps`` (module docstring).
+    """(N,) each example's largest cosine similarity to an earlier example of its cluster in
+    SemDeDup's order (farthest from the centroid first; ties by index); 0 for the first.
     ``emb`` (N, D) and ``centroids`` (K, D) are normalised here; ``cluster`` (N,) ids."""
-    if not 0 <= eps < 1:
-        raise ValueError(f"eps={eps} must lie in [0, 1)")
     x = F.normalize(emb.float(), dim=1)
     c = F.normalize(centroids.float(), dim=1)
-    remove = torch.zeros(len(x), dtype=torch.bool)
+    out = torch.zeros(len(x))
     for k in torch.unique(cluster).tolist():
         idx = torch.nonzero(cluster == k).flatten()
         if len(idx) < 2:
             continue
         dist = 1 - x[idx] @ c[k]
-        # farthest from the centroid first; ties by index (a stable order)
         order = idx[torch.from_numpy(np.lexsort((idx.numpy(), -dist.double().numpy())))]
         sim = torch.triu(x[order] @ x[order].T, diagonal=1)
-        remove[order] = sim.max(dim=0).values > 1 - eps
-    return remove
+        out[order] = sim.max(dim=0).values
+    return out
+
+
+def semdedup(
+    emb: torch.Tensor, cluster: torch.Tensor, centroids: torch.Tensor, eps: float
+) -> torch.Tensor:
+    """(N,) bool: the examples SemDeDup removes at threshold ``eps`` (module docstring):
+    those whose ``semdedup_similarity`` exceeds 1 - eps. Keeping a share instead of a
+    threshold removes the largest similarities first (the same rule at the eps that fits)."""
+    if not 0 <= eps < 1:
+        raise ValueError(f"eps={eps} must lie in [0, 1)")
+    return semdedup_similarity(emb, cluster, centroids) > 1 - eps
 
 
 def adam_gradient(

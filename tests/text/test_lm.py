@@ -1,0 +1,88 @@
+"""The causal LM part of alseg.text (skipped without the llm extra)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+pytest.importorskip(
+    "transformers", reason='the llm extra is not installed (pip install -e ".[llm]")'
+)
+
+from alseg.text.instructions import Example, eval_set, make_instructions  # noqa: E402
+from alseg.text.lm import (
+    ALONE,
+    PROMPT,
+    encode,
+    exact_match,
+    fit,
+    tiny_lm,
+    token_losses,
+    train_tokenizer,
+)  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def tok():
+    data = make_instructions(120, seed=0)
+    texts = [PROMPT.format(instruction=e.instruction) + e.response for e in data]
+    return train_tokenizer(texts + [ALONE], vocab_size=300)
+
+
+def test_labels_cover_the_response_and_end_token_only(tok):
+    ex = [
+        Example("Add 12 and 30.", "42", "add"),
+        Example("Reverse the word: bala", "alab", "reverse"),
+    ]
+    enc = encode(tok, ex, context=64)
+    for j, e in enumerate(ex):
+        labeled = enc.labels[j][enc.labels[j] != -100].tolist()
+        assert labeled == tok(e.response, add_special_tokens=False)["input_ids"] + [
+            tok.eos_token_id
+        ]
+        n = int(enc.attention_mask[j].sum())
+        assert (
+            tok.decode(enc.input_ids[j, :n], skip_special_tokens=True)
+            == PROMPT.format(instruction=e.instruction) + e.response
+        )
+    alone = encode(tok, ex, context=64, alone=True)
+    assert (
+        tok.decode(
+            alone.input_ids[0, : int(alone.attention_mask[0].sum())], skip_special_tokens=True
+        )
+        == ALONE + "42"
+    )
+
+
+def test_bad_examples_are_named(tok):
+    with pytest.raises(ValueError, match=r"example 1 \('Add 1 and 2.'\) has an empty response"):
+        encode(tok, [Example("Add 1 and 1.", "2", "add"), Example("Add 1 and 2.", " ", "add")], 64)
+    with pytest.raises(
+        ValueError, match="example 0 .* tokens, longer than the model's context of 8"
+    ):
+        encode(tok, [Example("Add 1 and 1.", "2", "add")], 8)
+
+
+def test_token_losses_average_to_the_models_own_loss(tok):
+    torch.manual_seed(0)
+    model = tiny_lm(len(tok), context=64)
+    ex = make_instructions(3, seed=1)
+    enc = encode(tok, ex, context=64)
+    loss, mask = token_losses(model, enc)
+    for j in range(3):
+        n = int(enc.attention_mask[j].sum())
+        ref = model(input_ids=enc.input_ids[j : j + 1, :n], labels=enc.labels[j : j + 1, :n]).loss
+        assert loss[j][mask[j]].mean().item() == pytest.approx(ref.item(), rel=1e-5)
+
+
+def test_fit_memorises_a_few_examples_and_exact_match_reads_them_back(tok):
+    torch.manual_seed(0)
+    model = tiny_lm(len(tok), context=64, width=64, layers=2)
+    ex = [e for e in eval_set(2, seed=5) if e.skill in ("add", "lookup")]
+    enc = encode(tok, ex, context=64)
+    before = token_losses(model, enc)
+    model = fit(model, enc, steps=150, batch_size=4, lr=3e-3)
+    after = token_losses(model, enc)
+    assert after[0][after[1]].mean() < 0.1 * before[0][before[1]].mean()
+    acc = exact_match(model, tok, ex)
+    assert acc == {"add": 100.0, "lookup": 100.0, "all": 100.0}
