@@ -38,12 +38,14 @@ SPECIAL = ("<pad>", "<unk>", "<eos>")
 def _require() -> None:
     try:
         import tokenizers  # noqa: F401
-        import transformers  # noqa: F401
+        import transformers
     except ImportError as e:
         raise ImportError(
             f"{e.name} is missing: the language-model part of alseg needs the llm extra "
             '(pip install -e ".[llm]")'
         ) from None
+    # notices about defaults a user of these small models cannot act on (the loss type)
+    transformers.logging.set_verbosity_error()
 
 
 def train_tokenizer(texts: Sequence[str], vocab_size: int = 512) -> Any:
