@@ -233,7 +233,8 @@ def retrain(s: Setup, study: TextStudy, kept: np.ndarray, seed: int) -> dict[str
     """Fine-tune the initial model on the kept examples; test loss and exact match (%)."""
     if len(kept) == 0:
         raise ValueError("the rule kept no example")
-    sub = Encoded(s.enc.input_ids[kept], s.enc.attention_mask[kept], s.enc.labels[kept])
+    idx = torch.as_tensor(np.array(kept, dtype=np.int64))  # a writable copy
+    sub = Encoded(s.enc.input_ids[idx], s.enc.attention_mask[idx], s.enc.labels[idx])
     model = _fit(s, sub, study.steps, study, seed)
     test = example_scores(model, encode(s.tok, s.test, study.context))
     em = exact_match(model, s.tok, s.test)
