@@ -362,7 +362,7 @@ def build_logger(cfg: DictConfig, rundir: RunDir, state: dict[str, Any]) -> Any:
     os.environ.setdefault("WANDB_SILENT", "true")
     what = TASKS[cfg.task].group(cfg)
     group = cfg.logger.group or "-".join([cfg.data.name, *what])
-    return WandbLogger(
+    logger = WandbLogger(
         project=cfg.logger.project,
         name=rundir.path.name,
         save_dir=str(rundir.path),
@@ -373,6 +373,10 @@ def build_logger(cfg: DictConfig, rundir: RunDir, state: dict[str, Any]) -> Any:
         tags=list(cfg.logger.tags) + what,
         config=OmegaConf.to_container(cfg, resolve=True),
     )
+    # Lightning always passes anonymous=None, and W&B warns that the setting "has no
+    # effect" whatever its value: a warning nobody can act on
+    getattr(logger, "_wandb_init", {}).pop("anonymous", None)
+    return logger
 
 
 def build_extensions(cfg: DictConfig) -> list[Extension]:

@@ -47,3 +47,16 @@ def test_offline_wandb_run_holds_metrics_table_and_artifact(tmp_path, monkeypatc
     assert "round-1" in arts[1]["aliases"]
     assert sorted(arts[0]["files"]) == ["round_00.csv", "round_00.npz"]
     assert arts[1]["metadata"]["clicks"] == pytest.approx(float(metrics[1]["clicks"]))
+
+
+def test_wandb_gets_no_anonymous_setting(tmp_path, monkeypatch):
+    """Lightning passes anonymous=None, on which W&B warns that the setting has no effect:
+    a warning a user cannot act on, so the logger leaves the setting out."""
+    pytest.importorskip("wandb")
+    from alseg.build import build_logger
+    from alseg.rundir import RunDir
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    cfg = compose(tiny_overrides(tmp_path, "logger=wandb"))
+    logger = build_logger(cfg, RunDir(tmp_path / "run"), {})
+    assert "anonymous" not in logger._wandb_init and logger._wandb_init["group"]
