@@ -70,7 +70,7 @@ def tables(res: pd.DataFrame) -> str:
         "model), mean [bootstrap 95 % interval] (min..max), seeds won\n\n" + _md(head, rows)
     )
     cols = ["precision"] + [c for c in res.columns if c.startswith("recall_")]
-    k0 = keeps[0]
+    k0 = keeps[-1]
     rows = [
         [r] + [f"{sub[(sub.rule == r) & (sub.keep == k0)][c].mean():.1f}" for c in cols]
         for r in rules

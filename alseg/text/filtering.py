@@ -209,7 +209,7 @@ def keep(df: pd.DataFrame, rule: str, fraction: float) -> np.ndarray:
     if rule not in RULES:
         raise ValueError(f"rule={rule!r} is not valid; choose one of: {', '.join(RULES)}")
     col, end = RULES[rule]
-    score = torch.as_tensor(df[col].to_numpy(), dtype=torch.float64)
+    score = torch.tensor(df[col].to_numpy(dtype=np.float64))  # a copy: parquet arrays are read-only
     k = max(1, round(fraction * len(df)))
     if end == "ifd":
         return ifd_top(score, k).numpy()
