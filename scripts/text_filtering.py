@@ -5,7 +5,8 @@ initial model on the kept examples for the same steps, and evaluate on the clean
 
     OMP_NUM_THREADS=1 python scripts/text_filtering.py --out runs/text_filtering
 
-Resumable: scores_seedN.parquet and each (seed, rule, keep) row of results.csv are kept, a
+--per-skill adds each rule applied inside each skill (<rule>/skill). Resumable:
+scores_seedN.parquet and each (seed, rule, keep) row of results.csv are kept, a
 rerun computes only what is missing. Prints the tables (mean ± std over seeds, and each
 rule's paired difference to random per seed) and writes them to OUT/tables.md.
 """
@@ -20,7 +21,16 @@ import pandas as pd
 
 from alseg.build import quiet_lightning
 from alseg.study import paired_stats
-from alseg.text.filtering import RULES, TextStudy, keep, removal_quality, retrain, scores, setup
+from alseg.text.filtering import (
+    PER_SKILL,
+    RULES,
+    TextStudy,
+    keep,
+    removal_quality,
+    retrain,
+    scores,
+    setup,
+)
 
 
 def _mean_std(x: pd.Series, digits: int) -> str:
@@ -38,7 +48,8 @@ def tables(res: pd.DataFrame) -> str:
     full = res[res.rule == "full"]
     sub = res[res.rule != "full"]
     keeps = sorted(sub.keep.unique())
-    rules = [r for r in RULES if r in set(sub.rule)]
+    names = list(RULES) + [r + PER_SKILL for r in RULES]
+    rules = [r for r in names if r in set(sub.rule)]
     head = ["rule"] + [f"keep {k:g}" for k in keeps]
     parts = [
         f"full data ({len(full)} seeds): test loss {_mean_std(full.test_loss, 3)}, "
@@ -89,6 +100,11 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--keeps", type=float, nargs="+", default=[0.1, 0.3, 0.5])
     ap.add_argument("--rules", nargs="+", default=list(RULES), choices=list(RULES))
+    ap.add_argument(
+        "--per-skill",
+        action="store_true",
+        help="also each rule but random applied inside each skill (<rule>/skill)",
+    )
     args = ap.parse_args()
     quiet_lightning()
     out = Path(args.out)
@@ -107,7 +123,10 @@ def main() -> None:
             df = scores(s, study, seed)
             df.to_parquet(spath)
             print(f"seed {seed}: scores in {time.perf_counter() - t0:.0f} s", flush=True)
-        todo = [("full", 1.0)] + [(r, k) for r in args.rules for k in args.keeps]
+        rules = list(args.rules)
+        if args.per_skill:
+            rules += [r + PER_SKILL for r in args.rules if r != "random"]
+        todo = [("full", 1.0)] + [(r, k) for r in rules for k in args.keeps]
         for rule, k in todo:
             if (seed, rule, k) in done:
                 continue

@@ -202,12 +202,26 @@ def scores(s: Setup, study: TextStudy, seed: int) -> pd.DataFrame:
     )
 
 
+PER_SKILL = "/skill"  # a rule name with this suffix keeps the share within each skill
+
+
 def keep(df: pd.DataFrame, rule: str, fraction: float) -> np.ndarray:
     """Sorted indices that ``rule`` keeps: round(fraction x N) of them (IFD: at most as many
     as have IFD <= 1; its official keep share of the survivors is the same rule at another
-    fraction)."""
+    fraction). ``<rule>/skill`` applies the rule inside each skill with that skill's share
+    (a stratified variant of ours, as ``hardest_balanced`` is for images)."""
+    if rule.endswith(PER_SKILL):
+        base = rule[: -len(PER_SKILL)]
+        parts = [
+            idx[keep(df.iloc[idx].reset_index(drop=True), base, fraction)]
+            for _, idx in sorted(df.groupby("skill").indices.items())
+        ]
+        return np.sort(np.concatenate(parts))
     if rule not in RULES:
-        raise ValueError(f"rule={rule!r} is not valid; choose one of: {', '.join(RULES)}")
+        valid = ", ".join(RULES)
+        raise ValueError(
+            f"rule={rule!r} is not valid; choose one of: {valid} (or one of them + {PER_SKILL})"
+        )
     col, end = RULES[rule]
     score = torch.tensor(df[col].to_numpy(dtype=np.float64))  # a copy: parquet arrays are read-only
     k = max(1, round(fraction * len(df)))

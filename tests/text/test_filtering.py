@@ -42,6 +42,17 @@ def test_keep_rules_by_hand():
         keep(df, "best", 0.5)
 
 
+def test_per_skill_rules_keep_the_share_inside_each_skill():
+    df = table().assign(skill=["a", "a", "a", "b", "b", "b"])
+    # ppl inside a: 1, 6, 2 -> lowest 2 of 3 = rows 0, 2; inside b: 9, 3, 5 -> rows 4, 5
+    assert keep(df, "ppl_low/skill", 0.6).tolist() == [0, 2, 4, 5]
+    assert keep(df, "ppl_low", 0.6).tolist() == [0, 2, 4, 5]  # here the same by chance
+    assert keep(df, "el2n/skill", 0.34).tolist() == [1, 3]  # the hardest of each skill
+    assert keep(df, "el2n", 0.34).tolist() == [1, 3]
+    assert keep(df, "less/skill", 0.34).tolist() == [0, 4]  # not the global top two (0, 2)
+    assert keep(df, "less", 0.34).tolist() == [0, 2]
+
+
 def test_removal_quality_by_hand():
     q = removal_quality(table(), np.array([0, 2, 4]))  # removes exactly the 3 defective
     assert q["precision"] == 100.0 and q["recall_wrong"] == 100.0 and q["recall_garbled"] == 100.0
