@@ -167,6 +167,13 @@ def full_reference(full: pd.DataFrame, metric: str = "mIoU") -> tuple[float, flo
     return float(v.mean()), float(v.std(ddof=0)), len(v)
 
 
+def _span(clicks: pd.Series) -> str:
+    """The clicks the runs spent: one number, or min-max where they differ (multi-class
+    answers cannot always fill a round's budget exactly)."""
+    lo, hi = float(clicks.min()), float(clicks.max())
+    return f"{lo:g}" if lo == hi else f"{lo:g}-{hi:g}"
+
+
 def summary_table(
     df: pd.DataFrame,
     paired: pd.DataFrame | None,
@@ -180,12 +187,12 @@ def summary_table(
     rounds = common_rounds(df)
     last = df[df["round"] == rounds - 1]
     aucs = run_aucs(df, metric, rounds)
-    clicks = last.clicks.mean()
+    first = df[df["round"] == 0].clicks
     head = [
         "setting",
         "runs",
-        f"{metric} at {clicks:g} clicks",
-        f"AUC ({df[df['round'] == 0].clicks.mean():g}-{clicks:g} clicks)",
+        f"{metric} at {_span(last.clicks)} clicks",
+        f"AUC ({_span(first)} to {_span(last.clicks)} clicks)",
     ]
     if full_mean is not None:
         head += ["% of full (last)", "% of full (AUC)"]

@@ -116,6 +116,16 @@ def test_summary_and_share_of_full_supervision():
     assert "| random | 3 |" in text and "(baseline)" in text
 
 
+def test_summary_names_the_clicks_runs_spent_when_they_differ():
+    """Multi-class answers cannot always fill a round's budget (496 of 500 clicks): the
+    header gives the clicks as spent, not a mean with decimals."""
+    df = curves({"random": BASE, "bvsb": OTHER})
+    assert "mIoU at 200 clicks" in summary_table(df, None, None, None)
+    df.loc[(df.setting == "bvsb") & (df["round"] == 1), "clicks"] = 196.0
+    head = summary_table(df, None, None, None).splitlines()[0]
+    assert "mIoU at 196-200 clicks" in head and "AUC (100 to 196-200 clicks)" in head
+
+
 @pytest.fixture(scope="module")
 def study(tmp_path_factory) -> Path:
     """random and bvsb at seeds 0 and 1, 2 rounds; a full-supervision run."""
