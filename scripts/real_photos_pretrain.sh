@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Results (docs/results.md) of a representation before the first label, on the real photos of
 # scripts/real_photos.sh (same data, scale, seeds and OUT_DIR): SimCLR pre-training of the
-# encoder on the pool (alseg pretrain, once), then random, bvsb and [typiclust,bvsb] whose
-# every round starts the encoder from it, each paired against random without pre-training.
+# encoder on the pool (alseg pretrain, once), then random, bvsb, MulActSeg and
+# [typiclust,bvsb] whose every round starts the encoder from it, each paired against random
+# without pre-training, and the full-supervision line from the encoder (OUT/full_pretrained;
+# its report: OUT/report_full_pretrained).
 #   LMF_ROOT=../shared/data/labelmefacade bash scripts/real_photos_pretrain.sh [OUT_DIR] [PARALLEL]
 # Finished runs are skipped and killed ones resumed (the pre-training too).
 set -euo pipefail
@@ -24,13 +26,17 @@ declare -A settings=(
   [random-pretrained]="$d $p active.strategy=random"
   [bvsb-pretrained]="$d $p active.strategy=bvsb"
   [typiclust-bvsb-pretrained]="$d $p active.strategy=[typiclust,bvsb]"
+  [mulactseg-pretrained]="experiment=mulactseg_synthetic $d $p"
 )
-names=${SETTINGS:-random-pretrained bvsb-pretrained typiclust-bvsb-pretrained}
+names=${SETTINGS:-random-pretrained bvsb-pretrained mulactseg-pretrained typiclust-bvsb-pretrained}
 for seed in $seeds; do
   for name in $names; do
     plan_run "$out/$name-seed$seed" ${settings[$name]} seed=$seed
   done
+  plan_run "$out/full_pretrained/full-pretrained-seed$seed" $d $p active.full_supervision=true seed=$seed
 done | run_plans "$out" "$par" "$threads"
 runs=()
 for name in random $names; do runs+=("$out/$name"-seed*/); done
 alseg report "${runs[@]}" --baseline random --full "$out"/full/*/ --out "$out/report_pretrained" | tee "$out/report_pretrained.txt"
+alseg report "$out"/full/*/ "$out"/full_pretrained/*/ --out "$out/report_full_pretrained" \
+  | tee "$out/report_full_pretrained.txt"
