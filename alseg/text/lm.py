@@ -11,7 +11,8 @@ passes the scores read (needs the ``llm`` extra: ``pip install -e ".[llm]"``).
   the response after the bare response header, IFD's "answer alone" (Cherry_LLM's
   ``direct_answer_text``). An empty response or a sequence longer than the context is an
   error naming the example;
-* ``token_losses``: (N, T) cross-entropy of each target token and the response mask;
+* ``example_scores``: per example, the mean response-token loss, token EL2N and the mean
+  last hidden state, from one eval pass;
 * ``CausalLM`` / ``fit``: a LightningModule (AdamW, response-token loss) trained for a fixed
   number of steps;
 * ``exact_match``: greedy decoding of each instruction, compared with the answer, per skill.
@@ -29,6 +30,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
 from alseg.text.instructions import Example
+from alseg.text.scores import mean_token_loss, token_el2n
 
 PROMPT = "### Instruction:\n{instruction}\n\n### Response:\n"
 ALONE = "### Response:\n"
@@ -127,24 +129,11 @@ def encode(tok: Any, examples: Sequence[Example], context: int, alone: bool = Fa
     return Encoded(input_ids, mask, labels)
 
 
-def token_losses(
-    model: Any, enc: Encoded, batch_size: int = 64
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """((N, T - 1) cross-entropy of each next token, (N, T - 1) bool mask of the response's)."""
-    losses = []
-    model.eval()
-    with torch.no_grad():
-        for s in range(0, len(enc), batch_size):
-            ids = enc.input_ids[s : s + batch_size]
-            logits = model(
-                input_ids=ids, attention_mask=enc.attention_mask[s : s + batch_size]
-            ).logits
-            target = enc.labels[s : s + batch_size, 1:]
-            ce = F.cross_entropy(
-                logits[:, :-1].transpose(1, 2).float(), target.clamp_min(0), reduction="none"
-            )
-            losses.append(ce)
-    return torch.cat(losses), enc.labels[:, 1:] != -100
+def _response_ce(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """((B, T - 1) cross-entropy of each next token, (B, T - 1) mask of the response's)."""
+    target = labels[:, 1:]
+    ce = F.cross_entropy(logits[:, :-1].transpose(1, 2), target.clamp_min(0), reduction="none")
+    return ce, target != -100
 
 
 class CausalLM(pl.LightningModule):
@@ -226,21 +215,19 @@ def example_scores(model: Any, enc: Encoded, batch_size: int = 64) -> dict[str, 
     """Per example, from one eval pass: ``loss`` (mean response-token cross-entropy),
     ``el2n`` (mean response-token ||p - onehot||_2) and ``embedding`` (the mean of the last
     hidden states over the example's tokens, (N, D))."""
-    from alseg.text.scores import mean_token_loss, token_el2n
-
     out: dict[str, list[torch.Tensor]] = {"loss": [], "el2n": [], "embedding": []}
     model.eval()
     with torch.no_grad():
         for s in range(0, len(enc), batch_size):
             ids = enc.input_ids[s : s + batch_size]
             att = enc.attention_mask[s : s + batch_size]
+            labels = enc.labels[s : s + batch_size]
             res = model(input_ids=ids, attention_mask=att, output_hidden_states=True)
-            target = enc.labels[s : s + batch_size, 1:]
-            mask = target != -100
-            logits = res.logits[:, :-1].float()
-            ce = F.cross_entropy(logits.transpose(1, 2), target.clamp_min(0), reduction="none")
+            logits = res.logits.float()
+            ce, mask = _response_ce(logits, labels)
             out["loss"].append(mean_token_loss(ce, mask))
-            out["el2n"].append(token_el2n(logits.softmax(-1), target, mask))
+            probs = logits[:, :-1].softmax(-1)
+            out["el2n"].append(token_el2n(probs, labels[:, 1:], mask))
             h = res.hidden_states[-1].float()
             w = att[..., None].float()
             out["embedding"].append((h * w).sum(1) / w.sum(1))

@@ -15,9 +15,9 @@ from alseg.text.lm import (
     PROMPT,
     encode,
     exact_match,
+    example_scores,
     fit,
     tiny_lm,
-    token_losses,
     train_tokenizer,
 )  # noqa: E402
 
@@ -63,16 +63,16 @@ def test_bad_examples_are_named(tok):
         encode(tok, [Example("Add 1 and 1.", "2", "add")], 8)
 
 
-def test_token_losses_average_to_the_models_own_loss(tok):
+def test_example_scores_average_to_the_models_own_loss(tok):
     torch.manual_seed(0)
     model = tiny_lm(len(tok), context=64)
     ex = make_instructions(3, seed=1)
     enc = encode(tok, ex, context=64)
-    loss, mask = token_losses(model, enc)
+    loss = example_scores(model, enc)["loss"]
     for j in range(3):
         n = int(enc.attention_mask[j].sum())
         ref = model(input_ids=enc.input_ids[j : j + 1, :n], labels=enc.labels[j : j + 1, :n]).loss
-        assert loss[j][mask[j]].mean().item() == pytest.approx(ref.item(), rel=1e-5)
+        assert loss[j].item() == pytest.approx(ref.item(), rel=1e-5)
 
 
 def test_fit_memorises_a_few_examples_and_exact_match_reads_them_back(tok):
@@ -80,9 +80,9 @@ def test_fit_memorises_a_few_examples_and_exact_match_reads_them_back(tok):
     model = tiny_lm(len(tok), context=64, width=64, layers=2)
     ex = [e for e in eval_set(2, seed=5) if e.skill in ("add", "lookup")]
     enc = encode(tok, ex, context=64)
-    before = token_losses(model, enc)
+    before = example_scores(model, enc)
     model = fit(model, enc, steps=150, batch_size=4, lr=3e-3)
-    after = token_losses(model, enc)
-    assert after[0][after[1]].mean() < 0.1 * before[0][before[1]].mean()
+    after = example_scores(model, enc)
+    assert after["loss"].mean() < 0.1 * before["loss"].mean()
     acc = exact_match(model, tok, ex)
     assert acc == {"add": 100.0, "lookup": 100.0, "all": 100.0}
