@@ -33,6 +33,7 @@ from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from torch.utils.data import DataLoader
 
+from alseg.config import changed_keys, flatten
 from alseg.distributed import is_rank_zero, shard_drop_last
 from alseg.rundir import Phase, RunDir, RunDirError, sha256_file
 from alseg.tracking import user_console
@@ -55,6 +56,19 @@ def settings(cfg: DictConfig) -> dict[str, Any]:
     p = OmegaConf.to_container(cfg.pretrain, resolve=True)
     assert isinstance(p, dict)
     return {**p, "arch": str(cfg.model.arch), "encoder": str(cfg.model.encoder)}
+
+
+def inputs(cfg: DictConfig) -> dict[str, Any]:
+    """Every config key the pre-trained weights depend on: the method's settings, the network,
+    the data and the numeric precision. A done pre-training is reused, and a killed one
+    resumed, when these agree; the rest of a config (the later run's strategy, its logger,
+    how many checkpoints it keeps) may differ."""
+    data = OmegaConf.to_container(cfg.data, resolve=True)
+    return {
+        "pretrain": settings(cfg),
+        "data": data,
+        "trainer": {"precision": str(cfg.trainer.precision)},
+    }
 
 
 def default_dir(cfg: DictConfig, fingerprint: str) -> Path:
@@ -201,10 +215,15 @@ def run_pretrain(
         ckpt = None
         if rd.state_path.is_file():
             found = rd.read_state()
-            if rd.config_path.read_text() != config_yaml:
+            saved = OmegaConf.load(rd.config_path)
+            assert isinstance(saved, DictConfig)
+            differ = changed_keys(inputs(saved), inputs(cfg))
+            if differ:
+                was, now = flatten(inputs(saved)), flatten(inputs(cfg))
+                shown = ", ".join(f"{k}: {was.get(k)} -> {now.get(k)}" for k in differ[:4])
                 raise RunDirError(
-                    f"{rd.path} holds a pre-training with other settings (its config.yaml "
-                    "differs); choose another run_dir"
+                    f"{rd.path} holds a pre-training with other settings ({shown}); "
+                    "choose another run_dir"
                 )
             if found["phase"] == Phase.DONE:
                 console.log(f"pre-trained encoder found: {rd.path} (reused)")

@@ -6,12 +6,14 @@
 # without pre-training, and the full-supervision line from the encoder (OUT/full_pretrained;
 # its report: OUT/report_full_pretrained).
 #   LMF_ROOT=../shared/data/labelmefacade bash scripts/real_photos_pretrain.sh [OUT_DIR] [PARALLEL]
+# SETTINGS= picks a subset of the four settings, FULL_SEEDS= the seeds of the full line.
 # Finished runs are skipped and killed ones resumed (the pre-training too).
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 out=${1:-runs/real_photos}
 par=${2:-1}
 seeds=${SEEDS:-0 1 2}
+full_seeds=${FULL_SEEDS-$seeds}
 threads=${THREADS:-$(( $(nproc) / par ))}; [ "$threads" -ge 1 ] || threads=1
 root=$(realpath "${LMF_ROOT:-../shared/data/labelmefacade}")
 d="data=labelmefacade data.root=$root active.keep_checkpoints=5"
@@ -33,7 +35,9 @@ for seed in $seeds; do
   for name in $names; do
     plan_run "$out/$name-seed$seed" ${settings[$name]} seed=$seed
   done
-  plan_run "$out/full_pretrained/full-pretrained-seed$seed" $d $p active.full_supervision=true seed=$seed
+  case " $full_seeds " in *" $seed "*)
+    plan_run "$out/full_pretrained/full-pretrained-seed$seed" $d $p active.full_supervision=true seed=$seed ;;
+  esac
 done | run_plans "$out" "$par" "$threads"
 runs=()
 for name in random $names; do runs+=("$out/$name"-seed*/); done

@@ -13,6 +13,7 @@ from alseg.build import build_loop
 from alseg.cli import main
 from alseg.config import compose
 from alseg.models.segmentation import TrainSpan
+from alseg.rundir import RunDirError
 from alseg.pretrain import ENCODER_FILE, EpochCommit, PretrainError, run_pretrain
 from alseg.selfsup import EpochSampler
 
@@ -65,6 +66,10 @@ def test_weights_load_into_every_round_and_others_are_refused(tmp_path, capsys):
     assert main(["pretrain", *base, f"run_dir={run}"]) == 0
     assert f"model.encoder_weights={run}" in capsys.readouterr().out
     assert main(["pretrain", *base, f"run_dir={run}"]) == 0  # found done: reused
+    # keys the pre-training does not read do not stop the reuse (a study's own run settings)
+    assert main(["pretrain", *base, "active.keep_checkpoints=5", f"run_dir={run}"]) == 0
+    with pytest.raises(RunDirError, match=r"other settings \(pretrain.epochs: 2 -> 3\)"):
+        run_pretrain(compose([*base, "pretrain.epochs=3"]), run, Console(quiet=True))
     al = [*base, "active.rounds=1", "active.budget=8", f"model.encoder_weights={run}"]
     loop = build_loop(compose(al), tmp_path / "al", False, Console(quiet=True), False)
     pre = weights(run)
