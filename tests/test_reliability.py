@@ -274,7 +274,7 @@ def test_temp_files_of_interrupted_writes_are_removed_on_resume(finished, tmp_pa
 
 
 def test_resumed_wandb_pieces_continue_the_step_count(tmp_path, monkeypatch):
-    pytest.importorskip("wandb")
+    wandb = pytest.importorskip("wandb")
     from alseg.wandb_offline import history
 
     monkeypatch.setenv("WANDB_MODE", "offline")
@@ -282,8 +282,13 @@ def test_resumed_wandb_pieces_continue_the_step_count(tmp_path, monkeypatch):
     overrides = tiny_overrides(tmp_path, "active.rounds=3", "logger=wandb")
     with pytest.raises(RuntimeError, match="simulated crash"):
         run(overrides, out, patch=crash_in("fit", 2))
+    # A resume is a new process: the crashed one's W&B service has closed its files. Here,
+    # in one process, teardown stands in for that exit (once in a full suite the resumed
+    # piece read as empty right after finish(); not reproduced in 10 runs alone).
+    wandb.teardown()
     time.sleep(1.1)  # W&B names offline folders by the second
     run(overrides, out, resume=True)
+    wandb.teardown()
     pieces = sorted((out / "wandb").glob("offline-run-*"))
     run_id = json.loads((out / "state.json").read_text())["wandb_id"]
     assert len(pieces) == 2 and all(p.name.endswith(run_id) for p in pieces)
