@@ -42,7 +42,7 @@ from alseg.extensions.stage2 import Stage2
 from alseg.loop import ActiveLoop
 from alseg.models.adaptation import AlignSpec
 from alseg.models.factory import ModelSpec
-from alseg.models.segmentation import OptimSpec, SegmentationModule, TagSpec, TrainSpan
+from alseg.models.segmentation import OptimSpec, TagSpec
 from alseg.pretrain import check_pretrained, is_weights_path
 from alseg.rundir import Phase, RunDir, RunDirError
 from alseg.tasks import TASKS
@@ -479,6 +479,16 @@ def _resume_config(
         rundir.write_state(state)  # processes that DDP launches later read the new config
 
 
+def _checked_init_budget(cfg: DictConfig, parts: Parts) -> float:
+    """The checks that refuse a run before its run dir is made; round 0's budget."""
+    if is_weights_path(cfg.model.encoder_weights):
+        check_pretrained(cfg.model.encoder_weights, cfg.model.encoder, parts.train.fingerprint)
+    pool_cost = float(parts.oracle.query_costs(np.arange(parts.store.num_regions)).sum())
+    init = init_budget(cfg, pool_cost)
+    check_budget(pool_cost, init, float(cfg.active.budget), int(cfg.active.rounds))
+    return init
+
+
 def build_loop(
     cfg: DictConfig,
     run_dir: Path,
@@ -493,11 +503,7 @@ def build_loop(
     ``alseg resume`` is writing. Not for ``run()``."""
     quiet_lightning()
     parts = build_parts(cfg, progress)
-    if is_weights_path(cfg.model.encoder_weights):  # refused before a run dir is made
-        check_pretrained(cfg.model.encoder_weights, cfg.model.encoder, parts.train.fingerprint)
-    pool_cost = float(parts.oracle.query_costs(np.arange(parts.store.num_regions)).sum())
-    init = init_budget(cfg, pool_cost)
-    check_budget(pool_cost, init, float(cfg.active.budget), int(cfg.active.rounds))
+    init = _checked_init_budget(cfg, parts)
     console = console or user_console()
     rank_zero = is_rank_zero() and not read_only  # a reader writes nothing, as other ranks
     rundir = open_run_dir(cfg, run_dir, resume or read_only, console, rank_zero)
@@ -515,12 +521,7 @@ def build_loop(
             console if rank_zero else Console(quiet=True),
             rank_zero=rank_zero,
         )
-        spec = model_spec(cfg, parts.train)
-
-        def build_model(stage: int, span: TrainSpan) -> SegmentationModule:
-            return spec.build(stage, span)
-
-        factory: ModelFactory = build_model
+        factory: ModelFactory = model_spec(cfg, parts.train).build
         return ActiveLoop(
             rundir=rundir,
             datamodule=parts.datamodule,

@@ -66,6 +66,15 @@ def _parser() -> argparse.ArgumentParser:
         help="key=value overrides, e.g. data=labelmefacade pretrain.method=densecl "
         "pretrain.epochs=50 (run_dir: default runs/pretrain/<method>-<encoder>-<pool>-<hash>)",
     )
+    _analysis_parsers(sub)
+    _people_parsers(sub)
+    cfg = sub.add_parser("config", help="print the composed config")
+    cfg.add_argument("overrides", nargs="*", help=OVERRIDE_HELP)
+    return p
+
+
+def _analysis_parsers(sub: Any) -> None:
+    """``alseg summarize``, ``report``, ``sweep`` and ``bench``."""
     summ = sub.add_parser("summarize", help="mean ± std learning-curve table over run dirs")
     summ.add_argument("run_dirs", nargs="+", type=Path)
     summ.add_argument("--metric", default="mIoU", help="metrics.csv column (default mIoU)")
@@ -98,10 +107,6 @@ def _parser() -> argparse.ArgumentParser:
         "name", choices=["acquisition", "adaptive", "committee", "pruning", "regions", "scoring"]
     )
     bench.add_argument("args", nargs=argparse.REMAINDER, help="options of the benchmark (--quick)")
-    _people_parsers(sub)
-    cfg = sub.add_parser("config", help="print the composed config")
-    cfg.add_argument("overrides", nargs="*", help=OVERRIDE_HELP)
-    return p
 
 
 def _people_parsers(sub: Any) -> None:

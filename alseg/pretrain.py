@@ -193,11 +193,69 @@ def _transform(cfg: DictConfig) -> Any:
     return make(input_size=int(p.input_size), gaussian_blur=float(p.blur))
 
 
+def _check_saved(rd: RunDir, cfg: DictConfig) -> None:
+    """Refuse a run dir whose pre-training read other settings (names the first four)."""
+    saved = OmegaConf.load(rd.config_path)
+    assert isinstance(saved, DictConfig)
+    differ = changed_keys(inputs(saved), inputs(cfg))
+    if differ:
+        was, now = flatten(inputs(saved)), flatten(inputs(cfg))
+        shown = ", ".join(f"{k}: {was.get(k)} -> {now.get(k)}" for k in differ[:4])
+        raise RunDirError(
+            f"{rd.path} holds a pre-training with other settings ({shown}); choose another run_dir"
+        )
+
+
+def _trainer(cfg: DictConfig, rd: RunDir, state: dict[str, Any], rank_zero: bool) -> pl.Trainer:
+    from alseg.build import build_logger
+
+    t = cfg.trainer
+    return pl.Trainer(
+        accelerator=t.accelerator,
+        devices=t.devices,
+        strategy=t.strategy,
+        num_nodes=t.num_nodes,
+        precision=t.precision,
+        max_epochs=int(cfg.pretrain.epochs),
+        deterministic=t.deterministic,
+        enable_progress_bar=t.enable_progress_bar,
+        log_every_n_steps=t.log_every_n_steps,
+        logger=(build_logger(cfg, rd, {}) or False) if rank_zero else False,
+        callbacks=[EpochCommit(rd, state)],
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        default_root_dir=str(rd.path),
+    )
+
+
+def _save_encoder(
+    rd: RunDir, cfg: DictConfig, encoder: Any, trainer: pl.Trainer, fingerprint: str
+) -> dict[str, Any]:
+    """Write encoder.pt and pretrain.json, drop the checkpoint; the metadata."""
+    loss = trainer.callback_metrics.get("ssl_loss")
+    meta = {
+        "method": str(cfg.pretrain.method),
+        "arch": str(cfg.model.arch),
+        "encoder": str(cfg.model.encoder),
+        "fingerprint": fingerprint,
+        "data": str(cfg.data.name),
+        "settings": settings(cfg),
+        "epochs": int(trainer.current_epoch),
+        "final_loss": float(loss) if loss is not None else None,
+    }
+    buf = io.BytesIO()
+    torch.save({k: v.detach().cpu() for k, v in encoder.state_dict().items()}, buf)
+    rd.write_file(rd.path / ENCODER_FILE, buf.getvalue())
+    rd.write_file(rd.path / META_FILE, (json.dumps(meta, indent=1) + "\n").encode())
+    rd.forget(rd.path / CHECKPOINT)  # done: the encoder is what later runs read
+    return meta
+
+
 def run_pretrain(
     cfg: DictConfig, run_dir: Path | None = None, console: Console | None = None
 ) -> Path:
     """Pre-train (or resume, or find done) the encoder of ``cfg`` on its pool; the run dir."""
-    from alseg.build import build_datasets, build_logger, quiet_lightning
+    from alseg.build import build_datasets, quiet_lightning
     from alseg.models.segmentation import build_network
     from alseg.selfsup import Encoder, EpochSampler, TwoViews
 
@@ -209,22 +267,12 @@ def run_pretrain(
     train = build_datasets(cfg.data)[0]
     fingerprint = str(train.fingerprint)
     rd = RunDir(run_dir or default_dir(cfg, fingerprint))
-    config_yaml = OmegaConf.to_yaml(cfg, resolve=True)
     with rd.locked("pretrain") if rank_zero else contextlib.nullcontext(rd):
         state: dict[str, Any] = {"seed": int(cfg.pretrain.seed), "task": "pretrain"}
         ckpt = None
         if rd.state_path.is_file():
             found = rd.read_state()
-            saved = OmegaConf.load(rd.config_path)
-            assert isinstance(saved, DictConfig)
-            differ = changed_keys(inputs(saved), inputs(cfg))
-            if differ:
-                was, now = flatten(inputs(saved)), flatten(inputs(cfg))
-                shown = ", ".join(f"{k}: {was.get(k)} -> {now.get(k)}" for k in differ[:4])
-                raise RunDirError(
-                    f"{rd.path} holds a pre-training with other settings ({shown}); "
-                    "choose another run_dir"
-                )
+            _check_saved(rd, cfg)
             if found["phase"] == Phase.DONE:
                 console.log(f"pre-trained encoder found: {rd.path} (reused)")
                 return rd.path
@@ -232,7 +280,7 @@ def run_pretrain(
             ckpt = rd.path / CHECKPOINT
             console.log(f"resuming {rd.path} after epoch {found['round']}")
         elif rank_zero:
-            rd.create(config_yaml)
+            rd.create(OmegaConf.to_yaml(cfg, resolve=True))
         p = cfg.pretrain
         pl.seed_everything(int(p.seed), workers=True, verbose=False)
         network = build_network(cfg.model.arch, cfg.model.encoder, None, 1)
@@ -240,23 +288,7 @@ def run_pretrain(
         backbone = Encoder(encoder, int(encoder.out_channels[-1]))
         module = _module(cfg, backbone, backbone.channels)
         views = TwoViews(train.image_uint8, len(train), _transform(cfg), int(p.seed))
-        t = cfg.trainer
-        trainer = pl.Trainer(
-            accelerator=t.accelerator,
-            devices=t.devices,
-            strategy=t.strategy,
-            num_nodes=t.num_nodes,
-            precision=t.precision,
-            max_epochs=int(p.epochs),
-            deterministic=t.deterministic,
-            enable_progress_bar=t.enable_progress_bar,
-            log_every_n_steps=t.log_every_n_steps,
-            logger=(build_logger(cfg, rd, {}) or False) if rank_zero else False,
-            callbacks=[EpochCommit(rd, state)],
-            enable_checkpointing=False,
-            enable_model_summary=False,
-            default_root_dir=str(rd.path),
-        )
+        trainer = _trainer(cfg, rd, state, rank_zero)
         batch = min(int(p.batch_size), len(views))
         loader = DataLoader(
             views,
@@ -271,22 +303,7 @@ def run_pretrain(
         )
         trainer.fit(module, loader, ckpt_path=ckpt, weights_only=True)
         if rank_zero:
-            loss = trainer.callback_metrics.get("ssl_loss")
-            meta = {
-                "method": str(p.method),
-                "arch": str(cfg.model.arch),
-                "encoder": str(cfg.model.encoder),
-                "fingerprint": fingerprint,
-                "data": str(cfg.data.name),
-                "settings": settings(cfg),
-                "epochs": int(trainer.current_epoch),
-                "final_loss": float(loss) if loss is not None else None,
-            }
-            buf = io.BytesIO()
-            torch.save({k: v.detach().cpu() for k, v in encoder.state_dict().items()}, buf)
-            rd.write_file(rd.path / ENCODER_FILE, buf.getvalue())
-            rd.write_file(rd.path / META_FILE, (json.dumps(meta, indent=1) + "\n").encode())
-            rd.forget(rd.path / CHECKPOINT)  # done: the encoder is what later runs read
+            _save_encoder(rd, cfg, encoder, trainer, fingerprint)
             rd.write_state({**state, "round": int(trainer.current_epoch), "phase": Phase.DONE})
             console.log(
                 f"encoder weights: {rd.path / ENCODER_FILE} (model.encoder_weights={rd.path})"

@@ -13,8 +13,8 @@ from alseg.build import build_loop
 from alseg.cli import main
 from alseg.config import compose
 from alseg.models.segmentation import TrainSpan
-from alseg.rundir import RunDirError
 from alseg.pretrain import ENCODER_FILE, EpochCommit, PretrainError, run_pretrain
+from alseg.rundir import RunDirError
 from alseg.selfsup import EpochSampler
 
 TINY = [

@@ -23,17 +23,18 @@ extension.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 import pytorch_lightning as pl
 import torch
 
 from alseg.acquisition.base import Selection
-from alseg.data.labels import Annotations
+from alseg.data.datamodule import ActiveDataModule
+from alseg.data.labels import Annotations, LabelStore
+from alseg.data.oracle import SimulatedOracle
 from alseg.models.segmentation import SegmentationModule, TrainSpan
-
-if TYPE_CHECKING:
-    from alseg.loop import ActiveLoop
+from alseg.rundir import RunDir
+from alseg.tracking import Tracker
 
 
 class TrainerFactory(Protocol):
@@ -82,12 +83,43 @@ class FitResult:
     eval_model: SegmentationModule
 
 
+class RoundContext(Protocol):
+    """What an extension reads and calls of the round machine (``alseg.loop.ActiveLoop``
+    provides it): the run dir, the data and its label store, the annotator, the reporter,
+    and the loop's way to train and to load a round's models."""
+
+    rundir: RunDir
+    dm: ActiveDataModule
+    store: LabelStore
+    oracle: SimulatedOracle
+    tracker: Tracker
+    trainer_factory: TrainerFactory
+    rank_zero: bool
+    seed: int
+
+    def train(self, r: int, plan: FitPlan) -> tuple[SegmentationModule, pl.Trainer]:
+        """Fit a model of round ``r`` as ``plan`` says; the model and its trainer."""
+        ...
+
+    def load_model(self, r: int, stage: int = 1) -> SegmentationModule:
+        """The model of round ``r``'s fit of ``stage``, from its checkpoint."""
+        ...
+
+    def stage1_model(self, r: int) -> SegmentationModule:
+        """The acquisition (stage-1) model of round ``r``."""
+        ...
+
+    def evaluation_model(self, r: int) -> SegmentationModule:
+        """The model that round ``r`` evaluates."""
+        ...
+
+
 class Extension:
     """A method plug-in; every hook does nothing unless overridden."""
 
     name = "extension"
 
-    def setup(self, loop: ActiveLoop) -> None:
+    def setup(self, loop: RoundContext) -> None:
         """Called once by the loop before it runs."""
         self.loop = loop
 

@@ -34,7 +34,7 @@ import pytorch_lightning as pl
 import torch
 
 from alseg.data.label_maps import label_map_path, save_label_map
-from alseg.extensions.base import Extension, FitResult
+from alseg.extensions.base import Extension, FitResult, RoundContext
 from alseg.extensions.maps import MapWriter, pct, write_maps
 from alseg.extensions.stage2 import train_on_pseudo_labels
 from alseg.models.segmentation import (
@@ -114,7 +114,7 @@ class BoundaryModule(SegmentationModule):
 class _TagWriter(MapWriter):
     """A pass over tagged images with the tag model: their multi-scale CAMs."""
 
-    def __init__(self, folder: Path, loop: Any, settings: Any, num_counts: int) -> None:
+    def __init__(self, folder: Path, loop: RoundContext, settings: Any, num_counts: int) -> None:
         super().__init__(PredictOutputs(), folder, num_counts)
         self.loop, self.s = loop, settings
         self.C = loop.store.num_classes
@@ -155,7 +155,7 @@ class CamWriter(_TagWriter):
     """Writes the confident areas; counts the CAM labels' confusion matrix, confident
     pixels right, confident pixels, labeled pixels."""
 
-    def __init__(self, folder: Path, loop: Any, settings: Any) -> None:
+    def __init__(self, folder: Path, loop: RoundContext, settings: Any) -> None:
         C = loop.store.num_classes
         super().__init__(folder, loop, settings, C * C + 3)
 
@@ -197,7 +197,9 @@ class WalkWriter(_TagWriter):
     propagated CAMs, and the background's ``weak.bg_score`` if there is one); counts their
     confusion matrix."""
 
-    def __init__(self, folder: Path, loop: Any, settings: Any, boundary: BoundaryModule) -> None:
+    def __init__(
+        self, folder: Path, loop: RoundContext, settings: Any, boundary: BoundaryModule
+    ) -> None:
         C = loop.store.num_classes
         super().__init__(folder, loop, settings, C * C)
         radius = settings.get("walk_radius") or settings.radius

@@ -5,17 +5,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pytorch_lightning as pl
 import torch
 
 from alseg.callbacks.prediction import PredictionCallback, sum_over_ranks
+from alseg.extensions.base import RoundContext
 from alseg.models.segmentation import PredictOutputs, SegmentationModule
-
-if TYPE_CHECKING:
-    from alseg.loop import ActiveLoop
 
 
 class MapWriter(PredictionCallback):
@@ -37,7 +34,7 @@ class MapWriter(PredictionCallback):
 
 
 def write_maps(
-    loop: ActiveLoop,
+    loop: RoundContext,
     kind: str,
     r: int,
     model: SegmentationModule,

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
@@ -24,12 +24,9 @@ from alseg.acquisition.adaptive import knee_threshold
 from alseg.acquisition.base import Selection
 from alseg.data.label_maps import label_map_path, save_label_map
 from alseg.data.labels import NO_CLASS, Annotations
-from alseg.extensions.base import Extension
+from alseg.extensions.base import Extension, RoundContext
 from alseg.extensions.maps import MapWriter, pct, write_maps
 from alseg.models.segmentation import PredictOutputs
-
-if TYPE_CHECKING:
-    from alseg.loop import ActiveLoop
 
 KIND = "sieve"
 STAT_KEYS = ("sieve_kept_acc", "sieve_dropped_acc", "sieve_dropped_pct", "sieve_regions")
@@ -135,7 +132,7 @@ class SieveWriter(MapWriter):
     ground truth left out)."""
 
     def __init__(
-        self, folder: Path, answers: dict[int, _ImageAnswers], loop: Any, cfg: SieveConfig
+        self, folder: Path, answers: dict[int, _ImageAnswers], loop: RoundContext, cfg: SieveConfig
     ) -> None:
         super().__init__(PredictOutputs(), folder, 5)
         self.answers, self.cfg = answers, cfg
@@ -210,7 +207,7 @@ class Sieving(Extension):
         self.stats: dict[str, float] = {}
         self.folders: list[Path] = []
 
-    def setup(self, loop: ActiveLoop) -> None:
+    def setup(self, loop: RoundContext) -> None:
         super().setup(loop)
         self.folders, self.stats = [], {}
 

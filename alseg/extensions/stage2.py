@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from alseg.data.label_maps import label_map_path, save_label_map
-from alseg.extensions.base import Extension, FitPlan, FitResult
+from alseg.extensions.base import Extension, FitPlan, FitResult, RoundContext
 from alseg.extensions.maps import MapWriter, pct, write_maps
 from alseg.models.pseudo_labels import propagate_pseudo_labels
 from alseg.models.segmentation import PredictOutputs, SegmentationModule
@@ -32,7 +32,7 @@ class PseudoLabelWriter(MapWriter):
     image's answers.
     Counts: pixels correct, pixels assigned, non-void pixels (against ground truth)."""
 
-    def __init__(self, folder: Path, loop: Any) -> None:
+    def __init__(self, folder: Path, loop: RoundContext) -> None:
         super().__init__(PredictOutputs(features=True), folder, 3)
         self.store, self.regions = loop.store, loop.dm.regions
         self.mask_fn, self.ignore = loop.dm.labeled.mask_fn, loop.dm.labeled.ignore_index
@@ -79,7 +79,9 @@ def stage2_features(feats: torch.Tensor, size: Any) -> torch.Tensor:
     return F.interpolate(F.normalize(feats, dim=1), size=size, mode="bilinear", align_corners=False)
 
 
-def train_on_pseudo_labels(loop: Any, r: int, folder: Path, keep: int) -> SegmentationModule:
+def train_on_pseudo_labels(
+    loop: RoundContext, r: int, folder: Path, keep: int
+) -> SegmentationModule:
     """Round ``r``'s stage-2 model: re-initialised, trained on the label maps in ``folder``
     with CE, saved as ``checkpoints/round_XX_stage2.pt``."""
     loop.dm.labeled.set_pseudo_labels(folder)

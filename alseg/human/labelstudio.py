@@ -204,6 +204,40 @@ def parse_export(export: Any, q: QueryRound, region_map_fn: Any = None) -> Parse
     return out
 
 
+def _task_image(task: Any, q: QueryRound, out: Parsed) -> tuple[Any, int] | None:
+    """A task's id and image index, or None (its problem noted) when it is not a task of
+    this round of this run."""
+    if not isinstance(task, dict):
+        out.problems.append(f"a task is not a JSON object: {str(task)[:60]!r}")
+        return None
+    tid = task.get("id", "?")
+    data = task.get("data", {})
+    if not isinstance(data, dict):
+        out.problems.append(f"task {tid}: its 'data' is not an object ({str(data)[:60]!r})")
+        return None
+    if data.get("alseg_round") != q.round or "alseg_image" not in data:
+        out.problems.append(
+            f"task {tid}: not a task of round {q.round} of this run "
+            f"(alseg_round={data.get('alseg_round')!r})"
+        )
+        return None
+    if q.run_id and data.get("alseg_run_id") != q.run_id:
+        out.problems.append(
+            f"task {tid}: a task of another run ({data.get('alseg_run')!r}, run id "
+            f"{data.get('alseg_run_id')!r}), not of this one (run id {q.run_id!r}); import it "
+            "into that run"
+        )
+        return None
+    image = _image_id(data["alseg_image"])
+    if image is None:
+        out.problems.append(
+            f"task {tid}: data.alseg_image={data['alseg_image']!r} is not an image index "
+            "(a whole number, as alseg exported it)"
+        )
+        return None
+    return tid, image
+
+
 def _parse_task(
     task: Any,
     q: QueryRound,
@@ -213,34 +247,10 @@ def _parse_task(
     out: Parsed,
     region_map_fn: Any = None,
 ) -> None:
-    if not isinstance(task, dict):
-        out.problems.append(f"a task is not a JSON object: {str(task)[:60]!r}")
+    found = _task_image(task, q, out)
+    if found is None:
         return
-    tid = task.get("id", "?")
-    data = task.get("data", {})
-    if not isinstance(data, dict):
-        out.problems.append(f"task {tid}: its 'data' is not an object ({str(data)[:60]!r})")
-        return
-    if data.get("alseg_round") != q.round or "alseg_image" not in data:
-        out.problems.append(
-            f"task {tid}: not a task of round {q.round} of this run "
-            f"(alseg_round={data.get('alseg_round')!r})"
-        )
-        return
-    if q.run_id and data.get("alseg_run_id") != q.run_id:
-        out.problems.append(
-            f"task {tid}: a task of another run ({data.get('alseg_run')!r}, run id "
-            f"{data.get('alseg_run_id')!r}), not of this one (run id {q.run_id!r}); import it "
-            "into that run"
-        )
-        return
-    image = _image_id(data["alseg_image"])
-    if image is None:
-        out.problems.append(
-            f"task {tid}: data.alseg_image={data['alseg_image']!r} is not an image index "
-            "(a whole number, as alseg exported it)"
-        )
-        return
+    tid, image = found
     mine = queries.get(image, {})
     if not mine:
         out.problems.append(f"task {tid}: image {image} was not queried in round {q.round}")

@@ -87,9 +87,7 @@ def propagate_pseudo_labels(
     Returns:
         (H, W) long pseudo labels, ``ignore_index`` where unassigned.
     """
-    D, H, W = features.shape
-    C = probs.shape[0]
-    R = region_classes.shape[0]
+    (D, H, W), C, R = features.shape, probs.shape[0], region_classes.shape[0]
     dev = features.device
     f = features.reshape(D, -1).T.float().contiguous()  # (P, D), rows gathered below
     r = regions.reshape(-1).long().to(dev)  # (P,)

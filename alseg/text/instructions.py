@@ -143,21 +143,12 @@ def _respace(text: str, r: random.Random) -> str:
     return " ".join(words)
 
 
-def make_instructions(
-    n: int,
-    rates: dict[str, float] | None = None,
-    seed: int = 0,
-    skills: Sequence[str] | None = None,
-) -> list[Example]:
-    """``n`` training examples, skills in turn, with exactly round(rate x n) defects of each
-    kind (module docstring)."""
-    if n < 1:
-        raise ValueError(f"n={n} must be >= 1")
-    rates = dict(rates or {})
-    check_rates(rates)
-    names = _skills(skills)
-    r = random.Random(f"alseg-instructions-{seed}")
-    tasks = [(names[i % len(names)], SKILLS[names[i % len(names)]](r)) for i in range(n)]
+def _assign_defects(
+    tasks: list[tuple[str, Task]], rates: dict[str, float], r: random.Random
+) -> dict[int, str]:
+    """Which examples carry which defect: exactly round(rate x n) of each kind, truncations
+    only where an answer has two characters or more."""
+    n = len(tasks)
     counts = {k: round(float(rates.get(k, 0.0)) * n) for k in DEFECTS}
     cuttable = [i for i, (_, t) in enumerate(tasks) if len(t.answer) >= 2]
     if counts["truncated"] > len(cuttable):
@@ -174,6 +165,25 @@ def make_instructions(
         for i in rest[start : start + counts[k]]:
             kind[i] = k
         start += counts[k]
+    return kind
+
+
+def make_instructions(
+    n: int,
+    rates: dict[str, float] | None = None,
+    seed: int = 0,
+    skills: Sequence[str] | None = None,
+) -> list[Example]:
+    """``n`` training examples, skills in turn, with exactly round(rate x n) defects of each
+    kind (module docstring)."""
+    if n < 1:
+        raise ValueError(f"n={n} must be >= 1")
+    rates = dict(rates or {})
+    check_rates(rates)
+    names = _skills(skills)
+    r = random.Random(f"alseg-instructions-{seed}")
+    tasks = [(names[i % len(names)], SKILLS[names[i % len(names)]](r)) for i in range(n)]
+    kind = _assign_defects(tasks, rates, r)
     clean = [i for i in range(n) if i not in kind]
     out: list[Example] = []
     for i, (skill, t) in enumerate(tasks):
