@@ -14,7 +14,7 @@ from helpers import tiny_overrides
 from rich.console import Console
 from torch.utils.data import DataLoader
 
-from alseg.acquisition.base import BatchOutputs
+from alseg.acquisition.base import BatchOutputs, SelectionContext
 from alseg.acquisition.scorer import PoolScorer
 from alseg.acquisition.strategies import get_strategy
 from alseg.build import build_loop
@@ -156,7 +156,7 @@ def test_lamda_zeroes_the_probabilities_of_labeled_free_picks():
         "margin": torch.zeros(6),
     }
     labeled = torch.tensor([False, False, False, True, True, True])
-    sel = s.pick(fields, torch.ones(6), 2.0, labeled, torch.Generator(), 1)
+    sel = s.pick(fields, SelectionContext(torch.ones(6), labeled, 2.0, torch.Generator()))
     rows = sel.extras["free_rows"]
     lab = labeled.numpy()[rows]
     assert lab.any() and (sel.extras["free_probs"][lab] == 0).all()
@@ -174,9 +174,8 @@ def test_eada_first_filter_keeps_a_share_of_the_unlabeled_pool():
     stats = s.region_stats(batch)
     stats["scored"] = torch.ones(6, dtype=torch.bool)
     lab = torch.zeros(6, dtype=torch.bool)
-    picked = s.select(
-        s.scores(stats, lab, torch.Generator()), torch.ones(6), lab, 1.0, stats, torch.Generator()
-    )
+    ctx = SelectionContext(torch.ones(6), lab, 1.0, torch.Generator())
+    picked = s.select(s.scores(stats, lab, torch.Generator()), stats, ctx)
     energy = stats["energy"]
     top3 = set(torch.topk(energy, 3).indices.tolist())  # half of the pool by energy
     assert picked.ids.item() in top3
@@ -193,11 +192,10 @@ def test_ripu_takes_each_image_share_of_the_budget():
         "size": torch.ones(6, dtype=torch.long),
     }
     lab = torch.zeros(6, dtype=torch.bool)
-    sel = s.select(scores, torch.ones(6), lab, 4.0, stats, torch.Generator())
+    ctx = SelectionContext(torch.ones(6), lab, 4.0, torch.Generator())
+    sel = s.select(scores, stats, ctx)
     assert sorted(sel.ids.tolist()) == [0, 1, 3, 4]  # 2 per image, not the global top 4
-    glob = get_strategy("ripu", per_image=False).select(
-        scores, torch.ones(6), lab, 4.0, stats, torch.Generator()
-    )
+    glob = get_strategy("ripu", per_image=False).select(scores, stats, ctx)
     assert sorted(glob.ids.tolist()) == [0, 1, 2, 3]
 
 

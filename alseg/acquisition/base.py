@@ -20,6 +20,7 @@ region-level tensors are kept:
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 
@@ -32,6 +33,29 @@ from alseg.acquisition.select import budgeted_topk, power_keys
 from alseg.models.segmentation import PredictOutputs
 
 Stats = dict[str, torch.Tensor]
+
+
+@dataclass(frozen=True)
+class SelectionContext:
+    """What one selection decides under, besides the scores and the pass statistics.
+
+    Attributes:
+        costs: (R,) clicks of each region; in ``DiversityStrategy.pick``, of each row.
+        labeled: (R,) bool, regions already bought; in ``pick``, rows that are centers.
+        budget: clicks to spend.
+        generator: the round's random generator (same seed on every rank).
+        round_index: the round whose labels are being bought (1 = the first selection).
+    """
+
+    costs: torch.Tensor
+    labeled: torch.Tensor
+    budget: float
+    generator: torch.Generator
+    round_index: int = 1
+
+    def rows(self, costs: torch.Tensor, labeled: torch.Tensor) -> SelectionContext:
+        """The same selection over feature rows: their costs and which are centers."""
+        return dataclasses.replace(self, costs=costs, labeled=labeled)
 
 
 @dataclass
@@ -137,17 +161,13 @@ class Strategy:
     def select(
         self,
         scores: torch.Tensor,
-        costs: torch.Tensor,
-        labeled: torch.Tensor,
-        budget: float,
         stats: Stats,
-        generator: torch.Generator,
-        round_index: int = 1,
+        ctx: SelectionContext,
     ) -> Selection:
-        """(R,) scores and costs -> the selected global region ids (and extras)."""
+        """(R,) scores -> the selected global region ids (and extras)."""
         if self.power is not None:
-            scores = power_keys(scores, self.power, generator)
-        return Selection(budgeted_topk(scores, costs, budget, labeled))
+            scores = power_keys(scores, self.power, ctx.generator)
+        return Selection(budgeted_topk(scores, ctx.costs, ctx.budget, ctx.labeled))
 
 
 class RandomStrategy(Strategy):
@@ -223,23 +243,19 @@ class DiversityStrategy(Strategy):
     def select(
         self,
         scores: torch.Tensor,
-        costs: torch.Tensor,
-        labeled: torch.Tensor,
-        budget: float,
         stats: Stats,
-        generator: torch.Generator,
-        round_index: int = 1,
+        ctx: SelectionContext,
     ) -> Selection:
         ids, fields, lab = self.rows(stats)
-        c = costs.to(ids.device)[ids]
+        c = ctx.costs.to(ids.device)[ids]
         cand_cost = float(c[~lab].sum())
-        if cand_cost < budget:
+        if cand_cost < ctx.budget:
             raise ValueError(
                 f"{self.name}: the {int((~lab).sum())} candidate regions cost {cand_cost:g} "
-                f"clicks, less than the budget {budget:g}; raise "
+                f"clicks, less than the budget {ctx.budget:g}; raise "
                 "active.strategy_params.max_candidates"
             )
-        picked = self.pick(fields, c, budget, lab, generator, round_index)
+        picked = self.pick(fields, ctx.rows(c, lab))
         extras = dict(picked.extras)
         if "free_rows" in extras:  # row positions -> global ids
             extras["free_ids"] = ids[torch.from_numpy(extras.pop("free_rows"))].cpu().numpy()
@@ -248,11 +264,7 @@ class DiversityStrategy(Strategy):
     def pick(
         self,
         fields: Stats,
-        costs: torch.Tensor,
-        budget: float,
-        labeled: torch.Tensor,
-        generator: torch.Generator,
-        round_index: int,
+        ctx: SelectionContext,
     ) -> Selection:
         """Choose rows: a Selection of row positions (extras: ``free_rows`` positions are
         turned into ``free_ids``)."""

@@ -25,7 +25,14 @@ import math
 import torch
 import torch.nn.functional as F
 
-from alseg.acquisition.base import BatchOutputs, DiversityStrategy, Selection, Stats, hash_key
+from alseg.acquisition.base import (
+    BatchOutputs,
+    DiversityStrategy,
+    Selection,
+    SelectionContext,
+    Stats,
+    hash_key,
+)
 from alseg.acquisition.reduce import region_feature_mean
 from alseg.models.segmentation import PredictOutputs
 
@@ -251,19 +258,14 @@ class _CoverageStrategy(DiversityStrategy):
     def pick(
         self,
         fields: Stats,
-        costs: torch.Tensor,
-        budget: float,
-        labeled: torch.Tensor,
-        generator: torch.Generator,
-        round_index: int,
+        ctx: SelectionContext,
     ) -> Selection:
         x = fields["feat"].float().cpu()
-        lab = labeled.cpu()
-        c = costs.cpu()
+        lab, c, budget = ctx.labeled.cpu(), ctx.costs.cpu(), ctx.budget
         unl = c[~lab]
         # rows to rank: enough that the cheapest ones fill the budget
         n_new = min(int((~lab).sum()), max(1, math.ceil(budget / float(unl.min().clamp_min(1e-9)))))
-        picks = self.order(x, lab, n_new, generator)
+        picks = self.order(x, lab, n_new, ctx.generator)
         keep, spent = [], 0.0
         for row in picks:  # the budget walks the order, as budgeted_topk walks scores
             if spent + float(c[row]) <= budget + 1e-9:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from alseg.acquisition.base import Selection, Stats, Strategy
+from alseg.acquisition.base import Selection, SelectionContext, Stats, Strategy
 from alseg.data.labels import Annotations
 from alseg.data.oracle import SimulatedOracle
 
@@ -27,7 +27,8 @@ def decide(
     lab = torch.from_numpy(labeled)
     scores = strategy.scores(stats, lab, generator).float().cpu()
     costs = torch.from_numpy(oracle.query_costs(np.arange(lab.numel())))
-    selection = strategy.select(scores, costs, lab, budget, stats, generator, round_index)
+    ctx = SelectionContext(costs, lab, budget, generator, round_index)
+    selection = strategy.select(scores, stats, ctx)
     ids = selection.ids.cpu()
     if "root" in stats:  # merged regions: one query labels all base regions of its root
         root = stats["root"].cpu().numpy()

@@ -9,7 +9,13 @@ from __future__ import annotations
 
 import torch
 
-from alseg.acquisition.base import BatchOutputs, DiversityStrategy, Selection, Stats
+from alseg.acquisition.base import (
+    BatchOutputs,
+    DiversityStrategy,
+    Selection,
+    SelectionContext,
+    Stats,
+)
 from alseg.acquisition.reduce import region_feature_mean, region_gradient_embedding
 from alseg.acquisition.select import kcenter_greedy, kmeanspp_select
 
@@ -28,13 +34,11 @@ class CoresetStrategy(DiversityStrategy):
     def pick(
         self,
         fields: Stats,
-        costs: torch.Tensor,
-        budget: float,
-        labeled: torch.Tensor,
-        generator: torch.Generator,
-        round_index: int,
+        ctx: SelectionContext,
     ) -> Selection:
-        return Selection(kcenter_greedy(fields["feat"], costs, budget, labeled, self.block))
+        return Selection(
+            kcenter_greedy(fields["feat"], ctx.costs, ctx.budget, ctx.labeled, self.block)
+        )
 
 
 class BADGEStrategy(DiversityStrategy):
@@ -50,11 +54,7 @@ class BADGEStrategy(DiversityStrategy):
     def pick(
         self,
         fields: Stats,
-        costs: torch.Tensor,
-        budget: float,
-        labeled: torch.Tensor,
-        generator: torch.Generator,
-        round_index: int,
+        ctx: SelectionContext,
     ) -> Selection:
-        feat = fields["feat"]
-        return Selection(kmeanspp_select(feat, costs, budget, labeled, generator, self.block))
+        feat, g = fields["feat"], ctx.generator
+        return Selection(kmeanspp_select(feat, ctx.costs, ctx.budget, ctx.labeled, g, self.block))

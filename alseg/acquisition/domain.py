@@ -17,6 +17,7 @@ from alseg.acquisition.base import (
     BatchOutputs,
     DiversityStrategy,
     Selection,
+    SelectionContext,
     Stats,
     Strategy,
     hash_key,
@@ -73,13 +74,10 @@ class EADAStrategy(Strategy):
     def select(
         self,
         scores: torch.Tensor,
-        costs: torch.Tensor,
-        labeled: torch.Tensor,
-        budget: float,
         stats: Stats,
-        generator: torch.Generator,
-        round_index: int = 1,
+        ctx: SelectionContext,
     ) -> Selection:
+        costs, labeled, budget = ctx.costs, ctx.labeled, ctx.budget
         energy = stats["energy"].float().cpu()
         usable = ~labeled & torch.isfinite(energy)
         n = int(usable.sum())
@@ -117,15 +115,11 @@ class CLUEStrategy(DiversityStrategy):
     def pick(
         self,
         fields: Stats,
-        costs: torch.Tensor,
-        budget: float,
-        labeled: torch.Tensor,
-        generator: torch.Generator,
-        round_index: int,
+        ctx: SelectionContext,
     ) -> Selection:
-        emb, weight = fields["feat"], fields["weight"]
+        emb, weight, g = fields["feat"], fields["weight"], ctx.generator
         return Selection(
-            weighted_kmeans_select(emb, weight, costs, budget, labeled, generator, self.iters)
+            weighted_kmeans_select(emb, weight, ctx.costs, ctx.budget, ctx.labeled, g, self.iters)
         )
 
 
@@ -190,16 +184,13 @@ class LAMDAStrategy(DiversityStrategy):
     def pick(
         self,
         fields: Stats,
-        costs: torch.Tensor,
-        budget: float,
-        labeled: torch.Tensor,
-        generator: torch.Generator,
-        round_index: int,
+        ctx: SelectionContext,
     ) -> Selection:
+        costs, labeled, budget = ctx.costs, ctx.labeled, ctx.budget
         free = fields["margin"] > self.confidence
         unlabeled_costs = costs[~labeled]
         k = min(int(budget // float(unlabeled_costs.min())), int((~labeled).sum()))
-        cap = 2 * round_index * k
+        cap = 2 * ctx.round_index * k
         queries, free_picks = lamda_select(fields["feat"], free, labeled, k, cap, self.gamma)
         spent = torch.cumsum(costs[queries].double(), 0)
         queries = queries[spent <= budget + 1e-9]

@@ -17,7 +17,7 @@ from collections.abc import Callable
 import torch
 
 from alseg.acquisition import scores as S
-from alseg.acquisition.base import BatchOutputs, Selection, Stats, Strategy
+from alseg.acquisition.base import BatchOutputs, Selection, SelectionContext, Stats, Strategy
 from alseg.acquisition.reduce import (
     classbal_weights,
     minmax_normalize,
@@ -207,16 +207,12 @@ class RIPUStrategy(Strategy):
     def select(
         self,
         scores: torch.Tensor,
-        costs: torch.Tensor,
-        labeled: torch.Tensor,
-        budget: float,
         stats: Stats,
-        generator: torch.Generator,
-        round_index: int = 1,
+        ctx: SelectionContext,
     ) -> Selection:
         if not self.per_image or "image" not in stats:
-            return super().select(scores, costs, labeled, budget, stats, generator, round_index)
-        return Selection(per_image_topk(scores, costs, labeled, budget, stats))
+            return super().select(scores, stats, ctx)
+        return Selection(per_image_topk(scores, ctx.costs, ctx.labeled, ctx.budget, stats))
 
 
 def per_image_topk(

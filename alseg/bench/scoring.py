@@ -31,6 +31,7 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 
+from alseg.acquisition.base import SelectionContext
 from alseg.acquisition.scorer import PoolScorer
 from alseg.acquisition.strategies import get_strategy
 from alseg.bench.common import emit
@@ -138,7 +139,7 @@ def _coverage(
         t1 = time.perf_counter()
         g = torch.Generator().manual_seed(0)
         scores = strategy.scores(cb.stats, labeled, g)
-        strategy.select(scores, costs, labeled, budget, cb.stats, g)
+        strategy.select(scores, cb.stats, SelectionContext(costs, labeled, budget, g))
         t2 = time.perf_counter()
         best = min(best, (t2 - t0, t2 - t1))
     return best

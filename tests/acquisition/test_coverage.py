@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from alseg.acquisition.base import RandomStrategy
+from alseg.acquisition.base import RandomStrategy, SelectionContext
 from alseg.acquisition.coverage import (
     ProbCoverStrategy,
     TypiClustStrategy,
@@ -104,11 +104,11 @@ def test_coverage_strategies_spend_within_budget_and_repeat(cls):
     costs[::3] = 2.0
     s = cls(embedding="model", max_candidates=100)
     fields = {"feat": torch.nn.functional.normalize(x + 0.5, dim=1)}
-    sel = s.pick(fields, costs, 7.0, labeled, gen(), 1)
+    sel = s.pick(fields, SelectionContext(costs, labeled, 7.0, gen()))
     ids = sel.ids.tolist()
     assert ids and float(costs[sel.ids].sum()) <= 7.0 and 3 not in ids
     assert len(set(ids)) == len(ids)
-    assert s.pick(fields, costs, 7.0, labeled, gen(), 1).ids.tolist() == ids
+    assert s.pick(fields, SelectionContext(costs, labeled, 7.0, gen())).ids.tolist() == ids
 
 
 def test_schedules_map_rounds_and_refuse_what_cannot_run():

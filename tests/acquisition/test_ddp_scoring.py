@@ -12,6 +12,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from pytorch_lightning.overrides.distributed import UnrepeatedDistributedSampler
 
+from alseg.acquisition.base import SelectionContext
 from alseg.acquisition.scorer import PoolScorer
 from alseg.acquisition.strategies import get_strategy
 from alseg.data.regions import RegionSet
@@ -84,7 +85,7 @@ def score(rank: int, world: int, n: int, name: str, params: dict) -> dict:
     lab = torch.from_numpy(labeled)
     gen = torch.Generator().manual_seed(0)
     scores = strategy.scores(stats, lab, gen)
-    sel = strategy.select(scores, torch.ones(rs.total), lab, 6, stats, gen)
+    sel = strategy.select(scores, stats, SelectionContext(torch.ones(rs.total), lab, 6, gen))
     return {"scores": scores, "selection": sel, "shard": mine}
 
 

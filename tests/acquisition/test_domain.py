@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from alseg.acquisition.base import SelectionContext
 from alseg.acquisition.domain import AADAStrategy, EADAStrategy
 from alseg.acquisition.select import weighted_kmeans_select
 from alseg.acquisition.strategies import BatchOutputs
@@ -30,7 +31,9 @@ def test_eada_keeps_high_energy_then_small_gap():
     stats["scored"] = torch.ones(4, dtype=torch.bool)
     labeled = torch.zeros(4, dtype=torch.bool)
     scores = s.scores(stats, labeled, torch.Generator())
-    picked = s.select(scores, torch.ones(4), labeled, 1.0, stats, torch.Generator())
+    picked = s.select(
+        scores, stats, SelectionContext(torch.ones(4), labeled, 1.0, torch.Generator())
+    )
     # highest energies: regions 2, 3 (small logits); of those the smaller gap: 3
     assert picked.ids.tolist() == [3]
 

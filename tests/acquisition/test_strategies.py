@@ -10,6 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from alseg.acquisition.base import SelectionContext
 from alseg.acquisition.reduce import (
     pixbal_weights,
     region_feature_mean,
@@ -213,14 +214,10 @@ def test_diversity_needs_enough_candidates():
     regions = torch.arange(4).repeat_interleave(4).view(1, 4, 4)
     stats = run_scorer(strat, logits, regions, features=torch.randn(1, 2, 2, 2))
     with pytest.raises(ValueError, match="raise active.strategy_params.max_candidates"):
-        strat.select(
-            stats["score"],
-            torch.ones(4),
-            torch.zeros(4, dtype=torch.bool),
-            3,
-            stats,
-            torch.Generator(),
+        ctx = SelectionContext(
+            torch.ones(4), torch.zeros(4, dtype=torch.bool), 3, torch.Generator()
         )
+        strat.select(stats["score"], stats, ctx)
 
 
 def test_channels_last_scoring_gives_the_same_logits():
