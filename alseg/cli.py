@@ -140,9 +140,9 @@ def _config(args: argparse.Namespace) -> int:
 
 
 def _regions(args: argparse.Namespace) -> int:
-    from alseg.build import build_datasets, build_regions
     from alseg.config import compose
     from alseg.data.regions import RegionStats
+    from alseg.parts import build_datasets, build_regions
 
     cfg = compose(args.overrides)
     t0 = time.perf_counter()
@@ -165,9 +165,9 @@ def _regions(args: argparse.Namespace) -> int:
 
 
 def _data(args: argparse.Namespace) -> int:
-    from alseg.build import build_datasets
     from alseg.config import compose
     from alseg.data.check import check_split, format_reports
+    from alseg.parts import build_datasets
 
     sets = build_datasets(compose(args.overrides).data, strict=False)
     reports = [check_split(n, ds) for n, ds in zip(("train", "val", "test"), sets)]

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from alseg.rundir import atomic_write_bytes
+from alseg.atomic import atomic_write_bytes
 
 
 def _pyplot() -> Any:

@@ -33,9 +33,10 @@ from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from torch.utils.data import DataLoader
 
+from alseg.atomic import sha256_file
 from alseg.config import changed_keys, flatten
 from alseg.distributed import is_rank_zero, shard_drop_last
-from alseg.rundir import Phase, RunDir, RunDirError, sha256_file
+from alseg.rundir import Phase, RunDir, RunDirError
 from alseg.tracking import user_console
 
 ENCODER_FILE = "encoder.pt"
@@ -255,8 +256,9 @@ def run_pretrain(
     cfg: DictConfig, run_dir: Path | None = None, console: Console | None = None
 ) -> Path:
     """Pre-train (or resume, or find done) the encoder of ``cfg`` on its pool; the run dir."""
-    from alseg.build import build_datasets, quiet_lightning
+    from alseg.build import quiet_lightning
     from alseg.models.segmentation import build_network
+    from alseg.parts import build_datasets
     from alseg.selfsup import Encoder, EpochSampler, TwoViews
 
     quiet_lightning()

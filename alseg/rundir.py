@@ -30,14 +30,9 @@ next writer (``recover``, when it takes the lock). One process at a time writes 
 from __future__ import annotations
 
 import csv
-import fcntl
-import hashlib
-import io
 import json
 import os
 import shutil
-import socket
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from enum import Enum
@@ -46,7 +41,17 @@ from typing import IO, Any
 
 import torch
 
-from alseg.atomic import atomic_write_bytes, atomic_write_text, buffered, is_temp_file
+from alseg.atomic import (
+    LockError,
+    atomic_write_bytes,
+    atomic_write_text,
+    buffered,
+    csv_text,
+    hold_lock,
+    is_temp_file,
+    sha256_bytes,
+    sha256_file,
+)
 
 
 class Phase(str, Enum):
@@ -96,26 +101,6 @@ OWNED = (
 
 class RunDirError(ValueError):
     """The run directory is missing, incomplete, corrupt or in use."""
-
-
-def sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def csv_text(rows: Sequence[dict[str, Any]], fieldnames: Sequence[str]) -> str:
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(fieldnames), lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    return buf.getvalue()
 
 
 def _torch_bytes(obj: Any) -> bytes:
@@ -184,24 +169,10 @@ class RunDir:
         lock when the holder exits, however it exits, so a lock is never stale."""
         if self._lock is not None:
             return
-        self.path.mkdir(parents=True, exist_ok=True)
-        f = open(self.lock_path, "a+")  # noqa: SIM115 (held until release_lock)
         try:
-            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            f.seek(0)
-            holder = f.read().strip() or "another process"
-            f.close()
-            raise RunDirError(
-                f"{self.path} is in use by {holder}; wait for it to finish (or stop it) — "
-                "one process at a time may write a run dir"
-            ) from None
-        f.seek(0)
-        f.truncate()
-        started = time.strftime("%Y-%m-%d %H:%M:%S")
-        f.write(f"pid {os.getpid()} on {socket.gethostname()} (alseg {command}, since {started})\n")
-        f.flush()
-        self._lock = f
+            self._lock = hold_lock(self.lock_path, command, self.path)
+        except LockError as e:
+            raise RunDirError(str(e)) from None
         self.recover()
 
     def release_lock(self) -> None:

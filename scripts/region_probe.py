@@ -15,10 +15,11 @@ import time
 
 import pytorch_lightning as pl
 
-from alseg.build import build_datasets, build_regions, model_spec
+from alseg.build import model_spec
 from alseg.config import compose
 from alseg.diagnose import region_class_counts
 from alseg.models.segmentation import TrainSpan
+from alseg.parts import build_datasets, build_regions
 from alseg.probe import embed_regions, linear_probe
 
 

@@ -115,7 +115,7 @@ def test_aada_segmentation_run_with_label_shift(tmp_path):
 
 def test_adaptation_config_errors():
     with pytest.raises(ConfigError, match="needs the target domain"):
-        from alseg.build import build_parts
+        from alseg.parts import build_parts
 
         build_parts(compose(["adaptation.enabled=true", "data.num_train=4"]), progress=False)
     with pytest.raises(ConfigError, match="init_budget=0"):

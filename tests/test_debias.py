@@ -20,16 +20,9 @@ from torch.utils.data import DataLoader, TensorDataset
 from alseg.cli import main
 from alseg.config import ConfigError, compose
 from alseg.data.datasets import DataError
-from alseg.debias.data import (
-    CelebAGroups,
-    ColoredShapes,
-    GroupFolder,
-    WaterbirdsGroups,
-    WaterbirdShapes,
-    aligned_bias,
-    check_groups,
-)
+from alseg.debias.data import ColoredShapes, WaterbirdShapes, aligned_bias, check_groups
 from alseg.debias.heads import StackedMLP, mlp_head
+from alseg.debias.layouts import CelebAGroups, GroupFolder, WaterbirdsGroups
 from alseg.debias.losses import (
     LossEMA,
     bootstrap_masks,
@@ -431,8 +424,8 @@ def test_debias_run_end_to_end(tmp_path_factory, capsys, method):
 def test_image_weights_sample_labeled_images_by_weight(tmp_path):
     from helpers import tiny_overrides
 
-    from alseg.build import build_parts
-    from alseg.data.datamodule import load_image_weights
+    from alseg.data.weights import load_image_weights
+    from alseg.parts import build_parts
 
     n = 12
     weights = np.zeros(n)

@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 from helpers import tiny_overrides
 
-from alseg.build import build_parts
 from alseg.cli import main
 from alseg.config import load_run_config
 from alseg.data.labels import NO_CLASS, LabelStore
 from alseg.data.oracle import SimulatedOracle
 from alseg.human.queries import load_queries
+from alseg.parts import build_parts
 from alseg.rundir import RunDir
 
 

@@ -517,8 +517,9 @@ def test_f_measure_tolerance_is_a_share_of_each_image_diagonal():
 def test_tag_network_may_have_its_own_architecture():
     """weak.tag_arch builds stage 1 (the tag model) as another network; stage 2 keeps
     model.arch; an unknown name is a config error naming the choices."""
-    from alseg.build import build_parts, model_spec
+    from alseg.build import model_spec
     from alseg.config import ConfigError, compose
+    from alseg.parts import build_parts
 
     cfg = compose(["experiment=image_labels_synthetic", "weak.tag_arch=Unet",
                    "data.num_train=4", "data.num_val=2", "data.num_test=2"])  # fmt: skip

@@ -23,8 +23,9 @@ import numpy as np
 import pytorch_lightning as pl
 
 from alseg.bench.common import emit
-from alseg.build import build_parts, model_spec, quiet_lightning, trainer_factory
+from alseg.build import model_spec, quiet_lightning, trainer_factory
 from alseg.config import compose
+from alseg.parts import build_parts
 from alseg.prune.callbacks import EpochScores, TrainingDynamics
 from alseg.prune.run import label_images
 

@@ -27,8 +27,10 @@ from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from torch.utils.data import DataLoader, Subset, TensorDataset
 
-from alseg.debias.data import GroupDataset, aligned_bias, build_group_datasets
+from alseg.atomic import csv_text
+from alseg.debias.data import GroupDataset, aligned_bias
 from alseg.debias.features import cached_features
+from alseg.debias.layouts import build_group_datasets
 from alseg.debias.losses import bootstrap_masks
 from alseg.debias.modules import (
     ERM,
@@ -41,7 +43,7 @@ from alseg.debias.modules import (
 )
 from alseg.debias.ssl import SSLSpec
 from alseg.debias.tracking import DebiasTracker
-from alseg.rundir import Phase, RunDir, csv_text
+from alseg.rundir import Phase, RunDir
 from alseg.tracking import user_console
 
 METHODS = ("erm", "jtt", "lff", "lwbc", "groupdro")

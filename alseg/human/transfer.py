@@ -26,8 +26,8 @@ from alseg.rundir import Phase, RunDir
 
 
 def _parts(run_dir: Path) -> Any:
-    from alseg.build import build_parts
     from alseg.config import load_run_config
+    from alseg.parts import build_parts
 
     return build_parts(load_run_config(run_dir), progress=False)
 

@@ -29,6 +29,7 @@ from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from rich.table import Table
 
+from alseg.atomic import csv_text
 from alseg.build import (
     Parts,
     build_logger,
@@ -41,7 +42,7 @@ from alseg.distributed import is_rank_zero
 from alseg.prune.callbacks import EpochScores, TrainingDynamics
 from alseg.prune.scores import SCORES
 from alseg.prune.select import select
-from alseg.rundir import Phase, RunDir, RunDirError, csv_text
+from alseg.rundir import Phase, RunDir, RunDirError
 from alseg.tracking import user_console
 
 

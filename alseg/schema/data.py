@@ -94,7 +94,7 @@ class ImageFolderData(DataCommon):
     val_holdout: int = _req(ge=1)
 
 
-# Data sets with a bias attribute (task=debias; alseg.debias.data)
+# Data sets with a bias attribute (task=debias; alseg.debias.data, alseg.debias.layouts)
 @dataclass
 class GroupCommon:
     name: str = _req()

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from layout_fixtures import imagefolder_tree
 
-from alseg.build import build_datasets, build_source
 from alseg.config import compose
 from alseg.data.datasets import DataError
+from alseg.parts import build_datasets, build_source
 
 
 def cfg(root, *extra):

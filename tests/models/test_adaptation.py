@@ -8,8 +8,8 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader
 
-from alseg.data.datamodule import source_image_weights
 from alseg.data.shapes import SyntheticShapes
+from alseg.data.weights import source_image_weights
 from alseg.models.adaptation import (
     AlignSpec,
     DomainAdaptationModule,

@@ -1,0 +1,216 @@
+"""Build the data parts of an experiment from its config: the pool, val and test sets, the
+source domain, the region maps, the label store, the annotator and the round-0 budget
+(``build_parts``); ``alseg.build`` builds the rest."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from alseg.acquisition.strategies import Schedule, build_schedule, strategy_names
+from alseg.config import ConfigError
+from alseg.data.datamodule import ActiveDataModule
+from alseg.data.datasets import DataError
+from alseg.data.imagefolder import build_imagefolder
+from alseg.data.labels import LabelStore
+from alseg.data.layouts import PAIRS, build_splits
+from alseg.data.layouts import build_source as build_source_split
+from alseg.data.oracle import ClickCost, HumanOracle, SimulatedOracle
+from alseg.data.regions import RegionSet, RegionStats, compute_regions
+from alseg.data.shapes import SyntheticShapes
+from alseg.data.synthetic import SyntheticScenes
+from alseg.data.weights import load_image_weights
+
+
+@dataclass
+class Parts:
+    """Objects of an experiment that do not depend on the run dir."""
+
+    train: Any  # data sets following the sample contract (SyntheticScenes, FileSegmentationDataset)
+    val: Any
+    test: Any
+    regions: RegionSet
+    store: LabelStore
+    oracle: SimulatedOracle
+    datamodule: ActiveDataModule
+    strategy: Schedule
+
+
+def _synthetic(d: DictConfig, split: str, n: int, domain: str) -> Any:
+    if d.name == "shapes":
+        return SyntheticShapes(
+            split, n, d.image_size, domain, d.seed, d.imbalance, d.gap, bool(d.get("segmentation"))
+        )
+    shift = float(d.label_shift) if domain == d.domain else 0.0
+    return SyntheticScenes(split, n, d.image_size, domain, d.seed, shift)  # type: ignore[arg-type]
+
+
+def build_datasets(d: DictConfig, strict: bool = True) -> tuple[Any, Any, Any]:
+    """(pool, val, test) data sets of ``cfg.data``; not ``strict``: the file layouts collect
+    the problems of each split (``problems``) instead of stopping at the first."""
+    if d.name in ("synthetic", "shapes"):
+        return tuple(
+            _synthetic(d, split, n, d.domain)
+            for split, n in (("train", d.num_train), ("val", d.num_val), ("test", d.num_test))
+        )
+    if d.name == "imagefolder_da":
+        return build_imagefolder(d)[:3]  # type: ignore[return-value]
+    return build_splits(d, strict)
+
+
+def build_source(d: DictConfig) -> Any:
+    """The labeled source domain of ``cfg.data`` (active domain adaptation)."""
+    if d.name in ("synthetic", "shapes"):
+        if d.domain == "source":
+            raise ConfigError(
+                "adaptation.enabled=true needs the target domain as the pool: data.domain=target"
+            )
+        return _synthetic(d, "train", int(d.num_source), "source")
+    if d.name in PAIRS:
+        return build_source_split(d)
+    if d.name == "imagefolder_da":
+        return build_imagefolder(d)[3]
+    raise ConfigError(
+        f"data={d.name} has no source domain; use data=synthetic, shapes or "
+        f"{', '.join(PAIRS)} with adaptation.enabled=true"
+    )
+
+
+def check_batchable(sets: dict[str, Any], d: DictConfig) -> None:
+    """Images of different sizes batch only where a setting makes them equal: training
+    batches need a crop (``data.crop_size``), scoring and evaluation batches one image
+    (``data.pool_batch_size=1``). Fails naming two files of different sizes."""
+    for split, ds in sets.items():
+        sizes = getattr(ds, "image_sizes", None)
+        if ds is None or sizes is None:
+            continue
+        distinct = sorted(set(sizes))
+        if len(distinct) < 2:
+            continue
+        training = split in ("train", "source")
+        if (not training or d.crop_size is not None) and d.pool_batch_size == 1:
+            continue
+        a, b = (sizes.index(s) for s in distinct[:2])
+        raise DataError(
+            f"{split} images differ in size: {ds.pairs[a][0]} is {sizes[a][1]}x{sizes[a][0]}, "
+            f"{ds.pairs[b][0]} is {sizes[b][1]}x{sizes[b][0]} (width x height); set "
+            "data.crop_size=[H,W] (training batches) and data.pool_batch_size=1 (scoring and "
+            "evaluation), or resize every image with data.image_size=[H,W]"
+        )
+
+
+def region_params(r: DictConfig) -> dict[str, Any]:
+    """Parameters of ``regions.method`` (they are part of the cache key)."""
+    if r.method == "slic":
+        return {"n_segments": r.n_segments, "compactness": r.compactness}
+    if r.method == "seeds":
+        return {"n_segments": r.n_segments, **OmegaConf.to_container(r.seeds)}  # type: ignore[dict-item]
+    return {"cell": r.cell}
+
+
+def build_regions(
+    cfg: DictConfig, train: Any, progress: bool = True, stats: RegionStats | None = None
+) -> RegionSet:
+    r = cfg.regions
+    return compute_regions(
+        train.image_uint8,
+        len(train),
+        r.method,
+        region_params(r),
+        train.fingerprint,
+        r.cache_dir,
+        r.num_workers,
+        progress,
+        max_memory_mb=float(r.max_memory_mb),
+        stats=stats,
+    )
+
+
+def build_parts(cfg: DictConfig, progress: bool = True) -> Parts:
+    d = cfg.data
+    train, val, test = build_datasets(d)
+    source = build_source(d) if cfg.adaptation.enabled else None
+    check_batchable({"train": train, "val": val, "test": test, "source": source}, d)
+    regions = build_regions(cfg, train, progress)
+    store = LabelStore(regions.total, train.num_classes)
+    lab = cfg.labeling
+    kind = HumanOracle if lab.oracle == "human" else SimulatedOracle
+    extra: dict[str, Any] = {"expected_cost": store.mean_cost} if lab.oracle == "human" else {}
+    oracle = kind(
+        train.mask,
+        regions,
+        train.num_classes,
+        lab.type,
+        ClickCost(lab.cost_per_region),
+        train.ignore_index,
+        void_bit=bool(lab.void_bit),
+        trim_kernel=int(lab.trim_kernel),
+        free_background=lab.type == "image" and bool(cfg.weak.get("background")),
+        **extra,
+    )
+    dm = ActiveDataModule(
+        train,
+        val,
+        test,
+        regions,
+        store,
+        train.mask,
+        batch_size=d.batch_size,
+        pool_batch_size=d.pool_batch_size,
+        num_workers=d.num_workers,
+        ignore_index=train.ignore_index,
+        hflip=d.hflip,
+        scale_range=tuple(d.scale_range) if d.scale_range else None,
+        crop_size=tuple(d.crop_size) if d.crop_size else None,
+        source_set=source,
+        unlabeled_target=cfg.adaptation.enabled and cfg.adaptation.alignment != "none",
+        void_class=train.num_classes if has_void_output(cfg) else None,
+        image_weights=load_image_weights(d.image_weights, len(train)) if d.image_weights else None,
+        seed=int(cfg.seed),
+    )
+    if cfg.adaptation.enabled and cfg.adaptation.source_sampling == "balanced":
+        dm.set_source_prior(None, balanced=True)
+    params = dict(OmegaConf.to_container(cfg.active.strategy_params))  # type: ignore[arg-type]
+    names = strategy_names(cfg.active.strategy)
+    single = isinstance(cfg.active.strategy, str)
+    defaults = {
+        # void-majority regions score 0
+        "pixbal": {"void_class": train.num_classes} if has_void_output(cfg) else {},
+        # the pseudo labels of ProbCover's purity radius: one cluster per class
+        "probcover": {"num_classes": train.num_classes},
+    }
+    for name, extra in defaults.items():
+        if name in names and extra:
+            target = params if single else params.setdefault(name, {})
+            for k, v in extra.items():
+                target.setdefault(k, v)
+    strategy = build_schedule(cfg.active.strategy, params)
+    return Parts(train, val, test, regions, store, oracle, dm, strategy)
+
+
+def has_void_output(cfg: DictConfig) -> bool:
+    """Multi-class labels with a void bit: the model predicts C + 1 outputs."""
+    return cfg.labeling.type == "multiclass" and bool(cfg.labeling.void_bit)
+
+
+def init_budget(cfg: DictConfig, pool_cost: float) -> float:
+    """Clicks of round 0: the whole pool's cost for a full-supervision reference."""
+    a = cfg.active
+    if a.full_supervision:
+        return pool_cost
+    return float(a.init_budget if a.init_budget is not None else a.budget)
+
+
+def check_budget(pool_cost: float, init_budget: float, budget: float, rounds: int) -> None:
+    """Fail before anything runs when the planned clicks cannot be spent on the pool."""
+    if pool_cost <= 0:
+        raise ValueError("the pool is empty: there is no region to label")
+    planned = init_budget + budget * (rounds - 1)
+    if planned > pool_cost:
+        raise ValueError(
+            f"the run plans {planned:g} clicks (active.init_budget={init_budget:g} + "
+            f"{rounds - 1} rounds x active.budget={budget:g}) but the whole pool costs "
+            f"{pool_cost:g} clicks; lower active.budget or active.rounds, or enlarge the pool"
+        )
