@@ -100,12 +100,15 @@ class ActiveLoop:
             ext.setup(self)
 
     # -- state and models -----------------------------------------------------------------
-    def _commit_state(self, r: int, phase: str) -> None:
-        if not self.rank_zero:
-            return
+    def _state_at(self, r: int, phase: str) -> dict[str, Any]:
+        """The run's state after round ``r``'s ``phase``."""
         self.state.update(round=r, phase=phase, seed=self.seed, spent=self.store.spent())
         self.state.update(self.tracker.state())
-        self.rundir.write_state(self.state)
+        return self.state
+
+    def _commit_state(self, r: int, phase: str) -> None:
+        if self.rank_zero:
+            self.rundir.write_state(self._state_at(r, phase))
 
     def _generator(self, r: int) -> torch.Generator:
         return torch.Generator().manual_seed(self.seed * 1_000_003 + r)
@@ -128,10 +131,8 @@ class ActiveLoop:
         self.store.add(ann, r)
         rows = ann.records(self.dm.regions, self.dm.class_names)
         if self.rank_zero:
-            with self.rundir.transaction():  # all three files or none
-                self.rundir.write_selections(r, rows)
-                self.rundir.save_labels(r, self.store.to_bytes())
-                self._commit_state(r, Phase.LABELED)
+            state = self._state_at(r, Phase.LABELED)
+            self.rundir.commit_round(r, rows, self.store.to_bytes(), state)
         self.dm.refresh()
         self.tracker.log_selection(r, ann, rows, self.dm)
 

@@ -33,7 +33,7 @@ import csv
 import json
 import os
 import shutil
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
@@ -398,14 +398,27 @@ class RunDir:
         path.unlink(missing_ok=True)
         self.files.pop(self._rel(path), None)
 
-    def save_labels(self, r: int, data: bytes) -> None:
-        self.write_file(self.labels_path(r), data)
-
-    def write_selections(self, r: int, rows: Sequence[dict[str, Any]]) -> None:
+    def commit_round(
+        self,
+        r: int,
+        rows: Sequence[dict[str, Any]],
+        labels: bytes,
+        state: dict[str, Any],
+        also: Callable[[], None] | None = None,
+    ) -> None:
+        """Commit round ``r``'s answers as one transaction: its selections CSV (``rows``),
+        its labels file, the files ``also`` writes (an import's painted maps and queries),
+        then ``state``. The loop's rounds and the import of people's answers both commit
+        here; a kill leaves all of it or none."""
         fields = ["image", "region", "score", "cost", "answer", "predicted"]
         if rows and "query" in rows[0]:  # merged regions: the root region of each row's query
             fields.insert(2, "query")
-        self.write_file(self.selections_path(r), csv_text(rows, fields).encode())
+        with self.transaction():
+            if also is not None:
+                also()
+            self.write_file(self.selections_path(r), csv_text(rows, fields).encode())
+            self.write_file(self.labels_path(r), labels)
+            self.write_state(state)
 
     def read_metrics(self) -> list[dict[str, str]]:
         if not self.metrics_path.exists():

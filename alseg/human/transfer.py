@@ -212,18 +212,21 @@ def import_answers(run_dir: Path, export: Any) -> ImportReport:
             q.answered = sorted(set(q.answered) | set(ids))
         # one commit, as a round's: painted maps, selections, labels, queries and state.json
         # all land or none (a kill inside leaves the run dir as it was, or finished)
-        with rundir.transaction():
-            if ids:
+        state.update(
+            phase=Phase.AWAITING_ANSWERS if q.pending else Phase.LABELED, spent=store.spent()
+        )
+        if ids:
+
+            def painted_and_queries() -> None:
                 for image, painted in parsed.painted.items():
                     save_painted(rundir, r, image, painted)
-                rows = _old_rows(rundir, r) + ann.records(parts.regions, list(q.classes))
-                rundir.write_selections(r, rows)
-                rundir.save_labels(r, store.to_bytes())
                 save_queries(rundir, q)
-            state.update(
-                phase=Phase.AWAITING_ANSWERS if q.pending else Phase.LABELED, spent=store.spent()
-            )
-            rundir.write_state(state)
+
+            rows = _old_rows(rundir, r) + ann.records(parts.regions, list(q.classes))
+            rundir.commit_round(r, rows, store.to_bytes(), state, also=painted_and_queries)
+        else:
+            with rundir.transaction():
+                rundir.write_state(state)
         return ImportReport(r, len(ids), float(ann.costs.sum()), len(q.pending), parsed)
     finally:
         rundir.release_lock()

@@ -85,7 +85,8 @@ def load_instructions(
             f"{source} has no field {', '.join(missing)}; its fields are {have} (map them "
             "with instruction=, input=, response=, skill=)"
         )
-    examples, dropped = [], []
+    examples: list[Example] = []
+    dropped: list[int] = []
     for i, row in enumerate(ds):
         if limit is not None and len(examples) >= limit:
             break
