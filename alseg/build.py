@@ -32,7 +32,7 @@ from alseg.extensions.stage2 import Stage2
 from alseg.loop import ActiveLoop
 from alseg.models.adaptation import AlignSpec
 from alseg.models.factory import ModelSpec
-from alseg.models.segmentation import OptimSpec, TagSpec
+from alseg.models.specs import OptimSpec, TagSpec
 from alseg.parts import Parts, build_parts, check_budget, has_void_output, init_budget
 from alseg.pretrain import check_pretrained, is_weights_path
 from alseg.rundir import Phase, RunDir, RunDirError
@@ -102,6 +102,7 @@ def model_spec(cfg: DictConfig, train: Any) -> ModelSpec:
         cosine=m.head == "cosine",
         head_temperature=m.head_temperature,
         stage2_lr=cfg.stage2.lr,
+        multiclass=cfg.labeling.type == "multiclass",
         loss_weights=(m.loss_weights[0], m.loss_weights[1], m.loss_weights[2]),
         ignore_index=train.ignore_index,
         align=align,

@@ -208,25 +208,13 @@ def _check_saved(rd: RunDir, cfg: DictConfig) -> None:
 
 
 def _trainer(cfg: DictConfig, rd: RunDir, state: dict[str, Any], rank_zero: bool) -> pl.Trainer:
-    from alseg.build import build_logger
+    """The experiment's trainer (``alseg.build.trainer_factory``) for ``pretrain.epochs``,
+    committing each epoch."""
+    from alseg.build import build_logger, trainer_factory
 
-    t = cfg.trainer
-    return pl.Trainer(
-        accelerator=t.accelerator,
-        devices=t.devices,
-        strategy=t.strategy,
-        num_nodes=t.num_nodes,
-        precision=t.precision,
-        max_epochs=int(cfg.pretrain.epochs),
-        deterministic=t.deterministic,
-        enable_progress_bar=t.enable_progress_bar,
-        log_every_n_steps=t.log_every_n_steps,
-        logger=(build_logger(cfg, rd, {}) or False) if rank_zero else False,
-        callbacks=[EpochCommit(rd, state)],
-        enable_checkpointing=False,
-        enable_model_summary=False,
-        default_root_dir=str(rd.path),
-    )
+    logger = build_logger(cfg, rd, {}) if rank_zero else None
+    make = trainer_factory(cfg, logger, rd.path)
+    return make([EpochCommit(rd, state)], max_steps=-1, max_epochs=int(cfg.pretrain.epochs))
 
 
 def _save_encoder(

@@ -238,10 +238,12 @@ def test_image_answers_are_the_classes_of_the_whole_image():
 
 
 def test_tag_mode_trains_on_pooled_class_maps():
-    from alseg.models.segmentation import SegmentationModule, TagSpec
+    from alseg.models.segmentation import SegmentationModule
+    from alseg.models.specs import TagSpec
+    from alseg.weak.cam import ImageTagLoss
 
     net = torch.nn.Conv2d(3, 3, 1)
-    m = SegmentationModule(net, 3, tags=TagSpec("gmp"))
+    m = SegmentationModule(net, 3, loss=ImageTagLoss(TagSpec("gmp"), 3))
     m.log = lambda *a, **k: None  # type: ignore[method-assign]
     logits = torch.randn(2, 3, 4, 4)
     tags = torch.tensor([[1, 0, 1], [0, 1, 0]], dtype=torch.bool)
@@ -387,10 +389,12 @@ def test_class_f_measures_of_semantic_maps_hand_counted():
 
 
 def test_tag_loss_leaves_out_the_background_class():
-    from alseg.models.segmentation import SegmentationModule, TagSpec
+    from alseg.models.segmentation import SegmentationModule
+    from alseg.models.specs import TagSpec
+    from alseg.weak.cam import ImageTagLoss
 
     net = torch.nn.Conv2d(3, 3, 1)
-    m = SegmentationModule(net, 3, tags=TagSpec("gap", background=True))
+    m = SegmentationModule(net, 3, loss=ImageTagLoss(TagSpec("gap", background=True), 3))
     m.log = lambda *a, **k: None  # type: ignore[method-assign]
     logits = torch.randn(2, 3, 4, 4)
     tags = torch.tensor([[1, 0, 1], [1, 1, 0]], dtype=torch.bool)

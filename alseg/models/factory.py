@@ -7,13 +7,15 @@ from dataclasses import dataclass, replace
 
 from alseg.models.adaptation import AlignSpec, DomainAdaptationModule
 from alseg.models.heads import use_cosine_head
+from alseg.models.losses import MultiClassAnswers, PixelCrossEntropy, TrainingLoss
 from alseg.models.segmentation import (
     OptimSpec,
     SegmentationModule,
-    TagSpec,
     TrainSpan,
     build_network,
 )
+from alseg.models.specs import TagSpec
+from alseg.weak.cam import ImageTagLoss
 
 
 @dataclass(frozen=True)
@@ -25,6 +27,7 @@ class ModelSpec:
     cosine: a cosine classifier (logits = cos / ``head_temperature``) instead of a linear one.
     optim: optimizer and lr schedule of stage 1.
     stage2_lr: the learning rate of stage 2 (None: stage 1's).
+    multiclass: the labels are multi-class answers (MulActSeg's losses, ``MultiClassAnswers``).
     loss_weights: (CE, merged positive, prototypical pixel) of multi-class labels.
     ignore_index: the void / unlabeled target value.
     align: train with the labeled source domain (``DomainAdaptationModule``), or None.
@@ -42,6 +45,7 @@ class ModelSpec:
     cosine: bool = False
     head_temperature: float = 0.1
     stage2_lr: float | None = None
+    multiclass: bool = False
     loss_weights: tuple[float, float, float] = (16.0, 8.0, 1.0)
     ignore_index: int = 255
     align: AlignSpec | None = None
@@ -59,7 +63,17 @@ class ModelSpec:
         if stage == 2 and self.stage2_lr is not None:
             optim = replace(optim, lr=self.stage2_lr)
         args = (network, self.num_classes, self.class_names, optim, self.ignore_index)
-        rest = (self.void_output, self.loss_weights, span, tags)
+        rest = (self.void_output, span, self.loss(tags))
         if self.align is not None:
             return DomainAdaptationModule(*args, *rest, align=self.align)
         return SegmentationModule(*args, *rest)
+
+    def loss(self, tags: TagSpec | None) -> TrainingLoss:
+        """The training loss of the labeling type: image tags (stage 1 of ``labeling=image``),
+        multi-class answers, or the pixel cross-entropy (dominant and pixel labels)."""
+        if tags is not None:
+            return ImageTagLoss(tags, self.num_classes)
+        if self.multiclass:
+            outputs = self.num_classes + int(self.void_output)
+            return MultiClassAnswers(self.loss_weights, outputs, self.ignore_index)
+        return PixelCrossEntropy(self.ignore_index)

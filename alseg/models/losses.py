@@ -7,6 +7,9 @@ positive loss (pixel level) and the prototypical pixel loss (region level).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any, Protocol
+
 import torch
 import torch.nn.functional as F
 
@@ -115,3 +118,45 @@ def multiclass_loss(
         else logits.sum() * 0.0
     )
     return {"loss": w_ce * ce + w_mp * mp + w_pp * pp, "ce": ce, "mp": mp, "pp": pp}
+
+
+# -- training losses of a module, chosen by the labeling type (alseg.models.factory) ----------
+class TrainingLoss(Protocol):
+    """A segmentation module's training loss: (logits, batch) -> ``{"loss": total, ...}``;
+    the other entries are parts the module logs as ``train/<name>``."""
+
+    def __call__(self, logits: torch.Tensor, batch: dict[str, Any]) -> dict[str, torch.Tensor]: ...
+
+
+@dataclass(frozen=True)
+class PixelCrossEntropy:
+    """Cross-entropy on the batch's pixel targets (dominant and pixel labels, pseudo labels)."""
+
+    ignore_index: int = 255
+
+    def __call__(self, logits: torch.Tensor, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        return {"loss": masked_cross_entropy(logits, batch["target"], self.ignore_index)}
+
+
+@dataclass(frozen=True)
+class MultiClassAnswers:
+    """MulActSeg's losses on multi-class answers (``multiclass_loss``: CE on single-class
+    regions, merged positive, prototypical pixel, weighted by ``weights``); a batch without
+    answers (stage 2 trains on pseudo-label maps) gets the pixel cross-entropy."""
+
+    weights: tuple[float, float, float] = (16.0, 8.0, 1.0)
+    num_outputs: int = 0  # answer bits used: C, or C + 1 with a void output
+    ignore_index: int = 255
+
+    def __call__(self, logits: torch.Tensor, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        if "region_classes" not in batch:
+            return PixelCrossEntropy(self.ignore_index)(logits, batch)
+        parts = multiclass_loss(
+            logits,
+            batch["target"],
+            batch["regions"],
+            batch["region_classes"][..., : self.num_outputs],
+            self.weights,
+            ignore_index=self.ignore_index,
+        )
+        return {k: parts[k] for k in ("ce", "mp", "pp", "loss")}

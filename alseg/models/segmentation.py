@@ -12,14 +12,12 @@ import torch.nn.functional as F
 from torchmetrics import Metric
 from torchmetrics.classification import MulticlassAccuracy, MulticlassJaccardIndex
 
-from alseg.models.losses import masked_cross_entropy, multiclass_loss
+from alseg.models.losses import PixelCrossEntropy, TrainingLoss
 from alseg.models.specs import (
     OptimSpec,
     PredictOutputs,
-    TagSpec,
     TrainSpan,
 )
-from alseg.weak.cam import pool_class_maps, tag_loss
 
 # smp architectures selectable by name (the explicit dict keeps errors readable).
 ARCHITECTURES: dict[str, type[torch.nn.Module]] = {
@@ -90,11 +88,9 @@ class SegmentationModule(pl.LightningModule):
         ignore_index: unlabeled / void target value.
         void_output: the network has a (C+1)-th output for void (multi-class labels with a
             void bit); evaluation and predictions use the first C.
-        loss_weights: (CE, merged positive, prototypical pixel) weights for multi-class
-            labels (MulActSeg: 16, 8, 1).
         span: this fit's place in a continuous training run (default: a fit of its own).
-        tags: train on image tags (the answers of ``labeling=image``) with pooled class
-            maps instead of pixel targets.
+        loss: the training loss, chosen by the labeling type (``alseg.models.factory``;
+            default: cross-entropy on the pixel targets).
     """
 
     # smp encoders need sides divisible by their output stride (at most 32): inputs of other
@@ -109,12 +105,11 @@ class SegmentationModule(pl.LightningModule):
         optim: OptimSpec | None = None,
         ignore_index: int = 255,
         void_output: bool = False,
-        loss_weights: tuple[float, float, float] = (16.0, 8.0, 1.0),
         span: TrainSpan | None = None,
-        tags: TagSpec | None = None,
+        loss: TrainingLoss | None = None,
     ) -> None:
         super().__init__()
-        self.tags = tags
+        self.loss = loss or PixelCrossEntropy(ignore_index)
         self.optim = optim or OptimSpec()
         self.span = span or TrainSpan()
         self.network = network
@@ -127,7 +122,6 @@ class SegmentationModule(pl.LightningModule):
         self.ignore_index = ignore_index
         self.void_output = void_output
         self.num_outputs = num_classes + int(void_output)
-        self.loss_weights = tuple(float(w) for w in loss_weights)
         self.mean: torch.Tensor
         self.std: torch.Tensor
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
@@ -204,32 +198,13 @@ class SegmentationModule(pl.LightningModule):
         return loss
 
     def _training_loss(self, logits: torch.Tensor, batch: dict[str, Any]) -> torch.Tensor:
-        target = batch["target"]
-        if self.tags is not None:  # image tags: region 0 is the whole image
-            C = self.num_classes
-            first = 1 if self.tags.background else 0
-            maps = logits[:, first:C].float()
-            scores = pool_class_maps(maps, self.tags.pooling, self.tags.lse_r)
-            loss = tag_loss(scores, batch["region_classes"][:, 0, first:C])
-            self.log("train/loss", loss, prog_bar=True, batch_size=target.shape[0])
-            return loss
-        if "region_classes" in batch:  # multi-class labels
-            parts = multiclass_loss(
-                logits,
-                target,
-                batch["regions"],
-                batch["region_classes"][..., : self.num_outputs],
-                self.loss_weights,  # type: ignore[arg-type]
-                ignore_index=self.ignore_index,
-            )
-            n = target.shape[0]
-            for k in ("ce", "mp", "pp"):
-                self.log(f"train/{k}", parts[k], batch_size=n)
-            self.log("train/loss", parts["loss"], prog_bar=True, batch_size=n)
-            return parts["loss"]
-        loss = masked_cross_entropy(logits, target, self.ignore_index)
-        self.log("train/loss", loss, prog_bar=True, batch_size=target.shape[0])
-        return loss
+        parts = self.loss(logits, batch)
+        n = batch["target"].shape[0]
+        for k, v in parts.items():
+            if k != "loss":
+                self.log(f"train/{k}", v, batch_size=n)
+        self.log("train/loss", parts["loss"], prog_bar=True, batch_size=n)
+        return parts["loss"]
 
     def _eval_step(self, metrics: tuple[Metric, Metric], batch: dict[str, Any]) -> None:
         logits = self(batch["image"])[:, : self.num_classes]  # a void output is not evaluated

@@ -14,9 +14,13 @@ for untagged classes; labels (N, H, W) long, ``ignore_index`` where not confiden
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
+
+from alseg.models.specs import TagSpec
 
 POOLINGS = ("gap", "gmp", "lse")
 
@@ -123,3 +127,20 @@ def confident_labels(
     else:
         out = torch.where((first > fg) & (second <= bg), label, out)
     return out
+
+
+@dataclass(frozen=True)
+class ImageTagLoss:
+    """The training loss on image tags (``labeling=image``): the class maps pooled by
+    ``spec.pooling`` into image scores, multi-label soft-margin loss against the tags (the
+    answer of region 0, the whole image); a background class without a CAM (IRN) is left
+    out."""
+
+    spec: TagSpec
+    num_classes: int
+
+    def __call__(self, logits: torch.Tensor, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        first = 1 if self.spec.background else 0
+        maps = logits[:, first : self.num_classes].float()
+        scores = pool_class_maps(maps, self.spec.pooling, self.spec.lse_r)
+        return {"loss": tag_loss(scores, batch["region_classes"][:, 0, first : self.num_classes])}

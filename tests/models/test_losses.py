@@ -101,3 +101,40 @@ def test_cosine_head():
     net = use_cosine_head(build_network("DeepLabV3Plus", "resnet18", None, 3))
     assert isinstance(net.segmentation_head[0], CosineClassifier)
     assert net(torch.rand(2, 3, 32, 32)).shape == (2, 3, 32, 32)
+
+
+def test_the_labeling_type_chooses_the_training_loss():
+    """ModelSpec.loss: tags -> the tag loss, multi-class answers -> MulActSeg's losses (the
+    pixel cross-entropy on a batch without answers: stage 2's pseudo labels), otherwise the
+    pixel cross-entropy; each equals the formula it names."""
+    from alseg.models.factory import ModelSpec
+    from alseg.models.losses import MultiClassAnswers, PixelCrossEntropy, masked_cross_entropy
+    from alseg.models.specs import OptimSpec, TagSpec
+    from alseg.weak.cam import ImageTagLoss, tag_loss
+
+    spec = ModelSpec("DeepLabV3Plus", "resnet18", None, 3, ("a", "b", "c"), OptimSpec())
+    tags = TagSpec("gmp")
+    assert spec.loss(tags) == ImageTagLoss(tags, 3)
+    assert spec.loss(None) == PixelCrossEntropy(255)
+    multi = ModelSpec(**{**spec.__dict__, "multiclass": True, "void_output": True})
+    assert multi.loss(None) == MultiClassAnswers((16.0, 8.0, 1.0), 4, 255)
+
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(2, 4, 4, 4, generator=g)
+    target = torch.randint(0, 3, (2, 4, 4), generator=g)
+    target[0, 0] = 255
+    ce = masked_cross_entropy(logits, target, 255)
+    assert PixelCrossEntropy()(logits, {"target": target})["loss"] == ce
+    assert multi.loss(None)(logits, {"target": target}) == {"loss": ce}  # no answers
+    regions = torch.zeros(2, 4, 4, dtype=torch.long)
+    regions[:, 2:] = 1
+    rc = torch.zeros(2, 3, 4, dtype=torch.bool)
+    rc[:, 0, :2], rc[:, 1, 2] = True, True
+    batch = {"target": target, "regions": regions, "region_classes": rc}
+    parts = multi.loss(None)(logits, batch)
+    expected = multiclass_loss(logits, target, regions, rc, (16.0, 8.0, 1.0))
+    assert set(parts) == {"ce", "mp", "pp", "loss"}
+    assert all(torch.equal(parts[k], expected[k]) for k in parts)
+    image_tags = rc[:, :1, :3]  # region 0 holds the image's tags
+    got = ImageTagLoss(tags, 3)(logits, {"target": target, "region_classes": image_tags})
+    assert torch.equal(got["loss"], tag_loss(logits[:, :3].amax((2, 3)), image_tags[:, 0]))
