@@ -40,7 +40,9 @@ def main() -> None:
                 "round": r,
                 "labels": digest(loop.store.to_bytes()),
                 "source_weights": None if weights is None else digest(weights.tobytes()),
-                "sieves": [p.name for p in loop.dm.labeled.sieves],
+                "sieves": [
+                    p.name for p in getattr(loop.dm.labeled.steps.get("sieve"), "folders", ())
+                ],
             }
         )
 

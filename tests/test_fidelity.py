@@ -258,7 +258,7 @@ def test_sieve_scope_new_sieves_each_label_once_and_keeps_earlier_masks(tmp_path
         assert 0 < manifest["stats"]["sieve_regions"] <= np.unique(root[mine]).size
         own = set(np.unique(loop.dm.regions.image_of(ids[mine])).tolist())
         assert {int(f[:-4]) for f in manifest["files"]} <= own
-    assert [p.name for p in loop.dm.labeled.sieves] == ["round_01", "round_02"]
+    assert [p.name for p in loop.dm.labeled.steps["sieve"].folders] == ["round_01", "round_02"]
     resumed = build_loop(cfg, out, resume=True, console=Console(quiet=True), progress=False)
     resumed.run()
-    assert [p.name for p in resumed.dm.labeled.sieves] == ["round_01", "round_02"]
+    assert [p.name for p in resumed.dm.labeled.steps["sieve"].folders] == ["round_01", "round_02"]

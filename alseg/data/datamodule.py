@@ -9,20 +9,31 @@ maps and workers are not rebuilt.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, default_collate
 
-from alseg.data.label_maps import label_map_path, load_label_map
 from alseg.data.labels import DENSE, MULTI, NO_CLASS, LabelStore
 from alseg.data.regions import RegionSet
 from alseg.data.transforms import TrainAugment
 from alseg.data.weights import source_image_weights
 from alseg.distributed import shard_drop_last, world_size
+
+
+class TargetStep(Protocol):
+    """A change a method makes to the training targets (``LabeledView.set_step``).
+
+    ``replaces``: the step gives the whole target of an image (called with ``target``
+    None; e.g. pseudo-label maps) and the batch carries no region answers; otherwise it
+    edits the target built from the store (e.g. sieve masks drop pixels)."""
+
+    @property
+    def replaces(self) -> bool: ...
+
+    def __call__(self, index: int, target: torch.Tensor | None) -> torch.Tensor: ...
 
 
 class LabeledView(Dataset):
@@ -31,10 +42,11 @@ class LabeledView(Dataset):
     Items: ``image`` (3,H,W), ``target`` (H,W) long (255 = no label), ``index``; with
     multi-class labels also ``regions`` (H,W) long and ``region_classes`` (R_max + 1, C+1)
     bool (the answers, padded to the largest region count of the pool; row R_max is the
-    all-False answer of pixels that a crop pads). With stage-2 pseudo labels set
-    (``set_pseudo_labels``: a folder of label maps) the target is the image's pseudo-label
-    map; sieve masks (``set_sieve``: folders of masks) remove pixels from the targets.
-    ``augment`` (random scale, crop, flip) transforms image, target and regions together.
+    all-False answer of pixels that a crop pads). Methods change the targets through named
+    steps (``set_step``): the newest replacing step, if any, gives the target (stage-2
+    pseudo labels); else the store's target goes through the editing steps in the order they
+    were set (sieve masks). ``augment`` (random scale, crop, flip) transforms image, target
+    and regions together.
     """
 
     def __init__(
@@ -51,8 +63,7 @@ class LabeledView(Dataset):
         self.indices = np.zeros(0, dtype=np.int64)
         self.region_targets = torch.full((regions.total,), ignore_index, dtype=torch.long)
         self.store: LabelStore | None = None
-        self.pseudo: Path | None = None
-        self.sieves: list[Path] = []
+        self.steps: dict[str, TargetStep] = {}
         self.max_regions = int(regions.num_regions.max(initial=1))
         self.augment = augment or TrainAugment(hflip=False)
         self.augment.ignore_index, self.augment.pad_region = ignore_index, self.max_regions
@@ -68,15 +79,15 @@ class LabeledView(Dataset):
         )
         self.indices = np.flatnonzero(per_image > 0).astype(np.int64)
 
-    def set_sieve(self, folders: list[Path]) -> None:
-        """Folders of (H, W) masks (1 = drop) of labeled pixels sieved out (adaptive
-        superpixels, ``label_maps``): they become ``ignore_index`` in the targets."""
-        self.sieves = list(folders)
+    def set_step(self, name: str, step: TargetStep | None) -> None:
+        """Set (or, with None, remove) the target step called ``name``."""
+        self.steps.pop(name, None)
+        if step is not None:
+            self.steps[name] = step
 
-    def set_pseudo_labels(self, folder: Path | None) -> None:
-        """Train on the label maps in ``folder`` instead of the store's labels (stage 2);
-        None: off."""
-        self.pseudo = folder
+    def _replacing(self) -> TargetStep | None:
+        found = [s for s in self.steps.values() if s.replaces]
+        return found[-1] if found else None
 
     def region_classes(self, index: int) -> torch.Tensor:
         """(R_max + 1, C+1) bool multi-class answers of image ``index``'s regions."""
@@ -89,17 +100,16 @@ class LabeledView(Dataset):
 
     def target(self, index: int) -> torch.Tensor:
         """(H, W) long training target of pool image ``index``."""
-        if self.pseudo is not None:
-            return load_label_map(label_map_path(self.pseudo, index))
+        replacing = self._replacing()
+        if replacing is not None:
+            return replacing(index, None)
         rmap = self.regions.map_tensor(index)
         target = self.region_targets[int(self.regions.offsets[index]) + rmap]
         dense = target == DENSE
         if dense.any():  # pixel labels: the region's own pixels are the answer
             target = torch.where(dense, self.mask_fn(index), target)
-        for folder in self.sieves:
-            path = label_map_path(folder, index)
-            if path.exists():
-                target = target.masked_fill(load_label_map(path) > 0, self.ignore_index)
+        for step in self.steps.values():
+            target = step(index, target)
         return target
 
     def __len__(self) -> int:
@@ -108,7 +118,8 @@ class LabeledView(Dataset):
     def __getitem__(self, k: int) -> dict[str, Any]:
         index = int(self.indices[k])
         item = {"image": self.dataset[index]["image"], "target": self.target(index), "index": index}
-        if self.pseudo is None and self.store is not None and self.store.bits is not None:
+        answers = self.store is not None and self.store.bits is not None
+        if answers and self._replacing() is None:
             item["regions"] = self.regions.map_tensor(index)
             item["region_classes"] = self.region_classes(index)
         return self.augment(item)

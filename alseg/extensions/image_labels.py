@@ -36,7 +36,7 @@ import torch
 from alseg.data.label_maps import label_map_path, save_label_map
 from alseg.extensions.base import Extension, FitResult, RoundContext
 from alseg.extensions.maps import MapWriter, pct, write_maps
-from alseg.extensions.stage2 import train_on_pseudo_labels
+from alseg.extensions.stage2 import PSEUDO_STEP, PseudoLabelMaps, train_on_pseudo_labels
 from alseg.models.segmentation import (
     OptimSpec,
     PredictOutputs,
@@ -261,13 +261,13 @@ class ImageLabels(Extension):
         pl.seed_everything(loop.seed * 1000 + r + 300, workers=True, verbose=False)
         module = self.boundary_module()
         loop.tracker.phase(r, "fit boundaries", len(loop.dm.labeled))
-        loop.dm.labeled.set_pseudo_labels(cam_folder)
+        loop.dm.labeled.set_step(PSEUDO_STEP, PseudoLabelMaps(cam_folder))
         try:
             trainer = loop.trainer_factory([], None, self.s.boundary_epochs)
             loader = loop.dm.train_dataloader(trainer.world_size)
             trainer.fit(module, train_dataloaders=loader)
         finally:
-            loop.dm.labeled.set_pseudo_labels(None)
+            loop.dm.labeled.set_step(PSEUDO_STEP, None)
         if loop.rank_zero:
             loop.rundir.save_checkpoint(r, module.state_dict(), self.keep, stage=BOUNDARY_STAGE)
         return module

@@ -7,7 +7,7 @@ As the official code, every round re-sieves every labeled region of every round 
 base regions included) with the newest model: once round r's answers are known, a
 prediction pass with the model of round r - 1 over the images of all labels so far writes
 a drop mask per image (``sieve/round_XX/<image>.png``, 1 = drop) before the labels are
-committed, and round r trains on those masks only (``LabeledView.set_sieve``). The kept
+committed, and round r trains on those masks only (the target step ``SieveMasks``). The kept
 and dropped pixels' accuracy against ground truth is recorded, never used for training.
 """
 
@@ -22,7 +22,7 @@ import torch
 
 from alseg.acquisition.adaptive import knee_threshold
 from alseg.acquisition.base import Selection
-from alseg.data.label_maps import label_map_path, save_label_map
+from alseg.data.label_maps import label_map_path, load_label_map, save_label_map
 from alseg.data.labels import NO_CLASS, Annotations
 from alseg.extensions.base import Extension, RoundContext
 from alseg.extensions.maps import MapWriter, pct, write_maps
@@ -30,6 +30,24 @@ from alseg.models.segmentation import PredictOutputs
 
 KIND = "sieve"
 STAT_KEYS = ("sieve_kept_acc", "sieve_dropped_acc", "sieve_dropped_pct", "sieve_regions")
+
+
+@dataclass(frozen=True)
+class SieveMasks:
+    """A target step (``LabeledView.set_step``): the labeled pixels that the masks in
+    ``folders`` ((H, W), 1 = drop) sieved out become ``ignore_index``."""
+
+    folders: tuple[Path, ...]
+    ignore_index: int = 255
+    replaces: bool = False
+
+    def __call__(self, index: int, target: torch.Tensor | None) -> torch.Tensor:
+        assert target is not None
+        for folder in self.folders:
+            path = label_map_path(folder, index)
+            if path.exists():
+                target = target.masked_fill(load_label_map(path) > 0, self.ignore_index)
+        return target
 
 
 @dataclass
@@ -238,7 +256,8 @@ class Sieving(Extension):
         rounds = [r] if self.cfg.scope == "all" else range(1, r + 1)
         rundir = self.loop.rundir
         self.folders = [rundir.round_folder(KIND, k) for k in rounds if k > 0]
-        self.loop.dm.labeled.set_sieve(self.folders)
+        labeled = self.loop.dm.labeled
+        labeled.set_step(KIND, SieveMasks(tuple(self.folders), labeled.ignore_index))
 
     def metrics_row(self, r: int) -> dict[str, float]:
         stats = self.stats if r > 0 else {}

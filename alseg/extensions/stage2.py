@@ -8,6 +8,7 @@ agreement with ground truth is recorded (``pseudo_acc``, ``pseudo_coverage``), n
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,13 +16,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from alseg.data.label_maps import label_map_path, save_label_map
+from alseg.data.label_maps import label_map_path, load_label_map, save_label_map
 from alseg.extensions.base import Extension, FitPlan, FitResult, RoundContext
 from alseg.extensions.maps import MapWriter, pct, write_maps
 from alseg.models.pseudo_labels import propagate_pseudo_labels
 from alseg.models.segmentation import PredictOutputs, SegmentationModule
 
 KIND = "pseudo_labels"
+
+PSEUDO_STEP = "pseudo_labels"  # the name of the target step that trains on label maps
 
 
 class PseudoLabelWriter(MapWriter):
@@ -79,16 +82,28 @@ def stage2_features(feats: torch.Tensor, size: Any) -> torch.Tensor:
     return F.interpolate(F.normalize(feats, dim=1), size=size, mode="bilinear", align_corners=False)
 
 
+@dataclass(frozen=True)
+class PseudoLabelMaps:
+    """A target step (``LabeledView.set_step``): train on the label map of each image in
+    ``folder`` instead of the store's labels (stage 2, the boundary network's CAM labels)."""
+
+    folder: Path
+    replaces: bool = True
+
+    def __call__(self, index: int, target: torch.Tensor | None) -> torch.Tensor:
+        return load_label_map(label_map_path(self.folder, index))
+
+
 def train_on_pseudo_labels(
     loop: RoundContext, r: int, folder: Path, keep: int
 ) -> SegmentationModule:
     """Round ``r``'s stage-2 model: re-initialised, trained on the label maps in ``folder``
     with CE, saved as ``checkpoints/round_XX_stage2.pt``."""
-    loop.dm.labeled.set_pseudo_labels(folder)
+    loop.dm.labeled.set_step(PSEUDO_STEP, PseudoLabelMaps(folder))
     try:
         model, _ = loop.train(r, FitPlan(stage=2))
     finally:
-        loop.dm.labeled.set_pseudo_labels(None)
+        loop.dm.labeled.set_step(PSEUDO_STEP, None)
     if loop.rank_zero:
         loop.rundir.save_checkpoint(r, model.state_dict(), keep=keep, stage=2)
     return model
