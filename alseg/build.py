@@ -253,8 +253,8 @@ def open_run_dir(
 def _resume_config(
     cfg: DictConfig, rundir: RunDir, state: dict[str, Any], config_yaml: str
 ) -> None:
-    """Record the (safe) keys ``alseg resume`` changed; extend a finished run whose
-    ``active.rounds`` grew; refuse fewer rounds than it has done."""
+    """Record the (safe) keys ``alseg resume`` changed; refuse fewer rounds than the run has
+    done (a finished run whose ``active.rounds`` grew is extended by the loop: ``_start``)."""
     r = int(state["round"])
     if r >= cfg.active.rounds:
         raise RunDirError(
@@ -273,8 +273,6 @@ def _resume_config(
         state.setdefault("config_changes", []).append({"round": r, "keys": keys})
         state["config"] = config_yaml
         rundir.write_file(rundir.config_path, config_yaml.encode())
-        if state["phase"] == Phase.DONE and r + 1 < cfg.active.rounds:
-            state["phase"] = Phase.EVALUATED  # more rounds: select the next one
         rundir.write_state(state)  # processes that DDP launches later read the new config
 
 

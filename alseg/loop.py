@@ -265,6 +265,8 @@ class ActiveLoop:
         """Round and phase to continue from: the run dir's state, or a new round 0."""
         if "phase" in self.state:
             r, phase = int(self.state["round"]), str(self.state["phase"])
+            if phase == Phase.DONE and r + 1 < self.rounds:  # extended: select round r + 1
+                phase = Phase.EVALUATED
             if phase == Phase.AWAITING_ANSWERS:  # nothing to do until the answers are imported
                 self.tracker.awaiting(r, len(load_queries(self.rundir, r).pending))
                 return r, phase
