@@ -147,7 +147,19 @@ class ActiveLoop:
             model.load_state_dict(plan.init, strict=False)
         self.tracker.phase(r, "fit" if plan.stage == 1 else "fit stage 2", len(self.dm.labeled))
         trainer = self.trainer_factory([], plan.max_steps, plan.max_epochs)
-        trainer.fit(model, train_dataloaders=self.dm.train_dataloader(trainer.world_size))
+        try:
+            trainer.fit(model, train_dataloaders=self.dm.train_dataloader(trainer.world_size))
+        except ValueError as e:  # batch norm on a (1, C, 1, 1) tensor: say what to change
+            if "Expected more than 1 value per channel" not in str(e):
+                raise
+            n, world = len(self.dm.labeled), trainer.world_size
+            raise ValueError(
+                f"round {r}'s fit has {n} labeled image{'s' * (n != 1)} for {world} "
+                f"process{'es' * (world != 1)}: a batch of one image cannot be batch-normalised "
+                "after the network's global pooling (DeepLabV3/V3+'s pooling branch); label "
+                "more images in round 0 (active.init_budget, active.budget) or run on fewer "
+                "processes (trainer.devices)"
+            ) from e
         # every rank continues with the weights the checkpoint holds (so a resumed run
         # evaluates and scores with the same model as an uninterrupted one)
         adopt_rank_zero_state(trainer, model)

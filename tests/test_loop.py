@@ -292,3 +292,15 @@ def test_continuous_schedule_carries_weights_optimizer_and_lr(tmp_path):
         run(tiny_overrides(tmp_path, *extra), killed, patch=crash_in("fit", 2))
     run(tiny_overrides(tmp_path, *extra), killed, resume=True)
     assert read_csv(killed / "metrics.csv") == read_csv(out / "metrics.csv")
+
+
+def test_a_fit_on_one_image_is_named_not_a_batch_norm_message(tmp_path, capsys):
+    """Image tags cost 8 clicks an image here: a round-0 budget of 8 labels one image, whose
+    batches of one cannot be batch-normalised after DeepLabV3+'s global pooling."""
+    from alseg.cli import main
+
+    args = tiny_overrides(tmp_path, "experiment=image_labels_synthetic", "active.rounds=1")
+    assert main(["run", *args, f"run_dir={tmp_path / 'run'}"]) == 2
+    err = capsys.readouterr().err
+    assert "round 0's fit has 1 labeled image for 1 process" in err
+    assert "active.init_budget" in err and "Expected more than 1 value" not in err
