@@ -105,6 +105,8 @@ def main() -> None:
         action="store_true",
         help="also each rule but random applied inside each skill (<rule>/skill)",
     )
+    ap.add_argument("--accelerator", default="cpu", help="the fits' device: cpu, gpu, auto")
+    ap.add_argument("--precision", default="32-true", help="Lightning's, e.g. bf16-mixed")
     args = ap.parse_args()
     quiet_lightning()
     out = Path(args.out)
@@ -112,7 +114,7 @@ def main() -> None:
     path = out / "results.csv"
     res = pd.read_csv(path) if path.exists() else pd.DataFrame()
     done = set() if res.empty else set(zip(res.seed, res.rule, res.keep))
-    study = TextStudy()
+    study = TextStudy(accelerator=args.accelerator, precision=args.precision)
     for seed in args.seeds:
         t0 = time.perf_counter()
         s = setup(study, seed)

@@ -92,6 +92,8 @@ class TextStudy:
     less_warmup: float = 0.05
     less_epochs: int = 4
     less_dim: int = 256
+    accelerator: str = "cpu"  # the fine-tuning fits (one device); scoring runs on the CPU
+    precision: str = "32-true"  # Lightning's, e.g. "bf16-mixed"
 
 
 @dataclass
@@ -119,7 +121,17 @@ def setup(study: TextStudy, seed: int) -> Setup:
 
 
 def _fit(s: Setup, enc: Encoded, steps: int, study: TextStudy, seed: int) -> Any:
-    return fit(copy.deepcopy(s.init), enc, steps, study.batch, study.lr, seed)
+    model = copy.deepcopy(s.init)
+    return fit(
+        model,
+        enc,
+        steps,
+        study.batch,
+        study.lr,
+        seed,
+        accelerator=study.accelerator,
+        precision=study.precision,
+    )
 
 
 def _example_grads(model: Any, enc: Encoded, params: list[torch.nn.Parameter]) -> torch.Tensor:

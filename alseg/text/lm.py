@@ -161,8 +161,13 @@ def fit(
     lr: float = 3e-3,
     seed: int = 0,
     progress: bool = False,
+    accelerator: str = "cpu",
+    precision: str = "32-true",
 ) -> Any:
-    """Train ``model`` for ``steps`` optimiser steps on shuffled batches of ``enc``."""
+    """Train ``model`` for ``steps`` optimiser steps on shuffled batches of ``enc``, on one
+    device of ``accelerator`` ("cpu", "gpu", "auto") at Lightning's ``precision`` (e.g.
+    "bf16-mixed" on GPUs that have it). The model comes back on the CPU (Lightning's
+    teardown), where the scoring passes run."""
     if steps < 1 or len(enc) == 0:
         raise ValueError(
             f"fit needs steps >= 1 and examples; got {steps} steps, {len(enc)} examples"
@@ -173,7 +178,9 @@ def fit(
     trainer = pl.Trainer(
         max_steps=steps,
         max_epochs=-1,
-        accelerator="cpu",
+        accelerator=accelerator,
+        devices=1,
+        precision=precision,  # type: ignore[arg-type]
         logger=False,
         enable_checkpointing=False,
         enable_progress_bar=progress,

@@ -86,3 +86,15 @@ def test_fit_memorises_a_few_examples_and_exact_match_reads_them_back(tok):
     assert after["loss"].mean() < 0.1 * before["loss"].mean()
     acc = exact_match(model, tok, ex)
     assert acc == {"add": 100.0, "lookup": 100.0, "all": 100.0}
+
+
+def test_fit_at_bf16_mixed_precision_lowers_the_loss_and_returns_fp32_weights_on_cpu(tok):
+    """The precision a GPU user selects (here on the CPU, which has bf16 autocast)."""
+    torch.manual_seed(0)
+    model = tiny_lm(len(tok), context=64)
+    enc = encode(tok, make_instructions(8, seed=2), context=64)
+    before = example_scores(model, enc)["loss"].mean()
+    model = fit(model, enc, steps=40, batch_size=4, precision="bf16-mixed")
+    p = next(model.parameters())
+    assert p.dtype == torch.float32 and p.device.type == "cpu"
+    assert example_scores(model, enc)["loss"].mean() < 0.8 * before
