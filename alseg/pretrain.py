@@ -198,9 +198,10 @@ def _check_saved(rd: RunDir, cfg: DictConfig) -> None:
     """Refuse a run dir whose pre-training read other settings (names the first four)."""
     saved = OmegaConf.load(rd.config_path)
     assert isinstance(saved, DictConfig)
-    differ = changed_keys(inputs(saved), inputs(cfg))
+    before, after = inputs(saved), inputs(cfg)
+    differ = changed_keys(before, after)
     if differ:
-        was, now = flatten(inputs(saved)), flatten(inputs(cfg))
+        was, now = flatten(before), flatten(after)
         shown = ", ".join(f"{k}: {was.get(k)} -> {now.get(k)}" for k in differ[:4])
         raise RunDirError(
             f"{rd.path} holds a pre-training with other settings ({shown}); choose another run_dir"
@@ -219,8 +220,8 @@ def _trainer(cfg: DictConfig, rd: RunDir, state: dict[str, Any], rank_zero: bool
 
 def _save_encoder(
     rd: RunDir, cfg: DictConfig, encoder: Any, trainer: pl.Trainer, fingerprint: str
-) -> dict[str, Any]:
-    """Write encoder.pt and pretrain.json, drop the checkpoint; the metadata."""
+) -> None:
+    """Write encoder.pt and pretrain.json (the metadata), drop the checkpoint."""
     loss = trainer.callback_metrics.get("ssl_loss")
     meta = {
         "method": str(cfg.pretrain.method),
@@ -237,7 +238,6 @@ def _save_encoder(
     rd.write_file(rd.path / ENCODER_FILE, buf.getvalue())
     rd.write_file(rd.path / META_FILE, (json.dumps(meta, indent=1) + "\n").encode())
     rd.forget(rd.path / CHECKPOINT)  # done: the encoder is what later runs read
-    return meta
 
 
 def run_pretrain(

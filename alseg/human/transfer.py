@@ -224,9 +224,8 @@ def import_answers(run_dir: Path, export: Any) -> ImportReport:
 
             rows = _old_rows(rundir, r) + ann.records(parts.regions, list(q.classes))
             rundir.commit_round(r, rows, store.to_bytes(), state, also=painted_and_queries)
-        else:
-            with rundir.transaction():
-                rundir.write_state(state)
+        else:  # nothing new answered: only the phase and spent clicks (one atomic file)
+            rundir.write_state(state)
         return ImportReport(r, len(ids), float(ann.costs.sum()), len(q.pending), parsed)
     finally:
         rundir.release_lock()
