@@ -79,9 +79,9 @@ def last_offline_step(folder: Path, run_id: str) -> int:
     last = -1
     for f in sorted(folder.glob(f"offline-run-*-{run_id}/run-{run_id}.wandb")):
         try:
-            rows = history(f)
+            rows = history(f)  # a piece cut off mid-record gives its complete rows
         except (OSError, ValueError):
-            continue  # a piece cut off mid-record: its complete rows were read up to there
+            continue  # unreadable, or not a W&B file: it holds no step to continue after
         last = max([last, *(int(r.get("_step", -1)) for r in rows)])
     return last
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import struct
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,27 +20,34 @@ _FULL, _FIRST, _MIDDLE, _LAST = 1, 2, 3, 4
 
 
 def _chunks(data: bytes) -> Iterator[bytes]:
+    """The records of a log, joined from their pieces. The log ends at its first torn or
+    damaged piece (cut mid-header or mid-data, a checksum that fails, a piece out of
+    order): a file W&B is still writing, or one left by a kill, ends inside a record, and
+    the complete records before it are what it holds (LevelDB's reader does the same)."""
     if not data.startswith(b":W&B"):
         raise ValueError("not a W&B run file (no :W&B header)")
-    pos, buf = _HEADER, b""
+    pos, buf = _HEADER, None
     while pos + 7 <= len(data):
         left = _BLOCK - pos % _BLOCK
         if left < 7:  # block trailer
             pos += left
             continue
-        _crc, length, kind = struct.unpack("<IHB", data[pos : pos + 7])
-        pos += 7
-        chunk = data[pos : pos + length]
-        pos += length
-        if kind == _FULL:
+        crc, length, kind = struct.unpack("<IHB", data[pos : pos + 7])
+        chunk = data[pos + 7 : pos + 7 + length]
+        if len(chunk) < length or zlib.crc32(chunk, zlib.crc32(bytes([kind]))) != crc:
+            return
+        pos += 7 + length
+        if kind == _FULL and buf is None:
             yield chunk
-        elif kind == _FIRST:
+        elif kind == _FIRST and buf is None:
             buf = chunk
-        elif kind == _MIDDLE:
+        elif kind in (_MIDDLE, _LAST) and buf is not None:
             buf += chunk
-        elif kind == _LAST:
-            yield buf + chunk
-            buf = b""
+            if kind == _LAST:
+                yield buf
+                buf = None
+        else:
+            return
 
 
 def read_records(path: str | Path) -> list[Any]:

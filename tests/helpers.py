@@ -53,3 +53,14 @@ def load_script(name: str) -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def closed_wandb_logs(run_dir: Path) -> list[Path]:
+    """The ``.wandb`` files of a run dir's offline W&B pieces, in time order, once W&B has
+    written them out. ``finish()`` returns before W&B's service has flushed the file (read
+    at once, it lacked the last rounds' rows in 3 of 4 runs); a run's process exits
+    before anyone reads its files, and ``wandb.teardown()`` stands in for that exit here."""
+    import wandb
+
+    wandb.teardown()
+    return sorted((run_dir / "wandb").glob("offline-run-*/*.wandb"))

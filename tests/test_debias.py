@@ -481,6 +481,8 @@ def test_debias_run_logs_to_wandb_offline(tmp_path, monkeypatch):
     """Group accuracies per epoch, the weight histogram and the most up-weighted samples
     as an image table, in one offline W&B run beside the run dir's numbers."""
     pytest.importorskip("wandb")
+    from helpers import closed_wandb_logs
+
     from alseg.wandb_offline import history
 
     monkeypatch.setenv("WANDB_MODE", "offline")
@@ -488,7 +490,7 @@ def test_debias_run_logs_to_wandb_offline(tmp_path, monkeypatch):
     extra = ["logger=wandb", "debias.features.backbone=torchvision", "debias.top_samples=4"]
     args = ["run", "experiment=lwbc_colored_shapes", f"run_dir={run_dir}", *_tiny(tmp_path)]
     assert main(args[:3] + [a for a in args[3:] if a != "logger=none"] + extra) == 0
-    log = next((run_dir / "wandb").glob("offline-run-*/*.wandb"))
+    (log,) = closed_wandb_logs(run_dir)
     rows = history(log)
     epochs = [r for r in rows if "lwbc/val_worst" in r]
     saved = pd.read_csv(run_dir / "metrics.csv")
