@@ -35,7 +35,8 @@ from alseg.models.factory import ModelSpec
 from alseg.models.specs import OptimSpec, TagSpec
 from alseg.parts import Parts, build_parts, check_budget, has_void_output, init_budget
 from alseg.pretrain import check_pretrained, is_weights_path
-from alseg.rundir import Phase, RunDir, RunDirError
+from alseg.rundir import RunDir, RunDirError
+from alseg.state import Phase
 from alseg.tasks import TASKS
 from alseg.tracking import Tracker, user_console
 

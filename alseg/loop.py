@@ -33,7 +33,8 @@ from alseg.extensions.base import Extension, FitPlan, FitResult, ModelFactory, T
 from alseg.human.queries import QueryRound, load_queries, save_queries
 from alseg.models.segmentation import SegmentationModule, TrainSpan
 from alseg.plots import plot_curve
-from alseg.rundir import Phase, RunDir
+from alseg.rundir import RunDir
+from alseg.state import Phase
 from alseg.tracking import Tracker, round_row
 
 

@@ -36,7 +36,8 @@ from torch.utils.data import DataLoader
 from alseg.atomic import sha256_file
 from alseg.config import changed_keys, flatten
 from alseg.distributed import is_rank_zero, shard_drop_last
-from alseg.rundir import Phase, RunDir, RunDirError
+from alseg.rundir import RunDir, RunDirError
+from alseg.state import Phase
 from alseg.tracking import user_console
 
 ENCODER_FILE = "encoder.pt"

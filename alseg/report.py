@@ -19,7 +19,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from alseg.acquisition.strategies import strategy_names
 from alseg.plots import _pyplot
-from alseg.rundir import Phase, RunDir, RunDirError
+from alseg.rundir import RunDir, RunDirError
+from alseg.state import Phase
 
 
 def setting_of(run_dir: Path) -> str:

@@ -16,15 +16,8 @@ Layout::
       .lock                    held by the process that writes the run dir
       .commit/                 a commit of several files in progress (``transaction``)
 
-Every file is written to a temp file in the same folder and renamed into place, so a
-killed process leaves either the old or the new file, never a torn one. Files that a
-resumed run reads are *committed*: their checksum goes into state.json with the phase that
-needs them, and ``verify`` checks them all before a run resumes. Where several files and
-state.json must change together (a round's labels and selections, an import of answers),
-``transaction`` stages them and applies them all or none: a process killed before its
-journal is written leaves the run dir as it was, one killed after it is finished by the
-next writer (``recover``, when it takes the lock). One process at a time writes a run dir
-(``lock``).
+Files are committed as ``alseg.commits`` describes (atomic, checksummed, one writer,
+transactions).
 """
 
 from __future__ import annotations
@@ -33,51 +26,24 @@ import csv
 import json
 import os
 import shutil
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
-from enum import Enum
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import torch
 
 from alseg.atomic import (
-    LockError,
     atomic_write_bytes,
     atomic_write_text,
     buffered,
     csv_text,
-    hold_lock,
-    is_temp_file,
     sha256_bytes,
     sha256_file,
 )
+from alseg.commits import MANIFEST, PARTIAL, CommittedFolder, RunDirError
+from alseg.state import check_state
+from alseg.tasks import recorded_task
 
-
-class Phase(str, Enum):
-    """The last phase a run committed to state.json (stored as its value): round r's labels
-    bought, its model fitted, evaluated (and the next selection may start), the run done,
-    or round r's queries waiting for people's answers (labeling.oracle=human). Pruning,
-    debiasing and pre-training runs use ``fitted`` (an epoch checkpoint) and ``done``."""
-
-    LABELED = "labeled"
-    FITTED = "fitted"
-    EVALUATED = "evaluated"
-    DONE = "done"
-    AWAITING_ANSWERS = "awaiting_answers"
-
-    def __str__(self) -> str:
-        return self.value
-
-    def __format__(self, spec: str) -> str:
-        return format(self.value, spec)
-
-
-PHASES: tuple[str, ...] = tuple(p.value for p in Phase)
-PARTIAL = ".partial"  # suffix of a folder being written
-MANIFEST = "manifest.json"
-STAGING = ".commit"  # a transaction's staged files, journal and state.json
-JOURNAL = "journal.json"  # written last into STAGING: the transaction is committed
 # What alseg writes into a run dir: removed when a run that never committed round 0 starts
 # again in the same folder (anything else there is the user's and stays).
 OWNED = (
@@ -99,36 +65,22 @@ OWNED = (
 )
 
 
-class RunDirError(ValueError):
-    """The run directory is missing, incomplete, corrupt or in use."""
-
-
 def _torch_bytes(obj: Any) -> bytes:
     return buffered(lambda f: torch.save(obj, f))
 
 
-class RunDir:
-    """Paths and atomic, checksummed reads and writes of one run directory.
-
-    ``files`` maps the committed files (paths relative to the run dir) to their SHA-256; it
-    is saved in state.json by ``write_state`` and checked by ``verify``.
-    """
+class RunDir(CommittedFolder):
+    """What one run directory holds (the layout above) and how a run reads and commits it:
+    its config, state, rounds, metrics, per-image map folders and checkpoints."""
 
     def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        self.files: dict[str, str] = {}
+        super().__init__(path)
         self.state: dict[str, Any] = {}  # what the loop continues from (see alseg.build)
-        self._lock: IO[str] | None = None
-        self._staged: list[str] | None = None  # relative paths staged by a transaction
 
     # -- paths ---------------------------------------------------------------------------
     @property
     def config_path(self) -> Path:
         return self.path / "config.yaml"
-
-    @property
-    def state_path(self) -> Path:
-        return self.path / "state.json"
 
     @property
     def metrics_path(self) -> Path:
@@ -137,10 +89,6 @@ class RunDir:
     @property
     def curve_path(self) -> Path:
         return self.path / "curve.png"
-
-    @property
-    def lock_path(self) -> Path:
-        return self.path / ".lock"
 
     def labels_path(self, r: int) -> Path:
         return self.path / "labels" / f"round_{r:02d}.npz"
@@ -159,35 +107,6 @@ class RunDir:
         """A folder of per-image label maps of round ``r`` (``kind``: pseudo_labels, sieve)."""
         return self.path / kind / f"round_{r:02d}"
 
-    def _rel(self, path: Path) -> str:
-        return path.relative_to(self.path).as_posix()
-
-    # -- one writer at a time ----------------------------------------------------------------
-    def acquire_lock(self, command: str) -> None:
-        """Take the exclusive lock of this run dir (creating the folder), or raise
-        RunDirError naming the process that holds it. The operating system releases the
-        lock when the holder exits, however it exits, so a lock is never stale."""
-        if self._lock is not None:
-            return
-        try:
-            self._lock = hold_lock(self.lock_path, command, self.path)
-        except LockError as e:
-            raise RunDirError(str(e)) from None
-        self.recover()
-
-    def release_lock(self) -> None:
-        if self._lock is not None:
-            self._lock.close()  # closing the file releases the lock
-            self._lock = None
-
-    @contextmanager
-    def locked(self, command: str) -> Iterator[RunDir]:
-        self.acquire_lock(command)
-        try:
-            yield self
-        finally:
-            self.release_lock()
-
     # -- creation and validation ---------------------------------------------------------
     def create(self, config_yaml: str) -> bool:
         """Start a new run (call with the lock held). Refuses a folder that holds a run; a
@@ -195,7 +114,7 @@ class RunDir:
         files alseg writes; returns True then).
         """
         if self.state_path.exists():
-            if self.task()[0] == "prune":
+            if not recorded_task(self.config_path)[0].resumable:
                 raise RunDirError(
                     f"{self.path} holds a finished pruning run (its results are in "
                     "results.json; pruning runs are not resumed): choose another run_dir, or "
@@ -226,177 +145,24 @@ class RunDir:
         if not self.config_path.is_file():
             raise RunDirError(f"{self.path} is not an alseg run dir: config.yaml is missing")
         if not self.state_path.is_file():
-            task, stage = self.task()
-            if task == "active":
-                raise RunDirError(
-                    f"{self.path} never committed its first round (the run stopped before "
-                    f"round 0's labels were saved): start it again with `alseg run ... "
-                    f"run_dir={self.path}` (the folder is reused)"
-                )
-            command = f"alseg prune {stage}" if task == "prune" else "alseg run"
-            raise RunDirError(
-                f"{self.path} never finished (a {task} run writes its state when it ends, and "
-                f"is not resumed): start it again with `{command} ... run_dir={self.path}` "
-                "(the folder is reused)"
-            )
+            task, stage = recorded_task(self.config_path)
+            raise RunDirError(task.never_finished(self.path, stage))
         return self.read_state()
-
-    def task(self) -> tuple[str, str]:
-        """The task of the run (``active``, ``prune``, ``debias``) and its pruning stage,
-        from config.yaml (``active`` if it does not say)."""
-        import yaml
-
-        try:
-            cfg = yaml.safe_load(self.config_path.read_text()) or {}
-        except (OSError, yaml.YAMLError):
-            return "active", ""
-        prune = cfg.get("prune") or {}
-        return str(cfg.get("task", "active")), str(prune.get("stage", "score"))
 
     # -- state -------------------------------------------------------------------------------
     def read_state(self) -> dict[str, Any]:
-        """state.json, checked: a mapping with an integer round >= 0, a known phase and a
-        seed; the committed-file checksums are loaded into ``files``."""
+        """state.json, checked (``alseg.state.check_state``); the committed-file checksums
+        are loaded into ``files``."""
         path = self.state_path
         try:
             state = json.loads(path.read_bytes().decode("utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
             raise RunDirError(f"{path} is corrupt ({type(e).__name__}: {e})") from None
-        if not isinstance(state, dict):
-            raise RunDirError(f"{path} is corrupt: not a JSON object")
-        for key in ("round", "phase", "seed"):
-            if key not in state:
-                raise RunDirError(f"{path} is corrupt: no {key!r}")
-        r = state["round"]
-        if not isinstance(r, int) or isinstance(r, bool) or r < 0:
-            raise RunDirError(f"{path} is corrupt: round {r!r} is not an integer >= 0")
-        if state["phase"] not in PHASES:
-            raise RunDirError(f"{path}: phase {state['phase']!r} is not one of {PHASES}")
-        files = state.get("files", {})
-        if not isinstance(files, dict):
-            raise RunDirError(f"{path} is corrupt: 'files' is not a mapping")
-        self.files = {str(k): str(v) for k, v in files.items()}
+        problem = check_state(state)
+        if problem:
+            raise RunDirError(f"{path}{problem}")
+        self.files = {str(k): str(v) for k, v in state.get("files", {}).items()}
         return state
-
-    def write_state(self, state: dict[str, Any]) -> None:
-        """Commit: state.json with the checksums of every committed file (staged inside a
-        ``transaction``)."""
-        state = {**state, "files": dict(sorted(self.files.items()))}
-        text = json.dumps(state, indent=2, sort_keys=True) + "\n"
-        if self._staged is not None:
-            atomic_write_text(self.path / STAGING / self.state_path.name, text)
-            return
-        atomic_write_text(self.state_path, text)
-
-    # -- several files as one commit ---------------------------------------------------------
-    @contextmanager
-    def transaction(self) -> Iterator[RunDir]:
-        """Stage the committed files and the state.json written inside the block, then
-        apply them together: the journal (the list of staged files) is written last into
-        the staging folder, which commits them; each is then renamed into place, state.json
-        last. An exception inside the block discards what was staged; an interrupt (Ctrl-C)
-        leaves it for ``recover``, as a kill does."""
-        if self._staged is not None:
-            raise RuntimeError("transactions do not nest")
-        staging = self.path / STAGING
-        shutil.rmtree(staging, ignore_errors=True)
-        before = dict(self.files)
-        self._staged = []
-        try:
-            yield self
-            staged = self._staged
-        except BaseException as e:
-            self.files = before
-            if isinstance(e, Exception):
-                shutil.rmtree(staging, ignore_errors=True)
-            raise
-        finally:
-            self._staged = None
-        atomic_write_text(staging / JOURNAL, json.dumps(staged))
-        self._apply(staging)
-
-    def _apply(self, staging: Path) -> None:
-        """Move a committed transaction's files into place (those not moved yet), then its
-        state.json, and remove the staging folder."""
-        for rel in json.loads((staging / JOURNAL).read_text()):
-            src = staging / rel
-            if src.is_file():
-                (self.path / rel).parent.mkdir(parents=True, exist_ok=True)
-                os.replace(src, self.path / rel)
-        if (staging / self.state_path.name).is_file():
-            os.replace(staging / self.state_path.name, self.state_path)
-        shutil.rmtree(staging)
-
-    def recover(self) -> str | None:
-        """Finish or drop a transaction that a killed process left (call with the lock
-        held): with its journal it is applied, without it discarded. Returns what was
-        done, or None."""
-        staging = self.path / STAGING
-        if not staging.is_dir():
-            return None
-        if (staging / JOURNAL).is_file():
-            self._apply(staging)
-            return "finished"
-        shutil.rmtree(staging)
-        return "dropped"
-
-    def verify(self) -> None:
-        """Check every committed file against its checksum (and the files listed in
-        committed manifests); raise RunDirError naming the first one that is missing or
-        changed."""
-        for rel, digest in sorted(self.files.items()):
-            path = self.path / rel
-            if not path.is_file():
-                raise RunDirError(f"{path} is missing: the run dir lost a committed file")
-            if sha256_file(path) != digest:
-                raise RunDirError(
-                    f"{path} is corrupt: it does not match the checksum recorded in "
-                    f"{self.state_path} (changed or damaged after it was committed)"
-                )
-            if path.name == MANIFEST:
-                self._verify_manifest(path)
-
-    def _verify_manifest(self, manifest: Path) -> None:
-        listed = json.loads(manifest.read_text())["files"]
-        for name, digest in listed.items():
-            path = manifest.parent / name
-            if not path.is_file() or sha256_file(path) != digest:
-                raise RunDirError(
-                    f"{path} is missing or corrupt (its checksum in {manifest} differs)"
-                )
-
-    def remove_temp_files(self) -> list[Path]:
-        """Remove what interrupted writes left: temp files and partial folders."""
-        removed: list[Path] = []
-        if not self.path.is_dir():
-            return removed
-        for p in sorted(self.path.rglob("*"), reverse=True):
-            if "wandb" in p.relative_to(self.path).parts:
-                continue  # W&B's own files
-            if p.is_dir() and p.name.endswith(PARTIAL):
-                shutil.rmtree(p)
-                removed.append(p)
-            elif p.is_file() and is_temp_file(p):
-                p.unlink()
-                removed.append(p)
-        return removed
-
-    # -- committed files ----------------------------------------------------------------------
-    def write_file(self, path: Path, data: bytes) -> None:
-        """Write a committed file atomically and record its checksum (staged inside a
-        ``transaction``)."""
-        rel = self._rel(path)
-        if self._staged is not None:
-            atomic_write_bytes(self.path / STAGING / rel, data)
-            self._staged.append(rel)
-        else:
-            atomic_write_bytes(path, data)
-        self.files[rel] = sha256_bytes(data)
-
-    def forget(self, path: Path) -> None:
-        """Delete a committed file that is no longer needed (pruned checkpoints)."""
-        path.unlink(missing_ok=True)
-        self.files.pop(self._rel(path), None)
 
     def commit_round(
         self,

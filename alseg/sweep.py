@@ -16,7 +16,8 @@ from typing import Any
 
 import yaml
 
-from alseg.rundir import Phase, RunDir
+from alseg.rundir import RunDir
+from alseg.state import Phase
 
 
 class SweepError(RuntimeError):

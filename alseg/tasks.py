@@ -19,6 +19,8 @@ class Task:
     folder: Callable[[DictConfig], str]  # run-dir name before "-seed<seed>-<stamp>"
     group: Callable[[DictConfig], list[str]]  # W&B group parts after the data set's name
     run: Callable[[DictConfig, Path, bool], None]  # (config, run dir, resume)
+    never_finished: Callable[[Path, str], str]  # (run dir, pruning stage) -> resume advice
+    resumable: bool = True  # a finished run may grow (``alseg resume``)
 
 
 def schedule_name(cfg: DictConfig) -> str:
@@ -67,13 +69,57 @@ def _run_prune(cfg: DictConfig, run_dir: Path, resume: bool) -> None:
     run_prune(cfg, run_dir)
 
 
+def _active_never_finished(run_dir: Path, stage: str) -> str:
+    return (
+        f"{run_dir} never committed its first round (the run stopped before round 0's "
+        f"labels were saved): start it again with `alseg run ... run_dir={run_dir}` (the "
+        "folder is reused)"
+    )
+
+
+def _never_finished(task: str, command: str) -> Callable[[Path, str], str]:
+    """Advice for a run of a task that writes its state once, when it ends."""
+
+    def advice(run_dir: Path, stage: str) -> str:
+        return (
+            f"{run_dir} never finished (a {task} run writes its state when it ends, and is "
+            f"not resumed): start it again with `{command.format(stage=stage)} ... "
+            f"run_dir={run_dir}` (the folder is reused)"
+        )
+
+    return advice
+
+
 TASKS: dict[str, Task] = {
-    "active": Task("active", _active_folder, _active_group, _run_active),
+    "active": Task("active", _active_folder, _active_group, _run_active, _active_never_finished),
     "debias": Task(
         "debias",
         lambda c: f"{c.debias.method}-{c.data.name}",
         lambda c: [c.debias.method],
         _run_debias,
+        _never_finished("debias", "alseg run"),
     ),
-    "prune": Task("prune", _prune_folder, _active_group, _run_prune),
+    "prune": Task(
+        "prune",
+        _prune_folder,
+        _active_group,
+        _run_prune,
+        _never_finished("prune", "alseg prune {stage}"),
+        resumable=False,
+    ),
 }
+
+
+def recorded_task(config_path: Path) -> tuple[Task, str]:
+    """The task of a run dir's config.yaml and its pruning stage (``active`` where the
+    file does not say, cannot be read, or names no known task)."""
+    import yaml
+
+    try:
+        cfg = yaml.safe_load(config_path.read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        return TASKS["active"], ""
+    prune = cfg.get("prune") or {}
+    return TASKS.get(str(cfg.get("task", "active")), TASKS["active"]), str(
+        prune.get("stage", "score")
+    )

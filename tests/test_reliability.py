@@ -308,7 +308,8 @@ def test_a_transaction_lands_whole_or_not_at_all(tmp_path, monkeypatch):
     staging), a kill after it is finished by the next writer (recover applies it)."""
     import os
 
-    from alseg.rundir import STAGING, RunDir
+    from alseg.commits import STAGING
+    from alseg.rundir import RunDir
 
     def fresh(name):
         rd = RunDir(tmp_path / name)
@@ -433,7 +434,7 @@ def test_a_config_saved_with_float_upweights_still_types():
 
 
 def test_phases_are_stored_as_the_strings_older_run_dirs_hold():
-    from alseg.rundir import PHASES, Phase
+    from alseg.state import PHASES, Phase
 
     assert PHASES == ("labeled", "fitted", "evaluated", "done", "awaiting_answers")
     assert json.loads(json.dumps({"phase": Phase.AWAITING_ANSWERS})) == {

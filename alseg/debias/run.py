@@ -43,7 +43,8 @@ from alseg.debias.modules import (
 )
 from alseg.debias.ssl import SSLSpec
 from alseg.debias.tracking import DebiasTracker
-from alseg.rundir import Phase, RunDir
+from alseg.rundir import RunDir
+from alseg.state import Phase
 from alseg.tracking import user_console
 
 METHODS = ("erm", "jtt", "lff", "lwbc", "groupdro")

@@ -19,7 +19,8 @@ from typing import Any
 import numpy as np
 
 from alseg.data.labels import Annotations
-from alseg.rundir import Phase, RunDir, RunDirError
+from alseg.rundir import RunDir, RunDirError
+from alseg.state import Phase
 
 
 @dataclass

@@ -22,7 +22,8 @@ import numpy as np
 from alseg.data.labels import NO_CLASS
 from alseg.human.labelstudio import VOID, Parsed, choice_names, label_config, parse_export, tasks
 from alseg.human.queries import QueryRound, awaiting_round, load_queries, save_queries
-from alseg.rundir import Phase, RunDir
+from alseg.rundir import RunDir
+from alseg.state import Phase
 
 
 def _parts(run_dir: Path) -> Any:

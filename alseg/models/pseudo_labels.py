@@ -84,8 +84,7 @@ def propagate_pseudo_labels(
         regions: (H, W) long region ids in [0, R).
         region_classes: (R, C) bool answers.
         labeled: (R,) bool.
-    Returns:
-        (H, W) long pseudo labels, ``ignore_index`` where unassigned.
+    Returns (H, W) long pseudo labels, ``ignore_index`` where unassigned.
     """
     (D, H, W), C, R = features.shape, probs.shape[0], region_classes.shape[0]
     dev = features.device

@@ -42,7 +42,8 @@ from alseg.distributed import is_rank_zero
 from alseg.prune.callbacks import EpochScores, TrainingDynamics
 from alseg.prune.scores import SCORES
 from alseg.prune.select import select
-from alseg.rundir import Phase, RunDir, RunDirError
+from alseg.rundir import RunDir, RunDirError
+from alseg.state import Phase
 from alseg.tracking import user_console
 
 
