@@ -36,6 +36,8 @@ from alseg.models.specs import OptimSpec, TagSpec
 from alseg.parts import Parts, build_parts, check_budget, has_void_output, init_budget
 from alseg.pretrain import check_pretrained, is_weights_path
 from alseg.rundir import RunDir, RunDirError
+from alseg.schema import RootConfig, settings
+from alseg.schema.sections import ModelConfig, TrainerConfig
 from alseg.state import Phase
 from alseg.tasks import TASKS
 from alseg.tracking import Tracker, user_console
@@ -46,7 +48,8 @@ def default_run_dir(cfg: DictConfig) -> Path:
     torchrun (the same in every process), else the time."""
     job = os.environ.get("SLURM_JOB_ID") or os.environ.get("TORCHELASTIC_RUN_ID")
     stamp = f"job{job}" if job and job != "none" else time.strftime("%Y%m%d-%H%M%S")
-    return Path("runs") / f"{TASKS[cfg.task].folder(cfg)}-seed{cfg.seed}-{stamp}"
+    s = settings(cfg)
+    return Path("runs") / f"{TASKS[s.task].folder(s)}-seed{s.seed}-{stamp}"
 
 
 def quiet_lightning() -> None:
@@ -65,8 +68,7 @@ def quiet_lightning() -> None:
 
 
 # -- model, trainer, logger, extensions ----------------------------------------------------
-def optim_spec(cfg: DictConfig) -> OptimSpec:
-    m = cfg.model
+def optim_spec(m: ModelConfig) -> OptimSpec:
     return OptimSpec(
         m.optimizer,
         m.lr,
@@ -78,8 +80,8 @@ def optim_spec(cfg: DictConfig) -> OptimSpec:
     )
 
 
-def model_spec(cfg: DictConfig, train: Any) -> ModelSpec:
-    """Every model setting of the experiment, typed."""
+def model_spec(cfg: RootConfig, train: Any) -> ModelSpec:
+    """Every model setting of the experiment (``alseg.schema.settings`` of a config)."""
     m, a = cfg.model, cfg.adaptation
     align = (
         AlignSpec(
@@ -98,8 +100,8 @@ def model_spec(cfg: DictConfig, train: Any) -> ModelSpec:
         encoder_weights=m.encoder_weights,
         num_classes=train.num_classes,
         class_names=tuple(train.class_names),
-        optim=optim_spec(cfg),
-        void_output=has_void_output(cfg),
+        optim=optim_spec(m),
+        void_output=has_void_output(cfg.labeling),
         cosine=m.head == "cosine",
         head_temperature=m.head_temperature,
         stage2_lr=cfg.stage2.lr,
@@ -110,17 +112,16 @@ def model_spec(cfg: DictConfig, train: Any) -> ModelSpec:
         tags=TagSpec(
             cfg.weak.pooling,
             float(cfg.weak.lse_r),
-            bool(cfg.weak.get("background")),
-            cfg.weak.get("tag_arch"),
+            bool(cfg.weak.background),
+            cfg.weak.tag_arch,
         )
         if cfg.labeling.type == "image"
         else None,
     )
 
 
-def trainer_factory(cfg: DictConfig, logger: Any, root: Path) -> TrainerFactory:
+def trainer_factory(t: TrainerConfig, logger: Any, root: Path) -> TrainerFactory:
     """Trainers of every fit and prediction pass of the experiment."""
-    t = cfg.trainer
 
     def make(
         callbacks: list[pl.Callback], max_steps: int | None = None, max_epochs: int | None = None
@@ -153,24 +154,27 @@ def trainer_factory(cfg: DictConfig, logger: Any, root: Path) -> TrainerFactory:
 
 
 def build_logger(cfg: DictConfig, rundir: RunDir, state: dict[str, Any]) -> Any:
-    """The experiment's WandbLogger (one W&B run over all rounds, resumed by id), or None."""
-    if not cfg.logger.enabled or cfg.logger.mode == "disabled":
+    """The experiment's WandbLogger (one W&B run over all rounds, resumed by id), or None.
+    ``cfg`` whole: the W&B run records it."""
+    s = settings(cfg)
+    lg = s.logger
+    if not lg.enabled or lg.mode == "disabled":
         return None
     from pytorch_lightning.loggers import WandbLogger
 
-    os.environ.setdefault("WANDB_MODE", cfg.logger.mode)
+    os.environ.setdefault("WANDB_MODE", lg.mode)
     os.environ.setdefault("WANDB_SILENT", "true")
-    what = TASKS[cfg.task].group(cfg)
-    group = cfg.logger.group or "-".join([cfg.data.name, *what])
+    what = TASKS[s.task].group(s)
+    group = lg.group or "-".join([s.data.name, *what])
     logger = WandbLogger(
-        project=cfg.logger.project,
+        project=lg.project,
         name=rundir.path.name,
         save_dir=str(rundir.path),
-        offline=cfg.logger.mode == "offline",
+        offline=lg.mode == "offline",
         id=state.get("wandb_id"),
         resume="allow",
         group=group,
-        tags=list(cfg.logger.tags) + what,
+        tags=list(lg.tags) + what,
         config=OmegaConf.to_container(cfg, resolve=True),
     )
     # Lightning always passes anonymous=None, and W&B warns that the setting "has no
@@ -179,7 +183,7 @@ def build_logger(cfg: DictConfig, rundir: RunDir, state: dict[str, Any]) -> Any:
     return logger
 
 
-def build_extensions(cfg: DictConfig) -> list[Extension]:
+def build_extensions(cfg: RootConfig) -> list[Extension]:
     """The method plug-ins the config asks for, in the order the loop calls them."""
     a = cfg.active
     keep = int(a.keep_checkpoints)
@@ -200,7 +204,7 @@ def build_extensions(cfg: DictConfig) -> list[Extension]:
     if cfg.labeling.type == "image":
         m = cfg.model
         net = boundary_network(m.arch, m.encoder, m.encoder_weights)
-        out.append(ImageLabels(cfg.weak, net, optim_spec(cfg), keep))
+        out.append(ImageLabels(cfg.weak, net, optim_spec(m), keep))
     if cfg.sieve.enabled:
         s = cfg.sieve
         out.append(
@@ -243,7 +247,7 @@ def open_run_dir(
         for p in rundir.remove_temp_files():
             console.log(f"removed {p} (left by an interrupted write)")
         rundir.verify()
-        _resume_config(cfg, rundir, state, config_yaml)
+        _resume_config(settings(cfg).active.rounds, rundir, state, config_yaml)
         rundir.state = state
         return rundir
     except BaseException:
@@ -251,15 +255,13 @@ def open_run_dir(
         raise
 
 
-def _resume_config(
-    cfg: DictConfig, rundir: RunDir, state: dict[str, Any], config_yaml: str
-) -> None:
+def _resume_config(rounds: int, rundir: RunDir, state: dict[str, Any], config_yaml: str) -> None:
     """Record the (safe) keys ``alseg resume`` changed; refuse fewer rounds than the run has
     done (a finished run whose ``active.rounds`` grew is extended by the loop: ``_start``)."""
     r = int(state["round"])
-    if r >= cfg.active.rounds:
+    if r >= rounds:
         raise RunDirError(
-            f"{rundir.state_path} is at round {r} but active.rounds={cfg.active.rounds}: "
+            f"{rundir.state_path} is at round {r} but active.rounds={rounds}: "
             "a run cannot have fewer rounds than it has done"
         )
     labels = rundir.labels_path(r)
@@ -277,12 +279,13 @@ def _resume_config(
         rundir.write_state(state)  # processes that DDP launches later read the new config
 
 
-def _checked_init_budget(cfg: DictConfig, parts: Parts) -> float:
+def _checked_init_budget(cfg: RootConfig, parts: Parts) -> float:
     """The checks that refuse a run before its run dir is made; round 0's budget."""
-    if is_weights_path(cfg.model.encoder_weights):
-        check_pretrained(cfg.model.encoder_weights, cfg.model.encoder, parts.train.fingerprint)
+    weights = cfg.model.encoder_weights
+    if weights is not None and is_weights_path(weights):
+        check_pretrained(weights, cfg.model.encoder, parts.train.fingerprint)
     pool_cost = float(parts.oracle.query_costs(np.arange(parts.store.num_regions)).sum())
-    init = init_budget(cfg, pool_cost)
+    init = init_budget(cfg.active, pool_cost)
     check_budget(pool_cost, init, float(cfg.active.budget), int(cfg.active.rounds))
     return init
 
@@ -300,12 +303,13 @@ def build_loop(
     scripts, notebooks): no lock, no logger, nothing written, so it can read a run that an
     ``alseg resume`` is writing. Not for ``run()``."""
     quiet_lightning()
+    s = settings(cfg)
     parts = build_parts(cfg, progress)
-    init = _checked_init_budget(cfg, parts)
+    init = _checked_init_budget(s, parts)
     console = console or user_console()
     rank_zero = is_rank_zero() and not read_only  # a reader writes nothing, as other ranks
     rundir = open_run_dir(cfg, run_dir, resume or read_only, console, rank_zero)
-    if cfg.labeling.oracle == "human" and cfg.labeling.type == "pixel":
+    if s.labeling.oracle == "human" and s.labeling.type == "pixel":
         from alseg.human.transfer import PaintedLabels
 
         parts.datamodule.labeled.mask_fn = PaintedLabels(rundir.path)  # what people painted
@@ -313,31 +317,31 @@ def build_loop(
         logger = None if read_only else build_logger(cfg, rundir, rundir.state)
         tracker = Tracker(
             rundir,
-            int(cfg.active.rounds),
-            float(cfg.active.budget),
+            int(s.active.rounds),
+            float(s.active.budget),
             logger,
             console if rank_zero else Console(quiet=True),
             rank_zero=rank_zero,
         )
-        factory: ModelFactory = model_spec(cfg, parts.train).build
+        factory: ModelFactory = model_spec(s, parts.train).build
         return ActiveLoop(
             rundir=rundir,
             datamodule=parts.datamodule,
             oracle=parts.oracle,
             strategy=parts.strategy,
             model_factory=factory,
-            trainer_factory=trainer_factory(cfg, logger, rundir.path),
+            trainer_factory=trainer_factory(s.trainer, logger, rundir.path),
             tracker=tracker,
-            rounds=int(cfg.active.rounds),
-            budget=float(cfg.active.budget),
+            rounds=int(s.active.rounds),
+            budget=float(s.active.budget),
             init_budget=init,
-            reinit=bool(cfg.active.reinit),
-            seed=int(cfg.seed),
-            extensions=build_extensions(cfg),
+            reinit=bool(s.active.reinit),
+            seed=int(s.seed),
+            extensions=build_extensions(s),
             state=rundir.state,
-            keep_checkpoints=int(cfg.active.keep_checkpoints),
+            keep_checkpoints=int(s.active.keep_checkpoints),
             rank_zero=rank_zero,
-            channels_last=bool(cfg.active.channels_last),
+            channels_last=bool(s.active.channels_last),
         )
     except BaseException:
         rundir.release_lock()

@@ -22,6 +22,8 @@ from alseg.data.regions import RegionSet, RegionStats, compute_regions
 from alseg.data.shapes import SyntheticShapes
 from alseg.data.synthetic import SyntheticScenes
 from alseg.data.weights import load_image_weights
+from alseg.schema import settings
+from alseg.schema.sections import ActiveConfig, LabelingConfig
 
 
 @dataclass
@@ -135,7 +137,7 @@ def build_parts(cfg: DictConfig, progress: bool = True) -> Parts:
     check_batchable({"train": train, "val": val, "test": test, "source": source}, d)
     regions = build_regions(cfg, train, progress)
     store = LabelStore(regions.total, train.num_classes)
-    lab = cfg.labeling
+    lab = settings(cfg).labeling
     kind = HumanOracle if lab.oracle == "human" else SimulatedOracle
     extra: dict[str, Any] = {"expected_cost": store.mean_cost} if lab.oracle == "human" else {}
     oracle = kind(
@@ -166,7 +168,7 @@ def build_parts(cfg: DictConfig, progress: bool = True) -> Parts:
         crop_size=tuple(d.crop_size) if d.crop_size else None,
         source_set=source,
         unlabeled_target=cfg.adaptation.enabled and cfg.adaptation.alignment != "none",
-        void_class=train.num_classes if has_void_output(cfg) else None,
+        void_class=train.num_classes if has_void_output(lab) else None,
         image_weights=load_image_weights(d.image_weights, len(train)) if d.image_weights else None,
         seed=int(cfg.seed),
     )
@@ -177,7 +179,7 @@ def build_parts(cfg: DictConfig, progress: bool = True) -> Parts:
     single = isinstance(cfg.active.strategy, str)
     defaults = {
         # void-majority regions score 0
-        "pixbal": {"void_class": train.num_classes} if has_void_output(cfg) else {},
+        "pixbal": {"void_class": train.num_classes} if has_void_output(lab) else {},
         # the pseudo labels of ProbCover's purity radius: one cluster per class
         "probcover": {"num_classes": train.num_classes},
     }
@@ -190,14 +192,13 @@ def build_parts(cfg: DictConfig, progress: bool = True) -> Parts:
     return Parts(train, val, test, regions, store, oracle, dm, strategy)
 
 
-def has_void_output(cfg: DictConfig) -> bool:
+def has_void_output(lab: LabelingConfig) -> bool:
     """Multi-class labels with a void bit: the model predicts C + 1 outputs."""
-    return cfg.labeling.type == "multiclass" and bool(cfg.labeling.void_bit)
+    return lab.type == "multiclass" and bool(lab.void_bit)
 
 
-def init_budget(cfg: DictConfig, pool_cost: float) -> float:
+def init_budget(a: ActiveConfig, pool_cost: float) -> float:
     """Clicks of round 0: the whole pool's cost for a full-supervision reference."""
-    a = cfg.active
     if a.full_supervision:
         return pool_cost
     return float(a.init_budget if a.init_budget is not None else a.budget)

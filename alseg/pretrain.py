@@ -33,6 +33,7 @@ from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from torch.utils.data import DataLoader
 
+from alseg import schema
 from alseg.atomic import sha256_file
 from alseg.config import changed_keys, flatten
 from alseg.distributed import is_rank_zero, shard_drop_last
@@ -215,7 +216,7 @@ def _trainer(cfg: DictConfig, rd: RunDir, state: dict[str, Any], rank_zero: bool
     from alseg.build import build_logger, trainer_factory
 
     logger = build_logger(cfg, rd, {}) if rank_zero else None
-    make = trainer_factory(cfg, logger, rd.path)
+    make = trainer_factory(schema.settings(cfg).trainer, logger, rd.path)
     return make([EpochCommit(rd, state)], max_steps=-1, max_epochs=int(cfg.pretrain.epochs))
 
 

@@ -11,35 +11,36 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from alseg.acquisition.strategies import strategy_names
+from alseg.schema import RootConfig
 
 
 @dataclass(frozen=True)
 class Task:
     name: str
-    folder: Callable[[DictConfig], str]  # run-dir name before "-seed<seed>-<stamp>"
-    group: Callable[[DictConfig], list[str]]  # W&B group parts after the data set's name
+    folder: Callable[[RootConfig], str]  # run-dir name before "-seed<seed>-<stamp>"
+    group: Callable[[RootConfig], list[str]]  # W&B group parts after the data set's name
     run: Callable[[DictConfig, Path, bool], None]  # (config, run dir, resume)
     never_finished: Callable[[Path, str], str]  # (run dir, pruning stage) -> resume advice
     resumable: bool = True  # a finished run may grow (``alseg resume``)
 
 
-def schedule_name(cfg: DictConfig) -> str:
+def schedule_name(cfg: RootConfig) -> str:
     """``active.strategy`` in a folder name or a W&B group: its names joined by '+'."""
     return "+".join(strategy_names(cfg.active.strategy))
 
 
-def _active_folder(cfg: DictConfig) -> str:
+def _active_folder(cfg: RootConfig) -> str:
     what = "full-supervision" if cfg.active.full_supervision else schedule_name(cfg)
     return f"{what}-{cfg.labeling.type}"
 
 
-def _prune_folder(cfg: DictConfig) -> str:
+def _prune_folder(cfg: RootConfig) -> str:
     p = cfg.prune
     what = "score" if p.stage == "score" else f"{p.rule}-{p.by}-keep{p.keep:g}"
     return f"prune-{what}-{cfg.data.name}"
 
 
-def _active_group(cfg: DictConfig) -> list[str]:
+def _active_group(cfg: RootConfig) -> list[str]:
     return [schedule_name(cfg), cfg.labeling.type]
 
 

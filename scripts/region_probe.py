@@ -21,6 +21,7 @@ from alseg.diagnose import region_class_counts
 from alseg.models.segmentation import TrainSpan
 from alseg.parts import build_datasets, build_regions
 from alseg.probe import embed_regions, linear_probe
+from alseg.schema import settings
 
 
 def main() -> None:
@@ -40,7 +41,7 @@ def main() -> None:
     for name, weights in (("random weights", None), ("pre-trained", args.weights)):
         cfg.model.encoder_weights = weights
         pl.seed_everything(int(cfg.seed), verbose=False)
-        model = model_spec(cfg, train).build(1, TrainSpan())
+        model = model_spec(settings(cfg), train).build(1, TrainSpan())
         t0 = time.perf_counter()
         x = embed_regions(model, train, regions)
         dt = time.perf_counter() - t0

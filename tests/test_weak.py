@@ -524,10 +524,11 @@ def test_tag_network_may_have_its_own_architecture():
     from alseg.build import model_spec
     from alseg.config import ConfigError, compose
     from alseg.parts import build_parts
+    from alseg.schema import settings
 
     cfg = compose(["experiment=image_labels_synthetic", "weak.tag_arch=Unet",
                    "data.num_train=4", "data.num_val=2", "data.num_test=2"])  # fmt: skip
-    spec = model_spec(cfg, build_parts(cfg, progress=False).train)
+    spec = model_spec(settings(cfg), build_parts(cfg, progress=False).train)
     assert type(spec.build(1).network).__name__ == "Unet"
     assert type(spec.build(2).network).__name__ == "DeepLabV3Plus"
     with pytest.raises(ConfigError, match="weak.tag_arch"):

@@ -44,6 +44,7 @@ from alseg.models.segmentation import (
     build_network,
 )
 from alseg.scatter import region_class_counts
+from alseg.schema.sections import WeakConfig
 from alseg.weak.boundary_eval import (
     class_boundaries,
     class_f_measures,
@@ -114,7 +115,9 @@ class BoundaryModule(SegmentationModule):
 class _TagWriter(MapWriter):
     """A pass over tagged images with the tag model: their multi-scale CAMs."""
 
-    def __init__(self, folder: Path, loop: RoundContext, settings: Any, num_counts: int) -> None:
+    def __init__(
+        self, folder: Path, loop: RoundContext, settings: WeakConfig, num_counts: int
+    ) -> None:
         super().__init__(PredictOutputs(), folder, num_counts)
         self.loop, self.s = loop, settings
         self.C = loop.store.num_classes
@@ -132,7 +135,7 @@ class _TagWriter(MapWriter):
         offsets = self.loop.dm.regions.offsets
         first = np.asarray([offsets[i] for i in indices], dtype=np.int64)
         tags = torch.from_numpy(self.loop.store.class_sets(first))
-        if self.s.get("background"):
+        if self.s.background:
             tags[:, 0] = False
         return tags
 
@@ -148,14 +151,14 @@ class _TagWriter(MapWriter):
 
     def bg_score(self) -> float | None:
         """The background's constant CAM (``weak.bg_score``), None without a background."""
-        return float(self.s.bg_score) if self.s.get("background") else None
+        return float(self.s.bg_score) if self.s.background else None
 
 
 class CamWriter(_TagWriter):
     """Writes the confident areas; counts the CAM labels' confusion matrix, confident
     pixels right, confident pixels, labeled pixels."""
 
-    def __init__(self, folder: Path, loop: RoundContext, settings: Any) -> None:
+    def __init__(self, folder: Path, loop: RoundContext, settings: WeakConfig) -> None:
         C = loop.store.num_classes
         super().__init__(folder, loop, settings, C * C + 3)
 
@@ -198,13 +201,13 @@ class WalkWriter(_TagWriter):
     confusion matrix."""
 
     def __init__(
-        self, folder: Path, loop: RoundContext, settings: Any, boundary: BoundaryModule
+        self, folder: Path, loop: RoundContext, settings: WeakConfig, boundary: BoundaryModule
     ) -> None:
         C = loop.store.num_classes
         super().__init__(folder, loop, settings, C * C)
-        radius = settings.get("walk_radius") or settings.radius
+        radius = settings.walk_radius or settings.radius
         self.boundary_module, self.index = boundary, PathIndex(int(radius))
-        self.stride = int(settings.get("stride", 1))
+        self.stride = int(settings.stride)
 
     def on_batch(self, outputs: Any, batch: dict[str, Any]) -> None:
         # the CAMs of the first pass are recomputed rather than kept: C x H x W floats per
@@ -238,7 +241,7 @@ class ImageLabels(Extension):
     name = "image_labels"
 
     def __init__(
-        self, settings: Any, network: Any, optim: OptimSpec, keep_checkpoints: int = 2
+        self, settings: WeakConfig, network: Any, optim: OptimSpec, keep_checkpoints: int = 2
     ) -> None:
         self.s, self.network, self.optim = settings, network, optim
         self.keep = keep_checkpoints
@@ -252,8 +255,8 @@ class ImageLabels(Extension):
             PathIndex(self.s.radius),
             self.optim,
             loop.dm.labeled.ignore_index,
-            bool(self.s.get("background")),
-            int(self.s.get("stride", 1)),
+            bool(self.s.background),
+            int(self.s.stride),
         )
 
     def train_boundary(self, r: int, cam_folder: Path) -> BoundaryModule:
@@ -310,10 +313,10 @@ class ImageLabels(Extension):
             loop.evaluation_model(r),
             loop.dm.whole_test_dataloader(),
             getattr(loop.dm.test_set, "class_boundaries", None),
-            range(1 if self.s.get("background") else 0, loop.store.num_classes),
+            range(1 if self.s.background else 0, loop.store.num_classes),
             loop.dm.class_names,
-            self.s.get("boundary_tolerance"),
-            float(self.s.get("boundary_max_dist", 0.0075)),
+            self.s.boundary_tolerance,
+            float(self.s.boundary_max_dist),
         )
         return {**self.stats, **scores}
 

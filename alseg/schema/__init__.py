@@ -40,7 +40,15 @@ from alseg.schema.sections import (
     WeakConfig,
 )
 
-__all__ = ["DATA_SCHEMAS", "DEBIAS_DATA", "SEED_MAX", "RootConfig", "SchemaError", "check"]
+__all__ = [
+    "DATA_SCHEMAS",
+    "DEBIAS_DATA",
+    "SEED_MAX",
+    "RootConfig",
+    "SchemaError",
+    "check",
+    "settings",
+]
 
 
 @dataclass
@@ -226,3 +234,14 @@ def check(cfg: DictConfig, valid: dict[str, list[str]]) -> DictConfig:
     out = OmegaConf.create(container)
     OmegaConf.set_struct(out, True)
     return out
+
+
+def settings(cfg: DictConfig) -> RootConfig:
+    """A checked config (``check``) as typed objects: each section its dataclass, ``data``
+    its data set's schema dataclass. Builders read these, so mypy checks every key they
+    use; a run's saved config.yaml and W&B config stay the DictConfig's YAML."""
+    data = _merge(DATA_SCHEMAS[cfg.data.name], cfg.data, "data.")
+    root = OmegaConf.to_object(_merge(RootConfig, cfg, ""))
+    assert isinstance(root, RootConfig)
+    root.data = OmegaConf.to_object(data)
+    return root
