@@ -143,12 +143,13 @@ def _regions(args: argparse.Namespace) -> int:
     from alseg.config import compose
     from alseg.data.regions import RegionStats
     from alseg.parts import build_datasets, build_regions
+    from alseg.schema import settings
 
     cfg = compose(args.overrides)
     t0 = time.perf_counter()
     train = build_datasets(cfg.data)[0]
     stats = RegionStats()
-    regions = build_regions(cfg, train, stats=stats)
+    regions = build_regions(settings(cfg).regions, train, stats=stats)
     dt = time.perf_counter() - t0
     speed = (
         f"computed {stats.computed} in {stats.seconds:.1f}s "

@@ -4,6 +4,7 @@ source domain, the region maps, the label store, the annotator and the round-0 b
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,7 +24,7 @@ from alseg.data.shapes import SyntheticShapes
 from alseg.data.synthetic import SyntheticScenes
 from alseg.data.weights import load_image_weights
 from alseg.schema import settings
-from alseg.schema.sections import ActiveConfig, LabelingConfig
+from alseg.schema.sections import ActiveConfig, LabelingConfig, RegionsConfig
 
 
 @dataclass
@@ -103,19 +104,18 @@ def check_batchable(sets: dict[str, Any], d: DictConfig) -> None:
         )
 
 
-def region_params(r: DictConfig) -> dict[str, Any]:
+def region_params(r: RegionsConfig) -> dict[str, Any]:
     """Parameters of ``regions.method`` (they are part of the cache key)."""
     if r.method == "slic":
         return {"n_segments": r.n_segments, "compactness": r.compactness}
     if r.method == "seeds":
-        return {"n_segments": r.n_segments, **OmegaConf.to_container(r.seeds)}  # type: ignore[dict-item]
+        return {"n_segments": r.n_segments, **dataclasses.asdict(r.seeds)}
     return {"cell": r.cell}
 
 
 def build_regions(
-    cfg: DictConfig, train: Any, progress: bool = True, stats: RegionStats | None = None
+    r: RegionsConfig, train: Any, progress: bool = True, stats: RegionStats | None = None
 ) -> RegionSet:
-    r = cfg.regions
     return compute_regions(
         train.image_uint8,
         len(train),
@@ -131,13 +131,16 @@ def build_regions(
 
 
 def build_parts(cfg: DictConfig, progress: bool = True) -> Parts:
-    d = cfg.data
+    """Data, regions, labels, annotator, data module and strategy of an experiment (the data
+    builders read the ``data`` section as a DictConfig: its keys differ by data set)."""
+    d, s = cfg.data, settings(cfg)
+    adapt = s.adaptation
     train, val, test = build_datasets(d)
-    source = build_source(d) if cfg.adaptation.enabled else None
+    source = build_source(d) if adapt.enabled else None
     check_batchable({"train": train, "val": val, "test": test, "source": source}, d)
-    regions = build_regions(cfg, train, progress)
+    regions = build_regions(s.regions, train, progress)
     store = LabelStore(regions.total, train.num_classes)
-    lab = settings(cfg).labeling
+    lab = s.labeling
     kind = HumanOracle if lab.oracle == "human" else SimulatedOracle
     extra: dict[str, Any] = {"expected_cost": store.mean_cost} if lab.oracle == "human" else {}
     oracle = kind(
@@ -149,7 +152,7 @@ def build_parts(cfg: DictConfig, progress: bool = True) -> Parts:
         train.ignore_index,
         void_bit=bool(lab.void_bit),
         trim_kernel=int(lab.trim_kernel),
-        free_background=lab.type == "image" and bool(cfg.weak.get("background")),
+        free_background=lab.type == "image" and s.weak.background,
         **extra,
     )
     dm = ActiveDataModule(
@@ -167,12 +170,12 @@ def build_parts(cfg: DictConfig, progress: bool = True) -> Parts:
         scale_range=tuple(d.scale_range) if d.scale_range else None,
         crop_size=tuple(d.crop_size) if d.crop_size else None,
         source_set=source,
-        unlabeled_target=cfg.adaptation.enabled and cfg.adaptation.alignment != "none",
+        unlabeled_target=adapt.enabled and adapt.alignment != "none",
         void_class=train.num_classes if has_void_output(lab) else None,
         image_weights=load_image_weights(d.image_weights, len(train)) if d.image_weights else None,
-        seed=int(cfg.seed),
+        seed=s.seed,
     )
-    if cfg.adaptation.enabled and cfg.adaptation.source_sampling == "balanced":
+    if adapt.enabled and adapt.source_sampling == "balanced":
         dm.set_source_prior(None, balanced=True)
     params = dict(OmegaConf.to_container(cfg.active.strategy_params))  # type: ignore[arg-type]
     names = strategy_names(cfg.active.strategy)

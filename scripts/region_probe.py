@@ -31,7 +31,7 @@ def main() -> None:
     args = ap.parse_args()
     cfg = compose(args.overrides)
     train, _, _ = build_datasets(cfg.data)
-    regions = build_regions(cfg, train)
+    regions = build_regions(settings(cfg).regions, train)
     C = train.num_classes
     counts = region_class_counts(
         lambda i: regions.maps[i], lambda i: train.mask(i).numpy(), len(train), regions.offsets, C
