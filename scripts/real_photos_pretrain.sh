@@ -4,7 +4,10 @@
 # encoder on the pool (alseg pretrain, once), then random, bvsb, MulActSeg and
 # [typiclust,bvsb] whose every round starts the encoder from it, each paired against random
 # without pre-training, and the full-supervision line from the encoder (OUT/full_pretrained;
-# its report: OUT/report_full_pretrained).
+# its report: OUT/report_full_pretrained); reports against random weights
+# (OUT/report_pretrained), against random on the same encoder
+# (OUT/report_pretrained_same_encoder) and MulActSeg against itself from random weights
+# (OUT/report_mulactseg_encoders).
 #   LMF_ROOT=../shared/data/labelmefacade bash scripts/real_photos_pretrain.sh [OUT_DIR] [PARALLEL]
 # SETTINGS= picks a subset of the four settings, FULL_SEEDS= the seeds of the full line.
 # Finished runs are skipped and killed ones resumed (the pre-training too).
@@ -42,5 +45,15 @@ done | run_plans "$out" "$par" "$threads"
 runs=()
 for name in random $names; do runs+=("$out/$name"-seed*/); done
 alseg report "${runs[@]}" --baseline random --full "$out"/full/*/ --out "$out/report_pretrained" | tee "$out/report_pretrained.txt"
+# the same encoder as the baseline, and MulActSeg against itself from random weights
+case " $names " in *" random-pretrained "*)
+  same=(); for name in $names; do same+=("$out/$name"-seed*/); done
+  alseg report "${same[@]}" --baseline random-pretrained \
+    --out "$out/report_pretrained_same_encoder" | tee "$out/report_pretrained_same_encoder.txt" ;;
+esac
+case " $names " in *" mulactseg-pretrained "*)
+  alseg report "$out"/mulactseg-seed*/ "$out"/mulactseg-pretrained-seed*/ --baseline mulactseg \
+    --out "$out/report_mulactseg_encoders" | tee "$out/report_mulactseg_encoders.txt" ;;
+esac
 alseg report "$out"/full/*/ "$out"/full_pretrained/*/ --out "$out/report_full_pretrained" \
   | tee "$out/report_full_pretrained.txt"
