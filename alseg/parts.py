@@ -4,11 +4,12 @@ source domain, the region maps, the label store, the annotator and the round-0 b
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from alseg.acquisition.strategies import Schedule, build_schedule, strategy_names
 from alseg.config import ConfigError
@@ -177,22 +178,28 @@ def build_parts(cfg: DictConfig, progress: bool = True) -> Parts:
     )
     if adapt.enabled and adapt.source_sampling == "balanced":
         dm.set_source_prior(None, balanced=True)
-    params = dict(OmegaConf.to_container(cfg.active.strategy_params))  # type: ignore[arg-type]
-    names = strategy_names(cfg.active.strategy)
-    single = isinstance(cfg.active.strategy, str)
+    strategy = build_strategy(s.active, train.num_classes, has_void_output(lab))
+    return Parts(train, val, test, regions, store, oracle, dm, strategy)
+
+
+def build_strategy(a: ActiveConfig, num_classes: int, void_output: bool) -> Schedule:
+    """The schedule of ``active.strategy`` with its parameters and the defaults that depend
+    on the data: a void class for PixBal, the class count for ProbCover's purity radius."""
+    params = copy.deepcopy(dict(a.strategy_params))
+    names = strategy_names(a.strategy)
+    single = isinstance(a.strategy, str)
     defaults = {
         # void-majority regions score 0
-        "pixbal": {"void_class": train.num_classes} if has_void_output(lab) else {},
+        "pixbal": {"void_class": num_classes} if void_output else {},
         # the pseudo labels of ProbCover's purity radius: one cluster per class
-        "probcover": {"num_classes": train.num_classes},
+        "probcover": {"num_classes": num_classes},
     }
     for name, extra in defaults.items():
         if name in names and extra:
             target = params if single else params.setdefault(name, {})
             for k, v in extra.items():
                 target.setdefault(k, v)
-    strategy = build_schedule(cfg.active.strategy, params)
-    return Parts(train, val, test, regions, store, oracle, dm, strategy)
+    return build_schedule(a.strategy, params)
 
 
 def has_void_output(lab: LabelingConfig) -> bool:
