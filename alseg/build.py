@@ -282,7 +282,7 @@ def _resume_config(rounds: int, rundir: RunDir, state: dict[str, Any], config_ya
 def _checked_init_budget(cfg: RootConfig, parts: Parts) -> float:
     """The checks that refuse a run before its run dir is made; round 0's budget."""
     weights = cfg.model.encoder_weights
-    if weights is not None and is_weights_path(weights):
+    if is_weights_path(weights):
         check_pretrained(weights, cfg.model.encoder, parts.train.fingerprint)
     pool_cost = float(parts.oracle.query_costs(np.arange(parts.store.num_regions)).sum())
     init = init_budget(cfg.active, pool_cost)
@@ -303,8 +303,8 @@ def build_loop(
     scripts, notebooks): no lock, no logger, nothing written, so it can read a run that an
     ``alseg resume`` is writing. Not for ``run()``."""
     quiet_lightning()
-    s = settings(cfg)
     parts = build_parts(cfg, progress)
+    s = parts.settings
     init = _checked_init_budget(s, parts)
     console = console or user_console()
     rank_zero = is_rank_zero() and not read_only  # a reader writes nothing, as other ranks

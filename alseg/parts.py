@@ -24,7 +24,7 @@ from alseg.data.regions import RegionSet, RegionStats, compute_regions
 from alseg.data.shapes import SyntheticShapes
 from alseg.data.synthetic import SyntheticScenes
 from alseg.data.weights import load_image_weights
-from alseg.schema import settings
+from alseg.schema import RootConfig, settings
 from alseg.schema.sections import ActiveConfig, LabelingConfig, RegionsConfig
 
 
@@ -40,6 +40,7 @@ class Parts:
     oracle: SimulatedOracle
     datamodule: ActiveDataModule
     strategy: Schedule
+    settings: RootConfig  # the config's typed sections (``alseg.schema.settings``)
 
 
 def _synthetic(d: DictConfig, split: str, n: int, domain: str) -> Any:
@@ -179,7 +180,7 @@ def build_parts(cfg: DictConfig, progress: bool = True) -> Parts:
     if adapt.enabled and adapt.source_sampling == "balanced":
         dm.set_source_prior(None, balanced=True)
     strategy = build_strategy(s.active, train.num_classes, has_void_output(lab))
-    return Parts(train, val, test, regions, store, oracle, dm, strategy)
+    return Parts(train, val, test, regions, store, oracle, dm, strategy, s)
 
 
 def build_strategy(a: ActiveConfig, num_classes: int, void_output: bool) -> Schedule:

@@ -25,7 +25,7 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 import pytorch_lightning as pl
 import torch
@@ -86,7 +86,7 @@ def default_dir(cfg: DictConfig, fingerprint: str) -> Path:
 
 
 # -- loading into a run --------------------------------------------------------------------
-def is_weights_path(value: str | None) -> bool:
+def is_weights_path(value: str | None) -> TypeGuard[str]:
     """``model.encoder_weights`` names a file or folder (not smp's 'imagenet' & co.)."""
     if not value:
         return False

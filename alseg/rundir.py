@@ -158,9 +158,9 @@ class RunDir(CommittedFolder):
             state = json.loads(path.read_bytes().decode("utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
             raise RunDirError(f"{path} is corrupt ({type(e).__name__}: {e})") from None
-        problem = check_state(state)
+        problem = check_state(state, path)
         if problem:
-            raise RunDirError(f"{path}{problem}")
+            raise RunDirError(problem)
         self.files = {str(k): str(v) for k, v in state.get("files", {}).items()}
         return state
 

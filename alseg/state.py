@@ -12,6 +12,7 @@ debiasing and pre-training runs commit ``fitted`` (an epoch checkpoint) and ``do
 from __future__ import annotations
 
 from enum import Enum
+from pathlib import Path
 from typing import Any
 
 
@@ -35,19 +36,19 @@ class Phase(str, Enum):
 PHASES: tuple[str, ...] = tuple(p.value for p in Phase)
 
 
-def check_state(state: Any) -> str:
-    """What is wrong with a parsed state.json ("" when nothing): it must be a mapping with
-    an integer round >= 0, a known phase, a seed, and a mapping of committed files."""
+def check_state(state: Any, path: Path) -> str | None:
+    """What is wrong with ``path``'s parsed state.json (None: nothing): it must be a mapping
+    with an integer round >= 0, a known phase, a seed, and a mapping of committed files."""
     if not isinstance(state, dict):
-        return " is corrupt: not a JSON object"
+        return f"{path} is corrupt: not a JSON object"
     for key in ("round", "phase", "seed"):
         if key not in state:
-            return f" is corrupt: no {key!r}"
+            return f"{path} is corrupt: no {key!r}"
     r = state["round"]
     if not isinstance(r, int) or isinstance(r, bool) or r < 0:
-        return f" is corrupt: round {r!r} is not an integer >= 0"
+        return f"{path} is corrupt: round {r!r} is not an integer >= 0"
     if state["phase"] not in PHASES:
-        return f": phase {state['phase']!r} is not one of {PHASES}"
+        return f"{path}: phase {state['phase']!r} is not one of {PHASES}"
     if not isinstance(state.get("files", {}), dict):
-        return " is corrupt: 'files' is not a mapping"
-    return ""
+        return f"{path} is corrupt: 'files' is not a mapping"
+    return None

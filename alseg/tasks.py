@@ -21,7 +21,7 @@ class Task:
     group: Callable[[RootConfig], list[str]]  # W&B group parts after the data set's name
     run: Callable[[DictConfig, Path, bool], None]  # (config, run dir, resume)
     never_finished: Callable[[Path, str], str]  # (run dir, pruning stage) -> resume advice
-    resumable: bool = True  # a finished run may grow (``alseg resume``)
+    resumable: bool = True  # ``alseg resume`` continues its runs (pruning runs: never)
 
 
 def schedule_name(cfg: RootConfig) -> str:
@@ -120,7 +120,5 @@ def recorded_task(config_path: Path) -> tuple[Task, str]:
         cfg = yaml.safe_load(config_path.read_text()) or {}
     except (OSError, yaml.YAMLError):
         return TASKS["active"], ""
-    prune = cfg.get("prune") or {}
-    return TASKS.get(str(cfg.get("task", "active")), TASKS["active"]), str(
-        prune.get("stage", "score")
-    )
+    task = TASKS.get(str(cfg.get("task", "active")), TASKS["active"])
+    return task, str((cfg.get("prune") or {}).get("stage", "score"))

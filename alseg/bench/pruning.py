@@ -28,7 +28,6 @@ from alseg.config import compose
 from alseg.parts import build_parts
 from alseg.prune.callbacks import EpochScores, TrainingDynamics
 from alseg.prune.run import label_images
-from alseg.schema import settings
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -53,12 +52,12 @@ def main(argv: list[str] | None = None) -> None:
     n = len(parts.train)
     label_images(parts, np.arange(n))
     make = trainer_factory(
-        settings(cfg).trainer, None, Path(tempfile.mkdtemp(prefix="alseg-bench-"))
+        parts.settings.trainer, None, Path(tempfile.mkdtemp(prefix="alseg-bench-"))
     )
 
     def fit(callbacks: list[pl.Callback]) -> float:
         pl.seed_everything(0, verbose=False)
-        model = model_spec(settings(cfg), parts.train).build()
+        model = model_spec(parts.settings, parts.train).build()
         trainer = make(callbacks, -1, None)
         t0 = time.perf_counter()
         trainer.fit(model, train_dataloaders=parts.datamodule.train_dataloader(trainer.world_size))

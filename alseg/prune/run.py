@@ -43,7 +43,6 @@ from alseg.prune.callbacks import EpochScores, TrainingDynamics
 from alseg.prune.scores import SCORES
 from alseg.prune.select import select
 from alseg.rundir import RunDir, RunDirError
-from alseg.schema import settings
 from alseg.state import Phase
 from alseg.tracking import user_console
 
@@ -131,9 +130,9 @@ class PruneRun:
     ) -> dict[str, float]:
         """Train a fresh model on the labeled images; its val and test metrics."""
         pl.seed_everything(seed, workers=True, verbose=False)
-        model = model_spec(settings(self.cfg), parts.train).build()
+        model = model_spec(parts.settings, parts.train).build()
         # fits log to the console; the run's W&B record is its scores and results
-        make = trainer_factory(settings(self.cfg).trainer, None, self.rundir.path)
+        make = trainer_factory(parts.settings.trainer, None, self.rundir.path)
         steps = max_steps if max_steps is not None else -1
         trainer = make(callbacks, steps, -1 if max_steps is not None else None)
         trainer.fit(model, train_dataloaders=parts.datamodule.train_dataloader(trainer.world_size))
