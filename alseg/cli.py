@@ -77,11 +77,19 @@ def _analysis_parsers(sub: Any) -> None:
     """``alseg summarize``, ``report``, ``sweep`` and ``bench``."""
     summ = sub.add_parser("summarize", help="mean ± std learning-curve table over run dirs")
     summ.add_argument("run_dirs", nargs="+", type=Path)
-    summ.add_argument("--metric", default="mIoU", help="metrics.csv column (default mIoU)")
+    summ.add_argument(
+        "--metric",
+        help="metrics.csv column (default mIoU; pruning: acc, mIoU or text's test_loss; "
+        "also em_all, precision)",
+    )
     rep = sub.add_parser("report", help="tidy table, curves and class heat map over run dirs")
     rep.add_argument("run_dirs", nargs="+", type=Path)
     rep.add_argument("--out", type=Path, required=True, help="output folder")
-    rep.add_argument("--metric", default="mIoU", help="metrics.csv column (default mIoU)")
+    rep.add_argument(
+        "--metric",
+        help="metrics.csv column (default mIoU; pruning: acc, mIoU or text's test_loss; "
+        "also em_all, precision)",
+    )
     rep.add_argument(
         "--baseline",
         default=None,
@@ -253,11 +261,11 @@ def _summarize(args: argparse.Namespace) -> int:
         notes += more
     if tasks["prune"]:
         df, more = load_retrains(tasks["prune"])
-        tables.append(retrain_table(df))
+        tables.append(retrain_table(df, args.metric))
         notes += more
     if tasks["active"] or not tables:
         df, more = load_runs(tasks["active"])
-        tables.append(markdown_table(df, args.metric))
+        tables.append(markdown_table(df, args.metric or "mIoU"))
         notes += more
     for note in notes:
         print(f"note: {note}", file=sys.stderr)
@@ -295,11 +303,12 @@ def _report(args: argparse.Namespace) -> int:
     if given == ["prune"]:
         from alseg.prune.report import write_prune_report
 
-        for note in write_prune_report(tasks["prune"], args.out):
+        for note in write_prune_report(tasks["prune"], args.out, args.metric):
             print(f"note: {note}", file=sys.stderr)
         print(f"report: {args.out}/ (runs.csv, runs.parquet, table.md, pruning.png)")
         return 0
-    notes = write_report(args.run_dirs, args.out, args.metric, args.baseline, args.full)
+    metric = args.metric or "mIoU"
+    notes = write_report(args.run_dirs, args.out, metric, args.baseline, args.full)
     for note in notes:
         print(f"note: {note}", file=sys.stderr)
     summary = args.out / "summary.md"

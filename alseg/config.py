@@ -19,7 +19,8 @@ from omegaconf import DictConfig, OmegaConf
 from alseg.acquisition.strategies import STRATEGIES, build_schedule, strategy_names
 from alseg.models.segmentation import ARCHITECTURES
 from alseg.rundir import RunDir
-from alseg.schema import DEBIAS_DATA, SchemaError, check
+from alseg.schema import DEBIAS_DATA, TEXT_DATA, SchemaError, check
+from alseg.schema.sections import IMAGE_RULES, TEXT_RULES
 
 FREE_FORM = ("active.strategy_params.",)  # keys without a fixed schema
 # Batch norm after global pooling (ASPP, PAN's attention, the classifier's bottleneck)
@@ -102,6 +103,11 @@ def typed(cfg: DictConfig) -> DictConfig:
 
 def validate(cfg: DictConfig) -> None:
     """Check what the schema cannot: combinations of values (those of the task's own)."""
+    if cfg.data.name in TEXT_DATA and cfg.task != "prune":
+        raise ConfigError(
+            f"data={cfg.data.name} (instruction data) runs task=prune only: `alseg prune "
+            "score|retrain experiment=prune_text`"
+        )
     if (cfg.task in BIAS_TASKS) != (cfg.data.name in DEBIAS_DATA):
         raise ConfigError(
             f"task={cfg.task} cannot run data={cfg.data.name}: task=debias needs a data set "
@@ -170,6 +176,27 @@ def _validate_prune(cfg: DictConfig) -> None:
     """Every score the scoring run is asked for can be computed in it, and a retrain's
     scores exist, before a run dir is made."""
     p, epochs = cfg.prune, int(cfg.trainer.max_epochs)
+    text = cfg.data.name in TEXT_DATA
+    rules = TEXT_RULES + ("random",) if text else IMAGE_RULES
+    if p.stage == "retrain" and p.rule not in rules:
+        what = "instruction data" if text else f"data={cfg.data.name} (images)"
+        raise ConfigError(
+            f"prune.rule={p.rule} is not a rule of {what}; choose one of: {', '.join(rules)}"
+        )
+    if p.stage == "retrain":
+        _check_scores_path(p.scores)
+    if text:
+        if cfg.trainer.strategy not in ("auto", "ddp"):
+            raise ConfigError(
+                f"trainer.strategy={cfg.trainer.strategy} cannot fine-tune instruction data yet: "
+                "the scoring passes need the whole model on every rank; use auto or ddp"
+            )
+        if p.stage == "retrain" and p.scores is None:
+            raise ConfigError(
+                "a retrain on instruction data needs prune.scores: the run dir of `alseg prune "
+                "score` of the same seed and data (its kept set is chosen from those scores)"
+            )
+        return
     if cfg.labeling.type != "pixel":
         raise ConfigError(
             f"task=prune trains on fully labeled images: labeling={cfg.labeling.type} must be "
@@ -196,23 +223,26 @@ def _validate_prune(cfg: DictConfig) -> None:
                     f"epochs, the last epoch's window left out) needs trainer.max_epochs >= "
                     f"{p.window + 1}, not {epochs}"
                 )
-    elif p.scores is not None:
-        path = Path(str(p.scores))
+    _validate_active(cfg)  # a pruning run of images trains rounds' models
+
+
+def _check_scores_path(scores: str | None) -> None:
+    if scores is not None:
+        path = Path(str(scores))
         found = path / "scores.parquet" if path.is_dir() else path
         if not found.is_file():
             raise ConfigError(
-                f"prune.scores={p.scores}: no scores.parquet there (give the file, or the run "
+                f"prune.scores={scores}: no scores.parquet there (give the file, or the run "
                 "dir of `alseg prune score`)"
             )
 
 
 BIAS_TASKS = ("debias",)  # tasks that read a data set with a bias attribute
-# The combination checks of each task (alseg.tasks.TASKS holds how it runs); a pruning run
-# trains rounds' models, so it passes the round checks too.
+# The combination checks of each task (alseg.tasks.TASKS holds how it runs).
 TASK_CHECKS: dict[str, tuple[Callable[[DictConfig], None], ...]] = {
     "active": (_validate_active,),
     "debias": (),
-    "prune": (_validate_prune, _validate_active),
+    "prune": (_validate_prune,),  # images: the round checks too (_validate_active)
 }
 
 

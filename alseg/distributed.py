@@ -8,7 +8,7 @@ same LabelStore updates; only the process of global rank 0 writes the run dir.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -76,3 +76,28 @@ def adopt_rank_zero_state(trainer: Any, module: Any, buffers_only: bool = False)
     with torch.no_grad():
         for k, v in module.named_buffers() if buffers_only else module.state_dict().items():
             v.copy_(state[k].to(v.device))
+
+
+def gather_rows(n: int, compute: Callable[[Any], dict[str, Any]]) -> dict[str, Any]:
+    """``compute(idx)`` -> ``{name: tensor with a row per index}`` for the rows 0..n-1.
+
+    In a started process group the rows are shared out (rank r computes rows r, r + world,
+    ...) and gathered, so that every rank returns all ``n`` rows in order, the same on every
+    rank; in one process ``compute`` gets every row at once. Tensors come back on the CPU.
+    """
+    import torch
+
+    world = world_size()
+    if world == 1:
+        return {k: v.cpu() for k, v in compute(torch.arange(n)).items()}
+    d = torch.distributed
+    idx = torch.arange(d.get_rank(), n, world)
+    local = {k: v.cpu() for k, v in compute(idx).items()} if len(idx) else None
+    parts: list[Any] = [None] * world
+    d.all_gather_object(parts, (idx, local))
+    filled = [(i, p) for i, p in parts if p is not None]
+    out = {k: v.new_empty((n, *v.shape[1:])) for k, v in filled[0][1].items()}
+    for i, p in filled:
+        for k, v in p.items():
+            out[k][i] = v
+    return out

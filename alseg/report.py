@@ -126,11 +126,13 @@ def markdown_table(df: pd.DataFrame, metric: str = "mIoU") -> str:
     return "\n".join(lines)
 
 
-def mean_std(v: pd.Series) -> str:
+def mean_std(v: pd.Series, digits: int = 1) -> str:
     """A table cell: mean ± std (population) over runs, the value of a single run, or —."""
     if not len(v):
         return "—"
-    return f"{v.mean():.1f} ± {v.std(ddof=0):.1f}" if len(v) > 1 else f"{v.iloc[0]:.1f}"
+    if len(v) > 1:
+        return f"{v.mean():.{digits}f} ± {v.std(ddof=0):.{digits}f}"
+    return f"{v.iloc[0]:.{digits}f}"
 
 
 def finished_results(

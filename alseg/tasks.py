@@ -11,7 +11,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from alseg.acquisition.strategies import strategy_names
-from alseg.schema import RootConfig
+from alseg.schema import TEXT_DATA, RootConfig
 
 
 @dataclass(frozen=True)
@@ -36,12 +36,21 @@ def _active_folder(cfg: RootConfig) -> str:
 
 def _prune_folder(cfg: RootConfig) -> str:
     p = cfg.prune
-    what = "score" if p.stage == "score" else f"{p.rule}-{p.by}-keep{p.keep:g}"
+    text = cfg.data.name in TEXT_DATA  # a text rule names its score: no ``by``
+    rule = p.rule.replace("/", "-per-") if text else f"{p.rule}-{p.by}"
+    what = "score" if p.stage == "score" else f"{rule}-keep{p.keep:g}"
     return f"prune-{what}-{cfg.data.name}"
 
 
 def _active_group(cfg: RootConfig) -> list[str]:
     return [schedule_name(cfg), cfg.labeling.type]
+
+
+def _prune_group(cfg: RootConfig) -> list[str]:
+    if cfg.data.name not in TEXT_DATA:
+        return _active_group(cfg)
+    p = cfg.prune
+    return ["score"] if p.stage == "score" else [p.rule, f"keep{p.keep:g}"]
 
 
 def _run_active(cfg: DictConfig, run_dir: Path, resume: bool) -> None:
@@ -60,14 +69,22 @@ def _run_debias(cfg: DictConfig, run_dir: Path, resume: bool) -> None:
 
 
 def _run_prune(cfg: DictConfig, run_dir: Path, resume: bool) -> None:
-    from alseg.prune.run import run_prune
+    from alseg.distributed import RUN_DIR_VARIABLE, exported
+    from alseg.prune.run import PruneRun
 
     if resume:
         raise ValueError(
             f"{run_dir} is a finished pruning run (results.json); pruning runs are not "
             "resumed: to run it again, choose another run_dir (or delete this one)"
         )
-    run_prune(cfg, run_dir)
+    # Processes that Lightning launches later (DDP) rerun this command: same run dir.
+    with exported(RUN_DIR_VARIABLE, str(run_dir.resolve())):
+        if cfg.data.name in TEXT_DATA:
+            from alseg.text.run import TextPruneRun
+
+            TextPruneRun(cfg, run_dir).run()
+        else:
+            PruneRun(cfg, run_dir).run()
 
 
 def _active_never_finished(run_dir: Path, stage: str) -> str:
@@ -103,7 +120,7 @@ TASKS: dict[str, Task] = {
     "prune": Task(
         "prune",
         _prune_folder,
-        _active_group,
+        _prune_group,
         _run_prune,
         _never_finished("prune", "alseg prune {stage}"),
         resumable=False,

@@ -165,3 +165,47 @@ def test_pruning_scores_are_the_same_on_every_rank(tmp_path):
     assert presented.sum(1).tolist() == [24, 24, 24]  # 2 ranks x 3 batches of 4, each epoch
     assert np.allclose(ranks[0]["el2n"], ranks[0]["local_el2n"], atol=1e-5)
     assert (tmp_path / "score" / "scores.parquet").is_file()
+
+
+def test_text_scores_are_the_same_on_every_rank(tmp_path):
+    """A scoring run on instruction data on 2 ranks (data-parallel fits, scoring passes
+    shared out over the ranks and gathered): both ranks hold the same score of every
+    example, and a sharded pass equals one process's pass over every example."""
+    pytest.importorskip("peft", reason='the llm extra is not installed (pip install -e ".[llm]")')
+    from alseg.config import compose
+    from alseg.text.filtering import setup
+    from alseg.text.lm import example_scores
+    from alseg.text.run import study_of
+
+    overrides = [
+        "experiment=prune_text",
+        "data.n=30",
+        "data.trusted=2",
+        "data.target=2",
+        "data.test=2",
+        "text.steps=2",
+        "text.ref_steps=3",
+        "text.el2n_steps=2",
+        "text.less_epochs=2",
+        "text.less_warmup=0.2",
+        "text.clusters=3",
+        "text.less_dim=16",
+        "text.batch=4",
+        "trainer.enable_progress_bar=false",
+        "logger=none",
+        *DDP,
+    ]
+    run_two_ranks(tmp_path / "score", overrides, "ddp_text_worker.py")
+    ranks = [json.loads((tmp_path / f"text.rank{r}.json").read_text()) for r in (0, 1)]
+    assert ranks[0]["scores"] == ranks[1]["scores"]
+    assert ranks[0]["scores"]["index"] == list(range(30))
+    assert all(np.isfinite(ranks[0]["scores"][k]).all() for k in ("ppl", "el2n", "less"))
+    assert ranks[0]["world"] == ranks[1]["world"] == 2
+    assert ranks[0]["initial"] == ranks[1]["initial"]
+    from alseg.schema import settings
+
+    s = setup(study_of(settings(compose(overrides))), 0)
+    one = example_scores(s.init, s.enc)  # no process group here: every example at once
+    for k in ("loss", "el2n", "embedding"):
+        assert np.allclose(ranks[0]["initial"][k], one[k].numpy(), atol=1e-5)
+    assert (tmp_path / "score" / "scores.parquet").is_file()

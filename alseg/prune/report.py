@@ -12,6 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 from alseg.plots import _pyplot
 from alseg.report import finished_results, mean_std, save_figure, save_tables
 from alseg.rundir import RunDir
+from alseg.schema import TEXT_DATA
 
 
 def is_prune_run(run_dir: Path | str) -> bool:
@@ -29,22 +30,29 @@ def load_retrains(run_dirs: Sequence[Path | str]) -> tuple[pd.DataFrame, list[st
     for d, res, cfg in finished_results(run_dirs, notes):
         if res.get("stage") != "retrain":
             continue  # scoring runs
-        random = res["rule"] in ("random", "random_balanced") or res["keep"] == 1.0
+        # a text rule names its score (no "by"); random names none
+        by = "" if res["rule"] in ("random", "random_balanced") else res.get("by", "")
         rows.append(
             {
                 "run": d.name,
                 "data": str(cfg.data.name),
-                "setting": "full data"
-                if res["keep"] == 1.0
-                else (res["rule"] if random else f"{res['rule']} {res['by']}"),
+                "setting": "full data" if res["keep"] == 1.0 else f"{res['rule']} {by}".strip(),
                 "keep": float(res["keep"]),
                 "seed": int(cfg.seed),
-                "mIoU": float(res["mIoU"]),
-                "acc": float(res["acc"]),
-                "val_mIoU": float(res["val_mIoU"]),
+                **{k: float(res[k]) for k in METRICS if k in res},
             }
         )
     return pd.DataFrame(rows), notes
+
+
+# the test metrics of a retrain: images (mIoU, acc, val_mIoU), text (loss, exact match,
+# the removals' precision: alseg.text.run)
+METRICS = ("mIoU", "acc", "val_mIoU", "test_loss", "em_all", "precision")
+METRIC_NAMES = {
+    "test_loss": "test loss of the responses, lower is better",
+    "em_all": "test exact match, %",
+    "precision": "defective share of the removed examples, %",
+}
 
 
 def retrain_table(df: pd.DataFrame, metric: str | None = None) -> str:
@@ -54,22 +62,26 @@ def retrain_table(df: pd.DataFrame, metric: str | None = None) -> str:
     if df.empty:
         raise ValueError("no finished pruning retrain run among the given folders")
     out = []
+    if metric is not None and metric not in df:
+        raise ValueError(f"--metric {metric}: the runs record {[m for m in METRICS if m in df]}")
     chosen = metric
     for data, g in df.groupby("data"):
         metric = chosen or metric_of(g)
+        digits = 3 if metric == "test_loss" else 1
         keeps = sorted(g.loc[g.keep < 1.0, "keep"].unique(), reverse=True)
         head = " | ".join(f"keep {100 * k:.0f} %" for k in keeps)
         lines = [
-            f"**{data}** (test {metric})",
+            f"**{data}** ({METRIC_NAMES.get(metric, f'test {metric}')})",
             "",
             f"| setting | {head} |",
             "|" + "---|" * (len(keeps) + 1),
         ]
         full = g[g.keep == 1.0][metric]
         if len(full):
-            lines.append(f"| full data (100 %) | {mean_std(full)} |" + " |" * (len(keeps) - 1))
+            cell = mean_std(full, digits)
+            lines.append(f"| full data (100 %) | {cell} |" + " |" * (len(keeps) - 1))
         for setting, s in sorted(g[g.keep < 1.0].groupby("setting"), key=lambda t: t[0]):
-            cells = [mean_std(s[s.keep == k][metric]) for k in keeps]
+            cells = [mean_std(s[s.keep == k][metric], digits) for k in keeps]
             lines.append(f"| {setting} | " + " | ".join(cells) + " |")
         out.append("\n".join(lines))
     return "\n\n".join(out)
@@ -96,8 +108,8 @@ def plot_retrains(df: pd.DataFrame, path: Path, metric: str | None = None) -> No
             ax.fill_between(
                 x, stats["mean"] - stats["std"], stats["mean"] + stats["std"], alpha=0.15
             )
-        ax.set_xlabel("kept training images (%)")
-        ax.set_ylabel(f"test {metric}")
+        ax.set_xlabel(f"kept training {'examples' if data in TEXT_DATA else 'images'} (%)")
+        ax.set_ylabel(METRIC_NAMES.get(metric, f"test {metric}"))
         ax.set_title(data)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
@@ -105,12 +117,17 @@ def plot_retrains(df: pd.DataFrame, path: Path, metric: str | None = None) -> No
 
 
 def metric_of(df: pd.DataFrame) -> str:
-    """acc for classification sets (shapes, imagefolder_da), mIoU otherwise."""
+    """acc for classification sets (shapes, imagefolder_da), the response loss for
+    instruction data, mIoU otherwise."""
+    if set(df.data) <= set(TEXT_DATA):
+        return "test_loss"
     return "acc" if set(df.data) <= {"shapes", "imagefolder_da"} else "mIoU"
 
 
-def write_prune_report(run_dirs: Sequence[Path | str], out: Path) -> list[str]:
+def write_prune_report(
+    run_dirs: Sequence[Path | str], out: Path, metric: str | None = None
+) -> list[str]:
     df, notes = load_retrains(run_dirs)
-    save_tables(df, retrain_table(df), out)
-    plot_retrains(df, out / "pruning.png")
+    save_tables(df, retrain_table(df, metric), out)
+    plot_retrains(df, out / "pruning.png", metric)
     return notes

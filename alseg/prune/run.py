@@ -16,8 +16,6 @@ trained model), results.json, scores.parquet (score) or kept.json (retrain).
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 from pathlib import Path
 from typing import Any
@@ -25,26 +23,19 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytorch_lightning as pl
-from omegaconf import DictConfig, OmegaConf
-from rich.console import Console
-from rich.table import Table
 
 from alseg.atomic import csv_text
 from alseg.build import (
     Parts,
-    build_logger,
     build_parts,
     model_spec,
-    quiet_lightning,
     trainer_factory,
 )
-from alseg.distributed import is_rank_zero
 from alseg.prune.callbacks import EpochScores, TrainingDynamics
+from alseg.prune.protocol import PruneRunBase
 from alseg.prune.scores import SCORES
 from alseg.prune.select import select
-from alseg.rundir import RunDir, RunDirError
-from alseg.state import Phase
-from alseg.tracking import user_console
+from alseg.rundir import RunDirError
 
 
 def label_images(parts: Parts, images: np.ndarray) -> None:
@@ -67,56 +58,12 @@ def image_classes(parts: Parts) -> np.ndarray:
     return out
 
 
-class PruneRun:
-    """Args:
-    cfg: the typed config (``task=prune``).
-    run_dir: the run directory.
-    console: rich console.
-    """
+class PruneRun(PruneRunBase[Parts]):
+    """A pruning run of images (module docstring)."""
 
-    def __init__(self, cfg: DictConfig, run_dir: Path, console: Console | None = None) -> None:
-        self.cfg, self.p = cfg, cfg.prune
-        self.rank_zero = is_rank_zero()
-        self.console = (console or user_console()) if self.rank_zero else Console(quiet=True)
-        self.rundir = RunDir(run_dir)
-
-    def _write(self, name: str, data: bytes) -> None:
-        """A committed file of the run dir (rank 0 only)."""
-        if self.rank_zero:
-            self.rundir.write_file(self.rundir.path / name, data)
-
-    def run(self) -> dict[str, Any]:
-        """Score or retrain. Under DDP every rank trains and records; rank 0 alone holds
-        the run dir's lock and writes its files."""
-        quiet_lightning()
-        parts = build_parts(self.cfg, progress=bool(self.cfg.trainer.enable_progress_bar))
-        rd = self.rundir
-        with rd.locked("run") if self.rank_zero else contextlib.nullcontext(rd):
-            if self.rank_zero and rd.create(OmegaConf.to_yaml(self.cfg, resolve=True)):
-                self.console.log(f"{rd.path} never finished: starting it afresh")
-            self.logger = build_logger(self.cfg, rd, {}) if self.rank_zero else None
-            try:
-                results = self._score(parts) if self.p.stage == "score" else self._retrain(parts)
-            except BaseException:
-                if self.logger is not None:
-                    self.logger.experiment.finish(exit_code=1)
-                raise
-            self._write("results.json", (json.dumps(results, indent=2) + "\n").encode())
-            if self.rank_zero:
-                state = {
-                    "round": 0,
-                    "phase": Phase.DONE,
-                    "seed": int(self.cfg.seed),
-                    "task": "prune",
-                    "config": OmegaConf.to_yaml(self.cfg, resolve=True),
-                }
-                rd.write_state(state)
-            if self.logger is not None:
-                self.logger.experiment.summary.update(
-                    {f"final/{k}": v for k, v in results.items() if isinstance(v, float)}
-                )
-                self.logger.experiment.finish()
-        return results
+    def prepare(self) -> Parts:
+        """What ``_score`` and ``_retrain`` work on: the experiment's parts."""
+        return build_parts(self.cfg, progress=bool(self.cfg.trainer.enable_progress_bar))
 
     # -- training --------------------------------------------------------------------------
     def full_steps(self, n: int) -> int:
@@ -179,20 +126,9 @@ class PruneRun:
             if per_seed:
                 columns[name] = np.mean(per_seed, axis=0)
         scores = pd.DataFrame(columns)
-        buf = io.BytesIO()
-        scores.to_parquet(buf, index=False)
-        self.scores = scores
-        self._write("scores.parquet", buf.getvalue())
         self._write("metrics.csv", csv_text(rows, list(rows[0])).encode())
         names = [c for c in SCORES if c in scores]
-        self._print_scores(scores, names)
-        if self.logger is not None:
-            import wandb
-
-            finite = {k: scores[k].to_numpy(dtype=float) for k in names}
-            self.logger.experiment.log(
-                {f"prune/{k}": wandb.Histogram(v[np.isfinite(v)]) for k, v in finite.items()}
-            )
+        self._record_scores(scores, names, "images")
         return {
             "stage": "score",
             "images": n,
@@ -200,22 +136,6 @@ class PruneRun:
             "mIoU": float(np.mean([r["mIoU"] for r in rows])),
             "acc": float(np.mean([r["acc"] for r in rows])),
         }
-
-    def _print_scores(self, scores: pd.DataFrame, names: list[str]) -> None:
-        table = Table(title=f"scores of {len(scores)} images — {self.rundir.path}/scores.parquet")
-        for col in ("score", "mean", "std", "min", "max", "never learned"):
-            table.add_column(col, justify="right")
-        for name in names:
-            v = scores[name].to_numpy(dtype=float)
-            fin = v[np.isfinite(v)]
-            stats = (
-                [f"{f(fin):.4g}" for f in (np.mean, np.std, np.min, np.max)]
-                if len(fin)
-                else ["-"] * 4
-            )
-            never = str(int((~np.isfinite(v)).sum())) if name == "forgetting" else ""
-            table.add_row(name, *stats, never)
-        self.console.print(table)
 
     # -- retrain -----------------------------------------------------------------------------
     def _retrain(self, parts: Parts) -> dict[str, Any]:
@@ -276,7 +196,3 @@ class PruneRun:
                 f"prune.by={p.by!r} is not in {path}; scores there: {', '.join(valid)}"
             )
         return df[p.by].to_numpy(dtype=np.float64), classes
-
-
-def run_prune(cfg: DictConfig, run_dir: Path, console: Console | None = None) -> dict[str, Any]:
-    return PruneRun(cfg, run_dir, console).run()

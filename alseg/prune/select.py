@@ -24,8 +24,8 @@ from typing import Any
 import numpy as np
 
 from alseg.prune.scores import HARDER_IS_HIGHER
+from alseg.schema.sections import IMAGE_RULES as RULES
 
-RULES = ("hardest", "hardest_balanced", "easiest", "offset", "random", "random_balanced", "ccs")
 BALANCED = ("random_balanced", "hardest_balanced")
 
 

@@ -19,7 +19,7 @@ from typing import Any
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from alseg.schema.data import DATA_SCHEMAS, DEBIAS_DATA
+from alseg.schema.data import DATA_SCHEMAS, DEBIAS_DATA, TEXT_DATA
 from alseg.schema.field_meta import SEED_MAX
 from alseg.schema.field_meta import choices as _choices
 from alseg.schema.field_meta import opt as _opt
@@ -36,6 +36,7 @@ from alseg.schema.sections import (
     RegionsConfig,
     SieveSettings,
     Stage2Config,
+    TextConfig,
     TrainerConfig,
     WeakConfig,
 )
@@ -43,6 +44,7 @@ from alseg.schema.sections import (
 __all__ = [
     "DATA_SCHEMAS",
     "DEBIAS_DATA",
+    "TEXT_DATA",
     "SEED_MAX",
     "RootConfig",
     "SchemaError",
@@ -69,6 +71,7 @@ class RootConfig:
     debias: DebiasConfig = field(default_factory=DebiasConfig)
     prune: PruneConfig = field(default_factory=PruneConfig)
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
+    text: TextConfig = field(default_factory=TextConfig)
     data: Any = _req()  # checked against DATA_SCHEMAS[data.name]
 
 

@@ -129,6 +129,44 @@ class GroupFolderData(GroupFileData):
     groups_csv: str = _req()
 
 
+# Instruction data (task=prune on text; alseg.text)
+@dataclass
+class InstructionFields:
+    """Which record fields of a loaded file hold what (alseg.text.hf_data.Fields)."""
+
+    instruction: str = "instruction"
+    input: str | None = "input"
+    response: str = "output"
+    skill: str | None = None
+
+
+@dataclass
+class DefectRates:
+    """The embedded set's share of examples with each defect (alseg.text.instructions)."""
+
+    wrong: float = _req(ge=0, le=1)
+    near_duplicate: float = _req(ge=0, le=1)
+    garbled: float = _req(ge=0, le=1)
+    off_task: float = _req(ge=0, le=1)
+    truncated: float = _req(ge=0, le=1)
+
+
+@dataclass
+class InstructionsData:
+    name: str = _req()
+    seed: int | None = _opt(ge=0, help="the data's seed; null: the run's seed")
+    source: str | None = _opt()  # null: the embedded set; a .json / .jsonl file or a hub name
+    split: str = _req()
+    fields: InstructionFields = field(default_factory=InstructionFields)
+    on_empty: str = _req(**_choices("error", "drop"))
+    limit: int | None = _opt(ge=1)
+    n: int = _req(ge=1)
+    rates: DefectRates = field(default_factory=DefectRates)
+    trusted: int = _req(ge=1)
+    target: int = _req(ge=1)
+    test: int = _req(ge=1)
+
+
 DATA_SCHEMAS: dict[str, type] = {
     "synthetic": SyntheticData,
     "shapes": ShapesData,
@@ -145,5 +183,8 @@ DATA_SCHEMAS: dict[str, type] = {
     "celeba": CelebAData,
     "waterbirds": GroupFileData,
     "group_folder": GroupFolderData,
+    "instructions": InstructionsData,
+    "hf_instructions": InstructionsData,
 }
+TEXT_DATA = ("instructions", "hf_instructions")
 DEBIAS_DATA = ("colored_shapes", "waterbird_shapes", "celeba", "waterbirds", "group_folder")

@@ -9,6 +9,19 @@ from typing import Any
 from alseg.schema.field_meta import choices as _choices
 from alseg.schema.field_meta import opt as _opt
 from alseg.schema.field_meta import req as _req
+from alseg.text.rules import rule_names
+
+# prune.rule: the rules of images (alseg.prune.select) and of text (alseg.text.rules)
+IMAGE_RULES = (
+    "hardest",
+    "hardest_balanced",
+    "easiest",
+    "offset",
+    "random",
+    "random_balanced",
+    "ccs",
+)
+TEXT_RULES = tuple(r for r in rule_names() if r not in IMAGE_RULES)
 
 
 @dataclass
@@ -216,15 +229,35 @@ class PruneConfig:
     by: str = _req(
         **_choices("el2n", "grand", "grand_last", "forgetting", "dyn_unc", "aum", "aum_prob")
     )
-    rule: str = _req(
-        **_choices(
-            "hardest", "hardest_balanced", "easiest", "offset", "random", "random_balanced", "ccs"
-        )
-    )
+    # images: IMAGE_RULES; text (data=instructions): alseg.text.rules (by is not read there)
+    rule: str = _req(**_choices(*IMAGE_RULES, *TEXT_RULES))
     keep: float = _req(gt=0, le=1)
     offset: float = _req(ge=0, lt=1)
     ccs_beta: float = _req(ge=0, lt=1)
     ccs_strata: int = _req(ge=1)
+
+
+@dataclass
+class TextConfig:
+    """The language model of task=prune on text (alseg.text; conf/config.yaml's ``text``)."""
+
+    name_or_path: str | None = _opt()
+    context: int = _req(ge=8)
+    vocab: int = _req(ge=16)
+    width: int = _req(ge=1)
+    layers: int = _req(ge=1)
+    heads: int = _req(ge=1)
+    steps: int = _req(ge=1)
+    batch: int = _req(ge=1)
+    lr: float = _req(gt=0)
+    ref_steps: int = _req(ge=1)
+    el2n_steps: int = _req(ge=1)
+    clusters: int = _req(ge=1)
+    less_warmup: float = _req(gt=0, le=1)
+    less_epochs: int = _req(ge=1)
+    less_dim: int = _req(ge=1)
+    lora_rank: int = _req(ge=1)
+    lora_targets: list[str] = _req()
 
 
 @dataclass

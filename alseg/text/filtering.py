@@ -13,7 +13,8 @@ Models behind the scores (CPU scale; docs/methods.md, section J):
   its last hidden states);
 * EL2N: the initial model after ``el2n_steps`` steps on the whole training set (early in
   training, as the image scores);
-* LESS: LoRA (rank 8 on the attention projections) warmed up on a random ``less_warmup``
+* LESS: LoRA (rank ``lora_rank`` on ``lora_targets``, GPT-2's attention projections)
+  warmed up on a random ``less_warmup``
   share of the training set for ``less_epochs`` epochs, a checkpoint after each; the
   target set's plain gradients against the training examples' Adam-preconditioned ones.
 """
@@ -22,6 +23,8 @@ from __future__ import annotations
 
 import copy
 import math
+import random
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,7 +33,8 @@ import pandas as pd
 import torch
 
 from alseg.acquisition.coverage import kmeans
-from alseg.text.instructions import DEFECTS, Example, eval_set, make_instructions
+from alseg.distributed import gather_rows
+from alseg.text.instructions import DEFECTS, UNKNOWN, Example, eval_set, make_instructions
 from alseg.text.lm import (
     ALONE,
     PROMPT,
@@ -39,9 +43,12 @@ from alseg.text.lm import (
     exact_match,
     example_scores,
     fit,
+    positions,
+    pretrained,
     tiny_lm,
     train_tokenizer,
 )
+from alseg.text.rules import PER_SKILL, RULES
 from alseg.text.scores import (
     adam_gradient,
     band_keep,
@@ -51,17 +58,6 @@ from alseg.text.scores import (
     semdedup_similarity,
 )
 
-# rule -> (score column, which end is kept)
-RULES: dict[str, tuple[str, str]] = {
-    "random": ("random", "high"),
-    "ppl_low": ("ppl", "low"),
-    "ppl_middle": ("ppl", "middle"),
-    "ppl_high": ("ppl", "high"),
-    "ifd": ("ifd", "ifd"),
-    "el2n": ("el2n", "high"),
-    "semdedup": ("semdedup", "low"),
-    "less": ("less", "high"),
-}
 DEFAULT_RATES = {
     "wrong": 0.1,
     "near_duplicate": 0.1,
@@ -92,8 +88,14 @@ class TextStudy:
     less_warmup: float = 0.05
     less_epochs: int = 4
     less_dim: int = 256
-    accelerator: str = "cpu"  # the fine-tuning fits (one device); scoring runs on the CPU
+    lora_rank: int = 8  # LESS's LoRA
+    lora_targets: tuple[str, ...] = ("c_attn",)  # GPT-2's attention projections
+    name_or_path: str | None = None  # a Hugging Face causal LM instead of the tiny model
+    accelerator: str = "cpu"  # the fine-tuning fits; the scoring passes run on the CPU
+    devices: Any = 1  # the fits' devices (several: ``strategy="ddp"``)
+    strategy: str = "auto"
     precision: str = "32-true"  # Lightning's, e.g. "bf16-mixed"
+    progress: bool = False  # the fits' progress bars
 
 
 @dataclass
@@ -107,16 +109,57 @@ class Setup:
     enc: Encoded  # the training set, prompt + response
 
 
-def setup(study: TextStudy, seed: int) -> Setup:
-    """The data, tokenizer and initial model of one seed."""
-    train = make_instructions(study.n, study.rates, seed=seed)
-    trusted = eval_set(study.trusted, train, seed=1000 + seed)
-    target = eval_set(study.target, train + trusted, seed=2000 + seed)
-    test = eval_set(study.test, train + trusted + target, seed=3000 + seed)
-    texts = [PROMPT.format(instruction=e.instruction) + e.response for e in train + trusted]
-    tok = train_tokenizer(texts + [ALONE], vocab_size=study.vocab)
+def split_examples(
+    examples: list[Example], study: TextStudy, seed: int
+) -> tuple[list[Example], list[Example], list[Example], list[Example]]:
+    """(train, trusted, target, test) of a loaded data set: per skill, in a seeded random
+    order, ``test``, ``trusted`` and ``target`` examples held out, the rest trains."""
+    r = random.Random(f"alseg-split-{seed}")
+    out: tuple[list[Example], ...] = ([], [], [], [])
+    held = study.test + study.trusted + study.target
+    for skill in sorted({e.skill for e in examples}):
+        rows = [e for e in examples if e.skill == skill]
+        if len(rows) <= held:
+            raise ValueError(
+                f"skill {skill!r} has {len(rows)} examples: too few to hold out "
+                f"{study.test} test, {study.trusted} trusted and {study.target} target examples "
+                "and train on the rest; lower data.test / data.trusted / data.target"
+            )
+        r.shuffle(rows)
+        t, u = study.test, study.test + study.trusted
+        out[3].extend(rows[:t])
+        out[1].extend(rows[t:u])
+        out[2].extend(rows[u:held])
+        out[0].extend(rows[held:])
+    return out[0], out[1], out[2], out[3]
+
+
+def setup(
+    study: TextStudy, seed: int, data_seed: int | None = None, examples: list[Example] | None = None
+) -> Setup:
+    """The data, tokenizer and initial model of one seed. The data come from ``data_seed``
+    (None: ``seed``): the embedded set generated with it, or ``examples`` (a loaded data set,
+    its defects unknown) split by it (``split_examples``)."""
+    ds = seed if data_seed is None else data_seed
+    if examples is None:
+        train = make_instructions(study.n, study.rates, seed=ds)
+        trusted = eval_set(study.trusted, train, seed=1000 + ds)
+        target = eval_set(study.target, train + trusted, seed=2000 + ds)
+        test = eval_set(study.test, train + trusted + target, seed=3000 + ds)
+    else:
+        train, trusted, target, test = split_examples(examples, study, ds)
     torch.manual_seed(seed)
-    init = tiny_lm(len(tok), study.context, study.width, study.layers, study.heads)
+    if study.name_or_path is not None:
+        tok, init = pretrained(study.name_or_path)
+    else:
+        texts = [PROMPT.format(instruction=e.instruction) + e.response for e in train + trusted]
+        tok = train_tokenizer(texts + [ALONE], vocab_size=study.vocab)
+        init = tiny_lm(len(tok), study.context, study.width, study.layers, study.heads)
+    if study.context > positions(init):
+        raise ValueError(
+            f"text.context={study.context} is longer than {study.name_or_path}'s "
+            f"{positions(init)} positions; lower text.context"
+        )
     return Setup(tok, train, trusted, target, test, init, encode(tok, train, study.context))
 
 
@@ -129,22 +172,38 @@ def _fit(s: Setup, enc: Encoded, steps: int, study: TextStudy, seed: int) -> Any
         study.batch,
         study.lr,
         seed,
+        progress=study.progress,
         accelerator=study.accelerator,
         precision=study.precision,
+        devices=study.devices,
+        strategy=study.strategy,
     )
 
 
-def _example_grads(model: Any, enc: Encoded, params: list[torch.nn.Parameter]) -> torch.Tensor:
-    """(N, P) gradient of each example's response loss with respect to ``params``."""
-    rows = []
+def _projected_grads(
+    model: Any,
+    enc: Encoded,
+    params: list[torch.nn.Parameter],
+    proj: torch.Tensor,
+    adam: tuple[torch.Tensor, torch.Tensor] | None = None,
+) -> torch.Tensor:
+    """(N, d) each example's response-loss gradient with respect to ``params`` (Adam-
+    preconditioned with the moments ``adam``, if given), projected with ``proj``. Under a
+    started process group the examples are shared out over the ranks and gathered."""
     model.eval()
-    for i in range(len(enc)):
-        n = int(enc.attention_mask[i].sum())
-        model.zero_grad()
-        loss = model(input_ids=enc.input_ids[i : i + 1, :n], labels=enc.labels[i : i + 1, :n]).loss
-        loss.backward()
-        rows.append(torch.cat([p.grad.flatten() for p in params]))  # type: ignore[union-attr]
-    return torch.stack(rows)
+
+    def rows(idx: torch.Tensor) -> dict[str, torch.Tensor]:
+        out = []
+        for i in idx.tolist():
+            n = int(enc.attention_mask[i].sum())
+            model.zero_grad()
+            ids, labels = enc.input_ids[i : i + 1, :n], enc.labels[i : i + 1, :n]
+            model(input_ids=ids, labels=labels).loss.backward()
+            g = torch.cat([p.grad.flatten() for p in params])  # type: ignore[union-attr]
+            out.append((adam_gradient(g, *adam) if adam is not None else g) @ proj)
+        return {"g": torch.stack(out)}
+
+    return gather_rows(len(enc), rows)["g"]
 
 
 def less(s: Setup, study: TextStudy, seed: int) -> torch.Tensor:
@@ -152,9 +211,17 @@ def less(s: Setup, study: TextStudy, seed: int) -> torch.Tensor:
     from peft import LoraConfig, get_peft_model
 
     lora = LoraConfig(
-        r=8, lora_alpha=16, target_modules=["c_attn"], lora_dropout=0.0, fan_in_fan_out=True
+        r=study.lora_rank,
+        lora_alpha=2 * study.lora_rank,
+        target_modules=list(study.lora_targets),
+        lora_dropout=0.0,
+        fan_in_fan_out=s.init.config.model_type == "gpt2",  # GPT-2's Conv1D stores W transposed
     )
-    model = get_peft_model(copy.deepcopy(s.init), lora)
+    with warnings.catch_warnings():  # peft calls a transformers method deprecated in v5
+        warnings.filterwarnings(
+            "ignore", message=".*is_gradient_checkpointing", category=FutureWarning
+        )
+        model = get_peft_model(copy.deepcopy(s.init), lora)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=study.lr)
     g = torch.Generator().manual_seed(seed)
@@ -177,8 +244,8 @@ def less(s: Setup, study: TextStudy, seed: int) -> torch.Tensor:
             opt.step()
         m = torch.cat([opt.state[p]["exp_avg"].flatten() for p in params])
         v = torch.cat([opt.state[p]["exp_avg_sq"].flatten() for p in params])
-        trains.append(adam_gradient(_example_grads(model, s.enc, params), m, v) @ proj)
-        vals.append(_example_grads(model, target, params) @ proj)
+        trains.append(_projected_grads(model, s.enc, params, proj, (m, v)))
+        vals.append(_projected_grads(model, target, params, proj))
         weights.append(study.lr)  # the epoch's mean learning rate (constant here)
     skills = sorted({e.skill for e in s.target})
     task = torch.tensor([skills.index(e.skill) for e in s.target])
@@ -214,9 +281,6 @@ def scores(s: Setup, study: TextStudy, seed: int) -> pd.DataFrame:
     )
 
 
-PER_SKILL = "/skill"  # a rule name with this suffix keeps the share within each skill
-
-
 def keep(df: pd.DataFrame, rule: str, fraction: float) -> np.ndarray:
     """Sorted indices that ``rule`` keeps: round(fraction x N) of them (IFD: at most as many
     as have IFD <= 1; its official keep share of the survivors is the same rule at another
@@ -244,9 +308,12 @@ def keep(df: pd.DataFrame, rule: str, fraction: float) -> np.ndarray:
 
 def removal_quality(df: pd.DataFrame, kept: np.ndarray) -> dict[str, float]:
     """Precision of the removed examples (share defective, %) and the recall of each
-    defect kind (share of its examples removed, %)."""
+    defect kind (share of its examples removed, %); NaN for a loaded data set, whose
+    defects are not known (``defect`` "unknown")."""
     removed = np.ones(len(df), dtype=bool)
     removed[kept] = False
+    if (df["defect"] == UNKNOWN).any():  # a loaded data set: nothing to score the removals by
+        return {"precision": math.nan, **{f"recall_{d}": math.nan for d in DEFECTS}}
     bad = (df["defect"] != "clean").to_numpy()
     out = {"precision": 100.0 * float(bad[removed].mean()) if removed.any() else math.nan}
     for d in DEFECTS:

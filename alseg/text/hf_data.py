@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from alseg.data.datasets import DataError
-from alseg.text.instructions import Example
+from alseg.text.instructions import UNKNOWN, Example
 
 ON_EMPTY = ("error", "drop")
 
@@ -104,5 +104,5 @@ def load_instructions(
         if extra.strip():
             instruction = f"{instruction}\n\n{extra}"
         skill = str(row[fields.skill]) if fields.skill is not None else "all"
-        examples.append(Example(instruction, response, skill))
+        examples.append(Example(instruction, response, skill, UNKNOWN))
     return Loaded(examples, dropped)

@@ -28,6 +28,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 DEFECTS = ("wrong", "near_duplicate", "garbled", "off_task", "truncated")
+UNKNOWN = "unknown"  # the defect of an example read from a file: not known
 # pseudo-words of 2-3 syllables: ~280K of them, so held-out words are plentiful
 SYLLABLES = [c + v for c in "bcdfglmnprstv" for v in "aeiou"]
 UNITS = {("km", "m"): 1000, ("m", "cm"): 100, ("kg", "g"): 1000, ("h", "min"): 60}
@@ -38,7 +39,7 @@ class Example:
     instruction: str
     response: str
     skill: str
-    defect: str = "clean"  # "clean" or one of DEFECTS
+    defect: str = "clean"  # "clean", one of DEFECTS, or UNKNOWN (read from a file)
     source: int = -1  # near duplicates: the index of the example copied
 
 

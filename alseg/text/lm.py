@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
+from alseg.distributed import gather_rows
 from alseg.text.instructions import Example
 from alseg.text.scores import mean_token_loss, token_el2n
 
@@ -89,6 +90,33 @@ def tiny_lm(
         pad_token_id=0,
     )
     return GPT2LMHeadModel(cfg)
+
+
+def pretrained(name_or_path: str) -> tuple[Any, Any]:
+    """(tokenizer, model) of a Hugging Face causal LM: a hub name (downloads, for users with
+    internet) or a local folder of ``save_pretrained``. A tokenizer without a pad token
+    pads with its end token; one without an end token is refused (responses end with it)."""
+    _require()
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(name_or_path)
+    if tok.eos_token_id is None:
+        raise ValueError(
+            f"the tokenizer of {name_or_path} has no end-of-sequence token; the responses are "
+            "trained to end with one"
+        )
+    if tok.pad_token_id is None:
+        tok.pad_token = tok.eos_token
+    return tok, AutoModelForCausalLM.from_pretrained(name_or_path)
+
+
+def positions(model: Any) -> int:
+    """The longest sequence ``model`` takes (its position embeddings)."""
+    c = model.config
+    n = getattr(c, "n_positions", None) or getattr(c, "max_position_embeddings", None)
+    if n is None:
+        raise ValueError(f"{type(model).__name__}'s config names no maximum sequence length")
+    return int(n)
 
 
 @dataclass
@@ -163,11 +191,15 @@ def fit(
     progress: bool = False,
     accelerator: str = "cpu",
     precision: str = "32-true",
+    devices: Any = 1,
+    strategy: str = "auto",
 ) -> Any:
-    """Train ``model`` for ``steps`` optimiser steps on shuffled batches of ``enc``, on one
-    device of ``accelerator`` ("cpu", "gpu", "auto") at Lightning's ``precision`` (e.g.
-    "bf16-mixed" on GPUs that have it). The model comes back on the CPU (Lightning's
-    teardown), where the scoring passes run."""
+    """Train ``model`` for ``steps`` optimiser steps on shuffled batches of ``enc`` on
+    ``devices`` of ``accelerator`` ("cpu", "gpu", "auto") with Lightning's ``strategy``
+    ("auto", "ddp": each device takes ``batch_size`` examples a step, gradients averaged) at
+    Lightning's ``precision`` (e.g. "bf16-mixed" on GPUs that have it). The model comes
+    back on the CPU (Lightning's teardown), the same on every rank, where the scoring
+    passes run."""
     if steps < 1 or len(enc) == 0:
         raise ValueError(
             f"fit needs steps >= 1 and examples; got {steps} steps, {len(enc)} examples"
@@ -179,7 +211,8 @@ def fit(
         max_steps=steps,
         max_epochs=-1,
         accelerator=accelerator,
-        devices=1,
+        devices=devices,
+        strategy=strategy,
         precision=precision,  # type: ignore[arg-type]
         logger=False,
         enable_checkpointing=False,
@@ -195,16 +228,21 @@ def fit(
 def exact_match(
     model: Any, tok: Any, examples: Sequence[Example], max_new_tokens: int = 16
 ) -> dict[str, float]:
-    """Greedy-decoded answers against the responses: accuracy (%) per skill and overall."""
+    """Greedy-decoded answers against the responses: accuracy (%) per skill and overall.
+    Decoding stops at ``max_new_tokens`` or at the model's last position."""
     model.eval()
     hits: dict[str, list[bool]] = {}
     with torch.no_grad():
         for e in examples:
             ids = tok(PROMPT.format(instruction=e.instruction), return_tensors="pt")["input_ids"]
+            room = min(max_new_tokens, positions(model) - ids.shape[1])
+            if room < 1:  # the prompt fills the context: no answer
+                hits.setdefault(e.skill, []).append(False)
+                continue
             out = model.generate(
                 ids,
                 attention_mask=torch.ones_like(ids),
-                max_new_tokens=max_new_tokens,
+                max_new_tokens=room,
                 do_sample=False,
                 pad_token_id=int(tok.pad_token_id),
                 eos_token_id=int(tok.eos_token_id),
@@ -221,21 +259,26 @@ def exact_match(
 def example_scores(model: Any, enc: Encoded, batch_size: int = 64) -> dict[str, torch.Tensor]:
     """Per example, from one eval pass: ``loss`` (mean response-token cross-entropy),
     ``el2n`` (mean response-token ||p - onehot||_2) and ``embedding`` (the mean of the last
-    hidden states over the example's tokens, (N, D))."""
-    out: dict[str, list[torch.Tensor]] = {"loss": [], "el2n": [], "embedding": []}
+    hidden states over the example's tokens, (N, D)). Under a started process group the
+    examples are shared out over the ranks and gathered (``gather_rows``): every rank
+    returns every example's scores."""
     model.eval()
-    with torch.no_grad():
-        for s in range(0, len(enc), batch_size):
-            ids = enc.input_ids[s : s + batch_size]
-            att = enc.attention_mask[s : s + batch_size]
-            labels = enc.labels[s : s + batch_size]
-            res = model(input_ids=ids, attention_mask=att, output_hidden_states=True)
-            logits = res.logits.float()
-            ce, mask = _response_ce(logits, labels)
-            out["loss"].append(mean_token_loss(ce, mask))
-            probs = logits[:, :-1].softmax(-1)
-            out["el2n"].append(token_el2n(probs, labels[:, 1:], mask))
-            h = res.hidden_states[-1].float()
-            w = att[..., None].float()
-            out["embedding"].append((h * w).sum(1) / w.sum(1))
-    return {k: torch.cat(v) for k, v in out.items()}
+
+    def rows(idx: torch.Tensor) -> dict[str, torch.Tensor]:
+        out: dict[str, list[torch.Tensor]] = {"loss": [], "el2n": [], "embedding": []}
+        with torch.no_grad():
+            for s in range(0, len(idx), batch_size):
+                b = idx[s : s + batch_size]
+                ids, att, labels = enc.input_ids[b], enc.attention_mask[b], enc.labels[b]
+                res = model(input_ids=ids, attention_mask=att, output_hidden_states=True)
+                logits = res.logits.float()
+                ce, mask = _response_ce(logits, labels)
+                out["loss"].append(mean_token_loss(ce, mask))
+                probs = logits[:, :-1].softmax(-1)
+                out["el2n"].append(token_el2n(probs, labels[:, 1:], mask))
+                h = res.hidden_states[-1].float()
+                w = att[..., None].float()
+                out["embedding"].append((h * w).sum(1) / w.sum(1))
+        return {k: torch.cat(v) for k, v in out.items()}
+
+    return gather_rows(len(enc), rows)

@@ -33,10 +33,10 @@ def jsonl(path, rows):
 def test_alpaca_records_become_examples_with_their_input_after_a_blank_line(tmp_path):
     got = load(tmp_path, str(jsonl(tmp_path / "a.jsonl", ALPACA)))
     assert got.examples == [
-        Example("Add 2 and 3.", "5", "all"),
-        Example("Summarise the text.\n\nCats sleep a lot.", "Cats nap.", "all"),
-        Example("Reverse the word: cat", "tac", "all"),
-    ]
+        Example("Add 2 and 3.", "5", "all", "unknown"),
+        Example("Summarise the text.\n\nCats sleep a lot.", "Cats nap.", "all", "unknown"),
+        Example("Reverse the word: cat", "tac", "all", "unknown"),
+    ]  # a file's defects are not known
     assert got.dropped_empty == []
     # a JSON list reads the same; limit keeps the first records
     path = tmp_path / "a.json"

@@ -98,3 +98,15 @@ def test_fit_at_bf16_mixed_precision_lowers_the_loss_and_returns_fp32_weights_on
     p = next(model.parameters())
     assert p.dtype == torch.float32 and p.device.type == "cpu"
     assert example_scores(model, enc)["loss"].mean() < 0.8 * before
+
+
+def test_exact_match_decodes_no_further_than_the_models_positions(tok):
+    """A prompt near the end of the context decodes only the positions left (it read past
+    the position embeddings: an IndexError), and one that fills it counts as a miss."""
+    prompt = len(tok(PROMPT.format(instruction="Add 2 and 3."))["input_ids"])
+    torch.manual_seed(0)
+    model = tiny_lm(len(tok), prompt + 2, 16, 1, 2)
+    ex = [Example("Add 2 and 3.", "5", "add")]
+    assert exact_match(model, tok, ex, max_new_tokens=16) == {"add": 0.0, "all": 0.0}
+    full = tiny_lm(len(tok), prompt, 16, 1, 2)
+    assert exact_match(full, tok, ex) == {"add": 0.0, "all": 0.0}
