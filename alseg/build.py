@@ -38,7 +38,7 @@ from alseg.pretrain import check_pretrained, is_weights_path
 from alseg.rundir import RunDir, RunDirError
 from alseg.schema import RootConfig, settings
 from alseg.schema.sections import ModelConfig, TrainerConfig
-from alseg.state import Phase
+from alseg.state import Phase, RunState
 from alseg.tasks import TASKS
 from alseg.tracking import Tracker, user_console
 
@@ -153,7 +153,7 @@ def trainer_factory(t: TrainerConfig, logger: Any, root: Path) -> TrainerFactory
     return make
 
 
-def build_logger(cfg: DictConfig, rundir: RunDir, state: dict[str, Any]) -> Any:
+def build_logger(cfg: DictConfig, rundir: RunDir, wandb_id: str | None = None) -> Any:
     """The experiment's WandbLogger (one W&B run over all rounds, resumed by id), or None.
     ``cfg`` whole: the W&B run records it."""
     s = settings(cfg)
@@ -171,7 +171,7 @@ def build_logger(cfg: DictConfig, rundir: RunDir, state: dict[str, Any]) -> Any:
         name=rundir.path.name,
         save_dir=str(rundir.path),
         offline=lg.mode == "offline",
-        id=state.get("wandb_id"),
+        id=wandb_id,
         resume="allow",
         group=group,
         tags=list(lg.tags) + what,
@@ -231,7 +231,7 @@ def open_run_dir(
     rundir = RunDir(run_dir)
     config_yaml = OmegaConf.to_yaml(cfg, resolve=True)
     if not writer:  # other DDP ranks only read the run dir rank 0 prepared
-        rundir.state = rundir.check() if resume else {}
+        rundir.state = rundir.check() if resume else RunState()
         return rundir
     if resume:
         rundir.check()  # a folder that is no run dir is not created by taking its lock
@@ -241,7 +241,7 @@ def open_run_dir(
             if rundir.create(config_yaml):
                 console.log(f"{run_dir} never committed round 0: starting it afresh")
             # the run's identity: people's answers name it (alseg.human)
-            rundir.state = {"config": config_yaml, "run_id": uuid.uuid4().hex}
+            rundir.state = RunState(config=config_yaml, run_id=uuid.uuid4().hex)
             return rundir
         state = rundir.check()
         for p in rundir.remove_temp_files():
@@ -255,26 +255,26 @@ def open_run_dir(
         raise
 
 
-def _resume_config(rounds: int, rundir: RunDir, state: dict[str, Any], config_yaml: str) -> None:
+def _resume_config(rounds: int, rundir: RunDir, state: RunState, config_yaml: str) -> None:
     """Record the (safe) keys ``alseg resume`` changed; refuse fewer rounds than the run has
     done (a finished run whose ``active.rounds`` grew is extended by the loop: ``_start``)."""
-    r = int(state["round"])
+    r = state.round
     if r >= rounds:
         raise RunDirError(
             f"{rundir.state_path} is at round {r} but active.rounds={rounds}: "
             "a run cannot have fewer rounds than it has done"
         )
     labels = rundir.labels_path(r)
-    waiting = state.get("phase") == Phase.AWAITING_ANSWERS  # round r's answers may not exist yet
+    waiting = state.phase == Phase.AWAITING_ANSWERS  # round r's answers may not exist yet
     if not labels.is_file() and not waiting:
         raise RunDirError(f"{labels} is missing: {rundir.state_path} says round {r} was labeled")
-    old = state.get("config")
-    if isinstance(old, str) and old != config_yaml:
+    old = state.config
+    if old is not None and old != config_yaml:
         before = OmegaConf.to_container(OmegaConf.create(old))
         after = OmegaConf.to_container(OmegaConf.create(config_yaml))
         keys = changed_keys(before, after)  # type: ignore[arg-type]
-        state.setdefault("config_changes", []).append({"round": r, "keys": keys})
-        state["config"] = config_yaml
+        state.extra.setdefault("config_changes", []).append({"round": r, "keys": keys})
+        state.config = config_yaml
         rundir.write_file(rundir.config_path, config_yaml.encode())
         rundir.write_state(state)  # processes that DDP launches later read the new config
 
@@ -314,7 +314,7 @@ def build_loop(
 
         parts.datamodule.labeled.mask_fn = PaintedLabels(rundir.path)  # what people painted
     try:
-        logger = None if read_only else build_logger(cfg, rundir, rundir.state)
+        logger = None if read_only else build_logger(cfg, rundir, rundir.state.wandb_id)
         tracker = Tracker(
             rundir,
             int(s.active.rounds),

@@ -20,7 +20,7 @@ import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 from alseg.atomic import (
     LockError,
@@ -31,6 +31,7 @@ from alseg.atomic import (
     sha256_bytes,
     sha256_file,
 )
+from alseg.state import RunState
 
 PARTIAL = ".partial"  # suffix of a folder being written
 MANIFEST = "manifest.json"
@@ -93,11 +94,11 @@ class CommittedFolder:
         finally:
             self.release_lock()
 
-    def write_state(self, state: dict[str, Any]) -> None:
+    def write_state(self, state: RunState) -> None:
         """Commit: state.json with the checksums of every committed file (staged inside a
         ``transaction``)."""
-        state = {**state, "files": dict(sorted(self.files.items()))}
-        text = json.dumps(state, indent=2, sort_keys=True) + "\n"
+        data = {**state.to_dict(), "files": dict(sorted(self.files.items()))}
+        text = json.dumps(data, indent=2, sort_keys=True) + "\n"
         if self._staged is not None:
             atomic_write_text(self.path / STAGING / self.state_path.name, text)
             return

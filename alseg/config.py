@@ -365,7 +365,7 @@ def load_run_config(run_dir: Path, overrides: list[str] | tuple[str, ...] = ()) 
     if not isinstance(loaded, DictConfig):
         raise ConfigError(f"{rundir.config_path} is not a mapping")
     current = OmegaConf.to_container(loaded, resolve=True)
-    started_yaml = state.get("config")  # the YAML text the run started with
+    started_yaml = state.config  # the YAML text the run started with
     if isinstance(started_yaml, str) and isinstance(current, dict):
         started = OmegaConf.to_container(OmegaConf.create(started_yaml))
         assert isinstance(started, dict)

@@ -189,7 +189,7 @@ def diagnose_run(run_dir: Path, rare_share: float = 0.05) -> list[dict[str, Any]
     regions = dm.regions
     C = train.num_classes
     state = rundir.read_state()
-    last = int(state["round"])
+    last = state.round
     store = LabelStore.from_file(rundir.labels_path(last), regions.total, C)
     counts = region_class_counts(
         lambda i: regions.maps[i], lambda i: train.mask(i).numpy(), len(train), regions.offsets, C

@@ -34,7 +34,7 @@ from alseg.human.queries import QueryRound, load_queries, save_queries
 from alseg.models.segmentation import SegmentationModule, TrainSpan
 from alseg.plots import plot_curve
 from alseg.rundir import RunDir
-from alseg.state import Phase
+from alseg.state import Phase, RunState
 from alseg.tracking import Tracker, round_row
 
 
@@ -77,7 +77,7 @@ class ActiveLoop:
         reinit: bool = True,
         seed: int = 0,
         extensions: Sequence[Extension] = (),
-        state: dict[str, Any] | None = None,
+        state: RunState | None = None,
         keep_checkpoints: int = 2,
         rank_zero: bool = True,
         channels_last: bool = False,
@@ -88,7 +88,7 @@ class ActiveLoop:
         self.tracker = tracker
         self.rounds, self.budget, self.init_budget = rounds, budget, init_budget
         self.reinit, self.seed = reinit, seed
-        self.state: dict[str, Any] = dict(state or {})
+        self.state = state if state is not None else RunState()
         self.keep_checkpoints = keep_checkpoints
         # Under DDP every rank runs this loop and applies the same label updates; only rank
         # 0 writes the run dir.
@@ -101,13 +101,14 @@ class ActiveLoop:
             ext.setup(self)
 
     # -- state and models -----------------------------------------------------------------
-    def _state_at(self, r: int, phase: str) -> dict[str, Any]:
+    def _state_at(self, r: int, phase: Phase) -> RunState:
         """The run's state after round ``r``'s ``phase``."""
-        self.state.update(round=r, phase=phase, seed=self.seed, spent=self.store.spent())
-        self.state.update(self.tracker.state())
-        return self.state
+        s = self.state
+        s.round, s.phase, s.seed, s.spent = r, phase, self.seed, self.store.spent()
+        s.wandb_id = self.tracker.wandb_id or s.wandb_id
+        return s
 
-    def _commit_state(self, r: int, phase: str) -> None:
+    def _commit_state(self, r: int, phase: Phase) -> None:
         if self.rank_zero:
             self.rundir.write_state(self._state_at(r, phase))
 
@@ -253,7 +254,7 @@ class ActiveLoop:
                 o.label_type,
                 names,
                 o.void_bit,
-                self.state.get("run_id", ""),
+                self.state.run_id or "",
             )
             with self.rundir.transaction():
                 save_queries(self.rundir, q)
@@ -276,8 +277,8 @@ class ActiveLoop:
     # -- driver ---------------------------------------------------------------------------
     def _start(self) -> tuple[int, str]:
         """Round and phase to continue from: the run dir's state, or a new round 0."""
-        if "phase" in self.state:
-            r, phase = int(self.state["round"]), str(self.state["phase"])
+        if self.state.phase is not None:
+            r, phase = self.state.round, self.state.phase
             if phase == Phase.DONE and r + 1 < self.rounds:  # extended: select round r + 1
                 phase = Phase.EVALUATED
             if phase == Phase.AWAITING_ANSWERS:  # nothing to do until the answers are imported

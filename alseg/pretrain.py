@@ -24,6 +24,7 @@ import io
 import json
 import os
 import re
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeGuard
 
@@ -38,7 +39,7 @@ from alseg.atomic import sha256_file
 from alseg.config import changed_keys, flatten
 from alseg.distributed import is_rank_zero, shard_drop_last
 from alseg.rundir import RunDir, RunDirError
-from alseg.state import Phase
+from alseg.state import Phase, RunState
 from alseg.tracking import user_console
 
 ENCODER_FILE = "encoder.pt"
@@ -155,7 +156,7 @@ class EpochCommit(pl.Callback):
     """After each epoch: Lightning's checkpoint (atomically renamed into place) and
     state.json with its checksum and the epochs done (rank 0 writes)."""
 
-    def __init__(self, rundir: RunDir, state: dict[str, Any]) -> None:
+    def __init__(self, rundir: RunDir, state: RunState) -> None:
         self.rundir, self.state = rundir, state
 
     def on_train_epoch_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
@@ -166,7 +167,7 @@ class EpochCommit(pl.Callback):
             os.replace(tmp, path)
             self.rundir.files[CHECKPOINT] = sha256_file(path)
             done = trainer.current_epoch + 1
-            self.rundir.write_state({**self.state, "round": done, "phase": Phase.FITTED})
+            self.rundir.write_state(replace(self.state, round=done, phase=Phase.FITTED))
 
 
 def _module(cfg: DictConfig, backbone: torch.nn.Module, channels: int) -> pl.LightningModule:
@@ -210,12 +211,12 @@ def _check_saved(rd: RunDir, cfg: DictConfig) -> None:
         )
 
 
-def _trainer(cfg: DictConfig, rd: RunDir, state: dict[str, Any], rank_zero: bool) -> pl.Trainer:
+def _trainer(cfg: DictConfig, rd: RunDir, state: RunState, rank_zero: bool) -> pl.Trainer:
     """The experiment's trainer (``alseg.build.trainer_factory``) for ``pretrain.epochs``,
     committing each epoch."""
     from alseg.build import build_logger, trainer_factory
 
-    logger = build_logger(cfg, rd, {}) if rank_zero else None
+    logger = build_logger(cfg, rd) if rank_zero else None
     make = trainer_factory(schema.settings(cfg).trainer, logger, rd.path)
     return make([EpochCommit(rd, state)], max_steps=-1, max_epochs=int(cfg.pretrain.epochs))
 
@@ -260,17 +261,17 @@ def run_pretrain(
     fingerprint = str(train.fingerprint)
     rd = RunDir(run_dir or default_dir(cfg, fingerprint))
     with rd.locked("pretrain") if rank_zero else contextlib.nullcontext(rd):
-        state: dict[str, Any] = {"seed": int(cfg.pretrain.seed), "task": "pretrain"}
+        state = RunState(seed=int(cfg.pretrain.seed), task="pretrain")
         ckpt = None
         if rd.state_path.is_file():
             found = rd.read_state()
             _check_saved(rd, cfg)
-            if found["phase"] == Phase.DONE:
+            if found.phase == Phase.DONE:
                 console.log(f"pre-trained encoder found: {rd.path} (reused)")
                 return rd.path
             rd.verify()
             ckpt = rd.path / CHECKPOINT
-            console.log(f"resuming {rd.path} after epoch {found['round']}")
+            console.log(f"resuming {rd.path} after epoch {found.round}")
         elif rank_zero:
             rd.create(OmegaConf.to_yaml(cfg, resolve=True))
         p = cfg.pretrain
@@ -296,7 +297,7 @@ def run_pretrain(
         trainer.fit(module, loader, ckpt_path=ckpt, weights_only=True)
         if rank_zero:
             _save_encoder(rd, cfg, encoder, trainer, fingerprint)
-            rd.write_state({**state, "round": int(trainer.current_epoch), "phase": Phase.DONE})
+            rd.write_state(replace(state, round=int(trainer.current_epoch), phase=Phase.DONE))
             console.log(
                 f"encoder weights: {rd.path / ENCODER_FILE} (model.encoder_weights={rd.path})"
             )

@@ -76,16 +76,16 @@ def _run_rows(rd: RunDir, notes: list[str]) -> pd.DataFrame | None:
     except (ValueError, KeyError, csv.Error, OSError) as e:
         raise _UnreadableError(f"{rd.metrics_path}: unreadable ({type(e).__name__}: {e})") from e
     try:
-        state = rd.read_state() if rd.state_path.is_file() else {"phase": "none", "round": -1}
+        state = rd.read_state() if rd.state_path.is_file() else None
     except RunDirError as e:
         raise _UnreadableError(str(e)) from e
     if not rows:
         notes.append(f"{d}: no complete round yet; skipped")
         return None
-    if state["phase"] != Phase.DONE:
+    if state is None or state.phase != Phase.DONE:
+        where = f"round {state.round}, phase {state.phase}" if state else "no state.json"
         notes.append(
-            f"{d}: unfinished (stopped in round {state['round']}, phase {state['phase']}); "
-            f"reporting its {len(rows)} complete round(s)"
+            f"{d}: unfinished (stopped in {where}); reporting its {len(rows)} complete round(s)"
         )
     try:
         cfg = OmegaConf.load(rd.config_path)

@@ -41,7 +41,7 @@ from alseg.atomic import (
     sha256_file,
 )
 from alseg.commits import MANIFEST, PARTIAL, CommittedFolder, RunDirError
-from alseg.state import check_state
+from alseg.state import RunState
 from alseg.tasks import recorded_task
 
 # What alseg writes into a run dir: removed when a run that never committed round 0 starts
@@ -75,7 +75,7 @@ class RunDir(CommittedFolder):
 
     def __init__(self, path: str | Path) -> None:
         super().__init__(path)
-        self.state: dict[str, Any] = {}  # what the loop continues from (see alseg.build)
+        self.state = RunState()  # what the loop continues from (see alseg.build)
 
     # -- paths ---------------------------------------------------------------------------
     @property
@@ -138,7 +138,7 @@ class RunDir(CommittedFolder):
         self.files = {}
         return restarted
 
-    def check(self) -> dict[str, Any]:
+    def check(self) -> RunState:
         """Validate an existing run dir for resuming; returns its state."""
         if not self.path.is_dir():
             raise RunDirError(f"run dir {self.path} does not exist")
@@ -150,18 +150,18 @@ class RunDir(CommittedFolder):
         return self.read_state()
 
     # -- state -------------------------------------------------------------------------------
-    def read_state(self) -> dict[str, Any]:
+    def read_state(self) -> RunState:
         """state.json, checked (``alseg.state.check_state``); the committed-file checksums
         are loaded into ``files``."""
         path = self.state_path
         try:
-            state = json.loads(path.read_bytes().decode("utf-8"))
+            raw = json.loads(path.read_bytes().decode("utf-8"))
+            state = RunState.from_dict(raw, path)
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
             raise RunDirError(f"{path} is corrupt ({type(e).__name__}: {e})") from None
-        problem = check_state(state, path)
-        if problem:
-            raise RunDirError(problem)
-        self.files = {str(k): str(v) for k, v in state.get("files", {}).items()}
+        except ValueError as e:  # check_state's message
+            raise RunDirError(str(e)) from None
+        self.files = dict(state.files)
         return state
 
     def commit_round(
@@ -169,7 +169,7 @@ class RunDir(CommittedFolder):
         r: int,
         rows: Sequence[dict[str, Any]],
         labels: bytes,
-        state: dict[str, Any],
+        state: RunState,
         also: Callable[[], None] | None = None,
     ) -> None:
         """Commit round ``r``'s answers as one transaction: its selections CSV (``rows``),

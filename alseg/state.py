@@ -7,10 +7,14 @@ written; the next round's selection may start); the last round ends in ``done``.
 ``labeling.oracle=human`` a round whose queries wait for people stops in
 ``awaiting_answers`` until ``alseg import`` commits their answers (``labeled``). Pruning,
 debiasing and pre-training runs commit ``fitted`` (an epoch checkpoint) and ``done``.
+
+``RunState`` is state.json as a typed object: ``RunDir.read_state`` returns one (checked
+by ``check_state``) and ``RunDir.write_state`` takes one.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -52,3 +56,53 @@ def check_state(state: Any, path: Path) -> str | None:
     if not isinstance(state.get("files", {}), dict):
         return f"{path} is corrupt: 'files' is not a mapping"
     return None
+
+
+_KNOWN = ("round", "phase", "seed", "task", "config", "run_id", "wandb_id", "spent", "files")
+
+
+@dataclass
+class RunState:
+    """A run's state.json. ``phase`` None: nothing committed yet (a run before round 0's
+    labels); fields left None are not written."""
+
+    round: int = 0
+    phase: Phase | None = None
+    seed: int = 0
+    task: str | None = None  # the one-shot tasks name theirs (debias, prune, pretrain)
+    config: str | None = None  # the config YAML the run (last) resumed with
+    run_id: str | None = None  # the run's identity, carried by people's answers (alseg.human)
+    wandb_id: str | None = None  # the W&B run to continue on resume
+    spent: float | None = None  # clicks bought so far (active-learning runs)
+    files: dict[str, str] = field(default_factory=dict)  # committed files -> sha256
+    extra: dict[str, Any] = field(default_factory=dict)  # the rest (e.g. config_changes)
+
+    @classmethod
+    def from_dict(cls, state: dict[str, Any], path: Path) -> RunState:
+        """A parsed state.json, checked (``check_state``: ValueError naming ``path``)."""
+        problem = check_state(state, path)
+        if problem:
+            raise ValueError(problem)
+        return cls(
+            round=int(state["round"]),
+            phase=Phase(state["phase"]),
+            seed=int(state["seed"]),
+            task=state.get("task"),
+            config=state.get("config"),
+            run_id=state.get("run_id"),
+            wandb_id=state.get("wandb_id"),
+            spent=state.get("spent"),
+            files={str(k): str(v) for k, v in state.get("files", {}).items()},
+            extra={k: v for k, v in state.items() if k not in _KNOWN},
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON object of state.json (a run that committed nothing has no state.json)."""
+        if self.phase is None:
+            raise ValueError("a run state without a phase is not written (nothing committed)")
+        out: dict[str, Any] = {"round": self.round, "phase": self.phase.value, "seed": self.seed}
+        for key in ("task", "config", "run_id", "wandb_id", "spent"):
+            value = getattr(self, key)
+            if value is not None:
+                out[key] = value
+        return {**out, "files": dict(self.files), **self.extra}

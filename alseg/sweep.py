@@ -68,7 +68,7 @@ def run_local(path: Path, out: Path, extra: list[str] | None = None) -> list[Pat
         dirs.append(d)
         overrides = [f"{k}={v}" for k, v in params.items() if not k.startswith("logger.")]
         state = RunDir(d).read_state() if RunDir(d).state_path.exists() else None
-        if state and state["phase"] == Phase.DONE:
+        if state and state.phase == Phase.DONE:
             print(f"[{n}/{len(combos)}] {d.name}: done, skipped", flush=True)
             continue
         if state:

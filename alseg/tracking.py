@@ -122,9 +122,10 @@ class Tracker:
             exp.define_metric("al/clicks")
             exp.define_metric("al/*", step_metric="al/clicks")
 
-    def state(self) -> dict[str, Any]:
-        """Extra entries for state.json (the W&B run id, to resume the same run)."""
-        return {"wandb_id": self.wandb.version} if self.wandb is not None else {}
+    @property
+    def wandb_id(self) -> str | None:
+        """The W&B run's id (state.json keeps it, to resume the same run)."""
+        return str(self.wandb.version) if self.wandb is not None else None
 
     def phase(self, r: int, name: str, items: int | None = None) -> None:
         what = f" ({items} images)" if items is not None else ""

@@ -15,6 +15,15 @@ plan_run() {
   fi
 }
 
+# prune_plan DIR STAGE ARGS...: like plan_run, for `alseg prune` (a killed run starts afresh).
+prune_plan() {
+  local d=$1
+  shift
+  if ! grep -qs '"done"' "$d/state.json"; then
+    echo "prune $* run_dir=$d logger=none trainer.enable_progress_bar=false"
+  fi
+}
+
 run_plans() {
   mkdir -p "$1"
   xargs -r -P "$2" -L 1 env OMP_NUM_THREADS="$3" alseg >> "$1/log.txt" 2>&1

@@ -17,13 +17,6 @@ keeps=${KEEPS:-0.7 0.5 0.3}
 scores=${BY-el2n grand forgetting dyn_unc}
 balanced=${BALANCED:-}
 threads=${THREADS:-$(( $(nproc) / par ))}; [ "$threads" -ge 1 ] || threads=1
-prune_plan() {  # DIR ARGS...: like plan_run, for `alseg prune` (a killed run starts afresh)
-  local d=$1
-  shift
-  if ! grep -qs '"done"' "$d/state.json"; then
-    echo "prune $* run_dir=$d logger=none trainer.enable_progress_bar=false"
-  fi
-}
 # 1. the scores of each data set (3 scoring seeds, averaged)
 for s in $sets; do
   prune_plan "$out/$s-score" score "experiment=prune_$s" "${@:1}"

@@ -5,7 +5,8 @@ initial model on the kept examples for the same steps, and evaluate on the clean
 
     OMP_NUM_THREADS=1 python scripts/text_filtering.py --out runs/text_filtering
 
---per-skill adds each rule applied inside each skill (<rule>/skill). Resumable:
+--per-skill adds each rule applied inside each skill (<rule>/skill). --from-runs DIR prints
+the same tables from the run dirs of scripts/text_prune.sh (`alseg prune`). Resumable:
 scores_seedN.parquet and each (seed, rule, keep) row of results.csv are kept, a
 rerun computes only what is missing. Prints the tables (mean ± std over seeds, and each
 rule's paired difference to random per seed) and writes them to OUT/tables.md.
@@ -94,6 +95,26 @@ def tables(res: pd.DataFrame) -> str:
     return "\n".join(parts)
 
 
+def from_runs(folder: Path) -> pd.DataFrame:
+    """The rows of results.csv from the retrain run dirs of `alseg prune` under ``folder``
+    (scripts/text_prune.sh): the full data as rule "full"."""
+    import json
+
+    from omegaconf import OmegaConf
+
+    rows = []
+    for res_path in sorted(folder.glob("*/results.json")):
+        res = json.loads(res_path.read_text())
+        if res.get("stage") != "retrain":
+            continue
+        seed = int(OmegaConf.load(res_path.parent / "config.yaml").seed)
+        rule = "full" if res["keep"] == 1.0 else res["rule"]
+        rows.append({"seed": seed, **res, "rule": rule})
+    if not rows:
+        raise SystemExit(f"no finished retrain run under {folder}")
+    return pd.DataFrame(rows).drop(columns=["stage"])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", default="runs/text_filtering")
@@ -107,7 +128,18 @@ def main() -> None:
     )
     ap.add_argument("--accelerator", default="cpu", help="the fits' device: cpu, gpu, auto")
     ap.add_argument("--precision", default="32-true", help="Lightning's, e.g. bf16-mixed")
+    ap.add_argument(
+        "--from-runs",
+        type=Path,
+        help="print the tables of the `alseg prune` run dirs in this folder "
+        "(scripts/text_prune.sh) instead of running the study",
+    )
     args = ap.parse_args()
+    if args.from_runs is not None:
+        text = tables(from_runs(args.from_runs))
+        (args.from_runs / "tables.md").write_text(text)
+        print(text)
+        return
     quiet_lightning()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

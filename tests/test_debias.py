@@ -394,7 +394,7 @@ def test_debias_run_end_to_end(tmp_path_factory, capsys, method):
     assert (ckpt / "main.pt").is_file()
     assert (ckpt / "committee.pt").is_file() == (method == "lwbc")
     rd = RunDir(run_dir)
-    assert rd.read_state()["phase"] == "done"
+    assert rd.read_state().phase == "done"
     rd.verify()  # every file has its recorded checksum
     if method == "lwbc":
         agree = w.agreement.to_numpy()

@@ -27,6 +27,7 @@ from alseg.cli import main
 from alseg.config import ConfigError, compose, load_run_config, typed
 from alseg.data.datasets import DataError
 from alseg.rundir import RunDir, RunDirError
+from alseg.state import Phase, RunState
 
 QUIET = Console(quiet=True)
 
@@ -315,14 +316,14 @@ def test_a_transaction_lands_whole_or_not_at_all(tmp_path, monkeypatch):
         rd = RunDir(tmp_path / name)
         with rd.locked("test"):
             rd.write_file(rd.path / "a.txt", b"old a")
-            rd.write_state({"round": 0, "phase": "labeled", "seed": 0})
+            rd.write_state(RunState(round=0, phase=Phase.LABELED))
         return rd
 
     def commit(rd):
         with rd.locked("test"), rd.transaction():
             rd.write_file(rd.path / "a.txt", b"new a")
             rd.write_file(rd.path / "sub" / "b.txt", b"new b")
-            rd.write_state({"round": 1, "phase": "labeled", "seed": 0})
+            rd.write_state(RunState(round=1, phase=Phase.LABELED))
 
     def files(rd):
         rd2 = RunDir(rd.path)
@@ -330,7 +331,7 @@ def test_a_transaction_lands_whole_or_not_at_all(tmp_path, monkeypatch):
         rd2.verify()  # every committed file matches state.json's checksums
         b = rd.path / "sub" / "b.txt"
         return (
-            state["round"],
+            state.round,
             (rd.path / "a.txt").read_bytes(),
             b.read_bytes() if b.exists() else None,
         )
@@ -385,7 +386,7 @@ def _one_shot_dir(path, task_overrides, finished):
     with rd.locked("test"):
         rd.create(OmegaConf.to_yaml(compose(task_overrides), resolve=True))
         if finished:
-            rd.write_state({"round": 0, "phase": "done", "seed": 0})
+            rd.write_state(RunState(round=0, phase=Phase.DONE))
     return path
 
 

@@ -44,7 +44,7 @@ from alseg.debias.modules import (
 from alseg.debias.ssl import SSLSpec
 from alseg.debias.tracking import DebiasTracker
 from alseg.rundir import RunDir
-from alseg.state import Phase
+from alseg.state import Phase, RunState
 from alseg.tracking import user_console
 
 METHODS = ("erm", "jtt", "lff", "lwbc", "groupdro")
@@ -139,12 +139,12 @@ class DebiasRun:
         with rd.locked("resume" if resume else "run"):
             if resume:
                 state = rd.check()
-                if state["phase"] == Phase.DONE:
+                if state.phase == Phase.DONE:
                     self.console.log(f"{rd.path} is finished; nothing to resume")
                     return json.loads((rd.path / "results.json").read_text())
             if rd.create(OmegaConf.to_yaml(self.cfg, resolve=True)):
                 self.console.log(f"{rd.path} never finished: starting it afresh")
-            logger = build_logger(self.cfg, rd, {})
+            logger = build_logger(self.cfg, rd)
             tracker = DebiasTracker(self.console, logger)
             try:
                 results = self._run(sets, tracker)
@@ -369,13 +369,13 @@ class DebiasRun:
             rd.write_file(rd.path / "checkpoints" / "committee.pt", _torch_bytes(committee))
         rd.write_file(rd.path / "results.json", (json.dumps(results, indent=2) + "\n").encode())
         rd.write_state(
-            {
-                "round": 0,
-                "phase": Phase.DONE,
-                "seed": int(self.cfg.seed),
-                "task": "debias",
-                "config": OmegaConf.to_yaml(self.cfg, resolve=True),
-            }
+            RunState(
+                round=0,
+                phase=Phase.DONE,
+                seed=int(self.cfg.seed),
+                task="debias",
+                config=OmegaConf.to_yaml(self.cfg, resolve=True),
+            )
         )
 
 

@@ -89,10 +89,10 @@ def load_queries(rundir: RunDir, r: int) -> QueryRound:
 def awaiting_round(rundir: RunDir) -> int:
     """The round whose queries wait for answers; a clear error when the run waits for none."""
     state = rundir.check()
-    if state.get("phase") != Phase.AWAITING_ANSWERS:
+    if state.phase != Phase.AWAITING_ANSWERS:
         raise RunDirError(
-            f"{rundir.path} is not waiting for answers (it is after round {state.get('round')} "
-            f"phase '{state.get('phase')}'); runs with labeling.oracle=human stop after each "
+            f"{rundir.path} is not waiting for answers (it is after round {state.round} "
+            f"phase '{state.phase}'); runs with labeling.oracle=human stop after each "
             "selection"
         )
-    return int(state["round"])
+    return state.round

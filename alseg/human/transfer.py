@@ -213,9 +213,8 @@ def import_answers(run_dir: Path, export: Any) -> ImportReport:
             q.answered = sorted(set(q.answered) | set(ids))
         # one commit, as a round's: painted maps, selections, labels, queries and state.json
         # all land or none (a kill inside leaves the run dir as it was, or finished)
-        state.update(
-            phase=Phase.AWAITING_ANSWERS if q.pending else Phase.LABELED, spent=store.spent()
-        )
+        state.phase = Phase.AWAITING_ANSWERS if q.pending else Phase.LABELED
+        state.spent = store.spent()
         if ids:
 
             def painted_and_queries() -> None:

@@ -20,7 +20,7 @@ from rich.table import Table
 from alseg.build import build_logger, quiet_lightning
 from alseg.distributed import is_rank_zero
 from alseg.rundir import RunDir
-from alseg.state import Phase
+from alseg.state import Phase, RunState
 from alseg.tracking import user_console
 
 T = TypeVar("T")  # what a run scores and retrains on: an experiment's parts, a text setup
@@ -53,7 +53,7 @@ class PruneRunBase(Generic[T]):
         with rd.locked("run") if self.rank_zero else contextlib.nullcontext(rd):
             if self.rank_zero and rd.create(OmegaConf.to_yaml(self.cfg, resolve=True)):
                 self.console.log(f"{rd.path} never finished: starting it afresh")
-            self.logger = build_logger(self.cfg, rd, {}) if self.rank_zero else None
+            self.logger = build_logger(self.cfg, rd) if self.rank_zero else None
             try:
                 results = self._score(parts) if self.p.stage == "score" else self._retrain(parts)
             except BaseException:
@@ -62,13 +62,13 @@ class PruneRunBase(Generic[T]):
                 raise
             self._write("results.json", (json.dumps(results, indent=2) + "\n").encode())
             if self.rank_zero:
-                state = {
-                    "round": 0,
-                    "phase": Phase.DONE,
-                    "seed": int(self.cfg.seed),
-                    "task": "prune",
-                    "config": OmegaConf.to_yaml(self.cfg, resolve=True),
-                }
+                state = RunState(
+                    round=0,
+                    phase=Phase.DONE,
+                    seed=int(self.cfg.seed),
+                    task="prune",
+                    config=OmegaConf.to_yaml(self.cfg, resolve=True),
+                )
                 rd.write_state(state)
             if self.logger is not None:
                 self.logger.experiment.summary.update(

@@ -222,6 +222,7 @@ def less(s: Setup, study: TextStudy, seed: int) -> torch.Tensor:
             "ignore", message=".*is_gradient_checkpointing", category=FutureWarning
         )
         model = get_peft_model(copy.deepcopy(s.init), lora)
+    torch.manual_seed(seed)  # the warm-up's dropout: this seed's, whatever ran before
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=study.lr)
     g = torch.Generator().manual_seed(seed)

@@ -199,11 +199,13 @@ def fit(
     ("auto", "ddp": each device takes ``batch_size`` examples a step, gradients averaged) at
     Lightning's ``precision`` (e.g. "bf16-mixed" on GPUs that have it). The model comes
     back on the CPU (Lightning's teardown), the same on every rank, where the scoring
-    passes run."""
+    passes run. The fit depends on ``seed`` only (its batches and dropout), not on what
+    ran before it in the process."""
     if steps < 1 or len(enc) == 0:
         raise ValueError(
             f"fit needs steps >= 1 and examples; got {steps} steps, {len(enc)} examples"
         )
+    pl.seed_everything(seed, workers=True, verbose=False)  # dropout: the global generator
     g = torch.Generator().manual_seed(seed)
     data = TensorDataset(enc.input_ids, enc.attention_mask, enc.labels)
     loader = DataLoader(data, batch_size=min(batch_size, len(enc)), shuffle=True, generator=g)
