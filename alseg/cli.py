@@ -155,7 +155,7 @@ def _regions(args: argparse.Namespace) -> int:
 
     cfg = compose(args.overrides)
     t0 = time.perf_counter()
-    train = build_datasets(cfg.data)[0]
+    train = build_datasets(settings(cfg).data)[0]
     stats = RegionStats()
     regions = build_regions(settings(cfg).regions, train, stats=stats)
     dt = time.perf_counter() - t0
@@ -177,8 +177,9 @@ def _data(args: argparse.Namespace) -> int:
     from alseg.config import compose
     from alseg.data.check import check_split, format_reports
     from alseg.parts import build_datasets
+    from alseg.schema import settings
 
-    sets = build_datasets(compose(args.overrides).data, strict=False)
+    sets = build_datasets(settings(compose(args.overrides)).data, strict=False)
     reports = [check_split(n, ds) for n, ds in zip(("train", "val", "test"), sets)]
     print(format_reports(reports, tuple(sets[0].class_names)))
     return 2 if any(r.errors for r in reports) else 0

@@ -25,6 +25,13 @@ from alseg.data.shapes import SyntheticShapes
 from alseg.data.synthetic import SyntheticScenes
 from alseg.data.weights import load_image_weights
 from alseg.schema import RootConfig, settings
+from alseg.schema.data import (
+    DataCommon,
+    FileData,
+    ImageFolderData,
+    ShapesData,
+    SyntheticData,
+)
 from alseg.schema.sections import ActiveConfig, LabelingConfig, RegionsConfig
 
 
@@ -43,39 +50,41 @@ class Parts:
     settings: RootConfig  # the config's typed sections (``alseg.schema.settings``)
 
 
-def _synthetic(d: DictConfig, split: str, n: int, domain: str) -> Any:
-    if d.name == "shapes":
+def _synthetic(d: SyntheticData | ShapesData, split: str, n: int, domain: str) -> Any:
+    if isinstance(d, ShapesData):
         return SyntheticShapes(
-            split, n, d.image_size, domain, d.seed, d.imbalance, d.gap, bool(d.get("segmentation"))
+            split, n, d.image_size, domain, d.seed, d.imbalance, d.gap, d.segmentation
         )
     shift = float(d.label_shift) if domain == d.domain else 0.0
     return SyntheticScenes(split, n, d.image_size, domain, d.seed, shift)  # type: ignore[arg-type]
 
 
-def build_datasets(d: DictConfig, strict: bool = True) -> tuple[Any, Any, Any]:
-    """(pool, val, test) data sets of ``cfg.data``; not ``strict``: the file layouts collect
-    the problems of each split (``problems``) instead of stopping at the first."""
-    if d.name in ("synthetic", "shapes"):
+def build_datasets(d: DataCommon, strict: bool = True) -> tuple[Any, Any, Any]:
+    """(pool, val, test) data sets of the typed ``data`` section (``settings(cfg).data``);
+    not ``strict``: the file layouts collect the problems of each split (``problems``)
+    instead of stopping at the first."""
+    if isinstance(d, (SyntheticData, ShapesData)):
         return tuple(
             _synthetic(d, split, n, d.domain)
             for split, n in (("train", d.num_train), ("val", d.num_val), ("test", d.num_test))
         )
-    if d.name == "imagefolder_da":
+    if isinstance(d, ImageFolderData):
         return build_imagefolder(d)[:3]  # type: ignore[return-value]
+    assert isinstance(d, FileData), f"data={d.name} is no image data set"
     return build_splits(d, strict)
 
 
-def build_source(d: DictConfig) -> Any:
-    """The labeled source domain of ``cfg.data`` (active domain adaptation)."""
-    if d.name in ("synthetic", "shapes"):
+def build_source(d: DataCommon) -> Any:
+    """The labeled source domain of the typed ``data`` section (active domain adaptation)."""
+    if isinstance(d, (SyntheticData, ShapesData)):
         if d.domain == "source":
             raise ConfigError(
                 "adaptation.enabled=true needs the target domain as the pool: data.domain=target"
             )
         return _synthetic(d, "train", int(d.num_source), "source")
-    if d.name in PAIRS:
+    if d.name in PAIRS and isinstance(d, FileData):
         return build_source_split(d)
-    if d.name == "imagefolder_da":
+    if isinstance(d, ImageFolderData):
         return build_imagefolder(d)[3]
     raise ConfigError(
         f"data={d.name} has no source domain; use data=synthetic, shapes or "
@@ -83,7 +92,7 @@ def build_source(d: DictConfig) -> Any:
     )
 
 
-def check_batchable(sets: dict[str, Any], d: DictConfig) -> None:
+def check_batchable(sets: dict[str, Any], d: DataCommon) -> None:
     """Images of different sizes batch only where a setting makes them equal: training
     batches need a crop (``data.crop_size``), scoring and evaluation batches one image
     (``data.pool_batch_size=1``). Fails naming two files of different sizes."""
@@ -134,8 +143,9 @@ def build_regions(
 
 def build_parts(cfg: DictConfig, progress: bool = True) -> Parts:
     """Data, regions, labels, annotator, data module and strategy of an experiment (the data
-    builders read the ``data`` section as a DictConfig: its keys differ by data set)."""
-    d, s = cfg.data, settings(cfg)
+    builders read the ``data`` section as its data set's schema dataclass)."""
+    s = settings(cfg)
+    d = s.data
     adapt = s.adaptation
     train, val, test = build_datasets(d)
     source = build_source(d) if adapt.enabled else None

@@ -250,6 +250,7 @@ def run_pretrain(
     from alseg.build import quiet_lightning
     from alseg.models.segmentation import build_network
     from alseg.parts import build_datasets
+    from alseg.schema import settings as typed_settings
     from alseg.selfsup import Encoder, EpochSampler, TwoViews
 
     quiet_lightning()
@@ -257,7 +258,7 @@ def run_pretrain(
     console = (console or user_console()) if rank_zero else Console(quiet=True)
     if cfg.model.arch == "Classifier":
         raise PretrainError("alseg pretrain trains smp encoders; model.arch=Classifier has none")
-    train = build_datasets(cfg.data)[0]
+    train = build_datasets(typed_settings(cfg).data)[0]
     fingerprint = str(train.fingerprint)
     rd = RunDir(run_dir or default_dir(cfg, fingerprint))
     with rd.locked("pretrain") if rank_zero else contextlib.nullcontext(rd):

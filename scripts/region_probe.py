@@ -30,7 +30,7 @@ def main() -> None:
     ap.add_argument("overrides", nargs="*", help="config overrides (the data set)")
     args = ap.parse_args()
     cfg = compose(args.overrides)
-    train, _, _ = build_datasets(cfg.data)
+    train, _, _ = build_datasets(settings(cfg).data)
     regions = build_regions(settings(cfg).regions, train)
     C = train.num_classes
     counts = region_class_counts(

@@ -20,6 +20,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from alseg.data.datasets import IMAGE_SUFFIXES, DataError, _open, default_palette
+from alseg.schema.data import ImageFolderData
 
 
 def domain_classes(root: Path, domains: list[str]) -> tuple[str, ...]:
@@ -110,25 +111,26 @@ class FolderClassification(Dataset):
         return {"image": image, "mask": self.mask(index), "index": index, "domain": self.domain}
 
 
-def build_imagefolder(d: Any) -> tuple[FolderClassification, ...]:
+def build_imagefolder(d: ImageFolderData) -> tuple[FolderClassification, ...]:
     """(target pool, target val, target test, source) of ``data=imagefolder_da``."""
-    if d.get("root") in (None, "", "???"):
+    if not d.root:
         raise DataError("data.root is not set: the folder holding <domain>/<class>/ images")
     root = Path(str(d.root)).expanduser()
     size = tuple(int(v) for v in d.image_size)
     if len(size) != 2:
         raise DataError(f"data.image_size={list(d.image_size)} must be [height, width]")
     classes = domain_classes(root, [d.source_domain, d.target_domain])
-    lists = d.get("lists") or {}
+    lists = d.lists
     C = len(classes)
 
     def take(key: str, domain: str) -> list[tuple[Path, int]]:
-        if lists.get(key):
-            return list_samples(root, lists[key], C)
+        listed = getattr(lists, key)
+        if listed:
+            return list_samples(root, listed, C)
         return domain_samples(root, domain, classes)
 
     source = take("source", d.source_domain)
-    if lists.get("train"):
+    if lists.train:
         pool, val, test = (take(k, d.target_domain) for k in ("train", "val", "test"))
     else:  # random split of the target domain, fixed by data.seed
         target = take("train", d.target_domain)

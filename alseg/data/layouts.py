@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Literal, cast
 
 import numpy as np
 
@@ -39,6 +39,7 @@ from alseg.data.datasets import (
     read_list,
 )
 from alseg.data.labelmefacade import labelmefacade_classes, labelmefacade_pairs
+from alseg.schema.data import FileData, FolderData, PairData
 
 Pairs = list[tuple[Path, Path]]
 
@@ -48,10 +49,11 @@ VOC_CLASSES = (
     "sheep", "sofa", "train", "tvmonitor",
 )  # fmt: skip
 HOLDOUT = "holdout"
+Fit = Literal["stretch", "crop"]  # data.resize (the schema checks the choice)
 
 
-def _root(d: Any) -> Path:
-    if d.get("root") in (None, "", "???"):
+def _root(d: FileData) -> Path:
+    if not d.root:
         raise DataError(f"data.root is not set: point it at the {d.name} folder (see conf/data/)")
     root = Path(str(d.root)).expanduser()
     if not root.is_dir():
@@ -145,20 +147,21 @@ def folder_pairs(root: Path, split: str, list_file: str | None = None) -> Pairs:
     return pairs
 
 
-def folder_classes(d: Any) -> ClassInfo:
-    if d.get("num_classes") in (None, "???"):
+def folder_classes(d: FileData) -> ClassInfo:
+    assert isinstance(d, FolderData)  # the "folder" layout's classes come from its config
+    if d.num_classes is None:
         raise DataError(
             "data.num_classes is not set (the number of classes of the folder data set)"
         )
     C, ignore = int(d.num_classes), int(d.ignore_index)
     if C < 2:
         raise DataError(f"data.num_classes={C} must be >= 2")
-    names = tuple(d.class_names) if d.get("class_names") else tuple(str(c) for c in range(C))
+    names = tuple(d.class_names) if d.class_names else tuple(str(c) for c in range(C))
     if len(names) != C:
         raise DataError(f"data.class_names has {len(names)} names for {C} classes")
     lut = None
-    if d.get("id_map"):
-        pairs = {int(k): int(v) for k, v in dict(d.id_map).items()}
+    if d.id_map:
+        pairs = {int(k): int(v) for k, v in d.id_map.items()}
         bad = {k: v for k, v in pairs.items() if not (0 <= v < C or v == ignore) or k < 0}
         if bad:
             raise DataError(f"data.id_map {bad}: targets must be 0..{C - 1} or {ignore}")
@@ -170,7 +173,7 @@ def folder_classes(d: Any) -> ClassInfo:
 
 
 # --- registry ------------------------------------------------------------------------------
-LAYOUTS: dict[str, tuple[Callable[[Path, str], Pairs], Callable[[Any], ClassInfo]]] = {
+LAYOUTS: dict[str, tuple[Callable[[Path, str], Pairs], Callable[[FileData], ClassInfo]]] = {
     "cityscapes": (cityscapes_pairs, lambda d: cityscapes_classes()),
     "gta5": (gta5_pairs, lambda d: cityscapes_classes()),
     "voc": (voc_pairs, lambda d: voc_classes()),
@@ -182,14 +185,13 @@ LAYOUTS: dict[str, tuple[Callable[[Path, str], Pairs], Callable[[Any], ClassInfo
 PAIRS = {"gta5_cityscapes": ("gta5", "cityscapes")}
 
 
-def _pairs(d: Any, layout: str, root: Path, split: str) -> Pairs:
-    if layout == "folder":
-        lists = d.get("lists") or {}
-        return folder_pairs(root, split, lists.get(split))
+def _pairs(d: FileData, layout: str, root: Path, split: str) -> Pairs:
+    if isinstance(d, FolderData):  # list files of the folder layout, by split
+        return folder_pairs(root, split, getattr(d.lists, split, None))
     return LAYOUTS[layout][0](root, split)
 
 
-def split_pairs(d: Any, layout: str, root: Path) -> dict[str, Pairs]:
+def split_pairs(d: FileData, layout: str, root: Path) -> dict[str, Pairs]:
     """Pairs of the pool ('train'), 'val' and 'test', with the val hold-out taken out of the
     train split (``data.val_split=holdout``: ``data.val_holdout`` random images, fixed by
     ``data.seed``) and ``data.max_images`` applied."""
@@ -210,13 +212,13 @@ def split_pairs(d: Any, layout: str, root: Path) -> dict[str, Pairs]:
         out["val"] = _pairs(d, layout, root, d.val_split)
     out["train"] = train
     out["test"] = _pairs(d, layout, root, d.test_split)
-    if d.get("max_images"):
-        out = {k: v[: int(d.max_images)] for k, v in out.items()}
+    if d.max_images:
+        out = {k: v[: d.max_images] for k, v in out.items()}
     return out
 
 
 def build_splits(
-    d: Any, strict: bool = True
+    d: FileData, strict: bool = True
 ) -> tuple[FileSegmentationDataset, FileSegmentationDataset, FileSegmentationDataset]:
     """(pool, val, test) data sets of a real-data config ``d`` (= ``cfg.data``); not
     ``strict``: file problems are collected in each split's ``problems`` (data check)."""
@@ -232,10 +234,10 @@ def build_splits(
             classes,
             d.name,
             names[key],
-            d.get("image_size"),
+            d.image_size,
             str(d.domain),
-            fit=d.get("resize", "stretch"),
-            cache=bool(d.get("cache")),
+            fit=cast(Fit, d.resize),
+            cache=d.cache,
             strict=strict,
         )
         for key, pairs in split_pairs(d, layout, root).items()
@@ -243,12 +245,12 @@ def build_splits(
     return sets["train"], sets["val"], sets["test"]
 
 
-def build_source(d: Any) -> FileSegmentationDataset:
+def build_source(d: FileData) -> FileSegmentationDataset:
     """The labeled source domain of a domain-adaptation pair (e.g. GTA5 of gta5_cityscapes)."""
-    if d.name not in PAIRS:
+    if d.name not in PAIRS or not isinstance(d, PairData):
         raise DataError(f"data.name={d.name!r} has no source domain; valid: {list(PAIRS)}")
     layout = PAIRS[d.name][0]
-    if d.get("source_root") in (None, "", "???"):
+    if not d.source_root:
         raise DataError(f"data.source_root is not set: point it at the {layout} folder")
     root = Path(str(d.source_root)).expanduser()
     pairs = LAYOUTS[layout][0](root, str(d.source_split))
@@ -257,7 +259,7 @@ def build_source(d: Any) -> FileSegmentationDataset:
         LAYOUTS[layout][1](d),
         layout,
         str(d.source_split),
-        d.get("image_size"),
+        d.image_size,
         "source",
-        fit=d.get("resize", "stretch"),
+        fit=cast(Fit, d.resize),
     )

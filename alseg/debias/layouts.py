@@ -7,7 +7,6 @@ import csv
 import hashlib
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -20,6 +19,13 @@ from alseg.debias.data import (
     GroupDataset,
     WaterbirdShapes,
     check_groups,
+)
+from alseg.schema.data import (
+    CelebAData,
+    GroupCommon,
+    GroupFileData,
+    GroupFolderData,
+    GroupSyntheticData,
 )
 
 
@@ -191,11 +197,11 @@ class GroupFolder(FileGroups):
         )
 
 
-def build_group_datasets(d: Any) -> tuple[GroupDataset, GroupDataset, GroupDataset]:
+def build_group_datasets(d: GroupCommon) -> tuple[GroupDataset, GroupDataset, GroupDataset]:
     """(train, val, test) of a ``data`` config section of a debiasing data set."""
     name = d.name
     sets: list[GroupDataset]
-    if name in ("colored_shapes", "waterbird_shapes"):
+    if isinstance(d, GroupSyntheticData):
         cls: type[ColoredShapes | WaterbirdShapes] = (
             ColoredShapes if name == "colored_shapes" else WaterbirdShapes
         )
@@ -204,12 +210,12 @@ def build_group_datasets(d: Any) -> tuple[GroupDataset, GroupDataset, GroupDatas
             cls(s, sizes[s], d.image_size, d.seed, d.conflict_ratio if s == "train" else 0.0)
             for s in SPLITS
         ]
-    elif name == "celeba":
+    elif isinstance(d, CelebAData):
         sets = [CelebAGroups(_root(d), s, d.target_attr, d.bias_attr, d.image_size) for s in SPLITS]
-    elif name == "waterbirds":
-        sets = [WaterbirdsGroups(_root(d), s, d.image_size) for s in SPLITS]
-    elif name == "group_folder":
+    elif isinstance(d, GroupFolderData):
         sets = [GroupFolder(_root(d), d.groups_csv, s, d.image_size) for s in SPLITS]
+    elif isinstance(d, GroupFileData) and name == "waterbirds":
+        sets = [WaterbirdsGroups(_root(d), s, d.image_size) for s in SPLITS]
     else:
         raise DataError(f"data.name={name!r} is not a data set with a bias attribute")
     for ds in sets[1:]:
@@ -217,7 +223,7 @@ def build_group_datasets(d: Any) -> tuple[GroupDataset, GroupDataset, GroupDatas
     return sets[0], sets[1], sets[2]
 
 
-def _root(d: Any) -> Path:
+def _root(d: GroupFileData) -> Path:
     if not d.root:
         raise DataError(f"data.root is not set: the folder of the {d.name} data set")
     root = Path(d.root)

@@ -44,6 +44,7 @@ from alseg.debias.modules import (
 from alseg.debias.ssl import SSLSpec
 from alseg.debias.tracking import DebiasTracker
 from alseg.rundir import RunDir
+from alseg.schema import settings
 from alseg.state import Phase, RunState
 from alseg.tracking import user_console
 
@@ -134,7 +135,7 @@ class DebiasRun:
         from alseg.build import build_logger, quiet_lightning
 
         quiet_lightning()
-        sets = build_group_datasets(self.cfg.data)
+        sets = build_group_datasets(settings(self.cfg).data)
         rd = self.rundir
         with rd.locked("resume" if resume else "run"):
             if resume:

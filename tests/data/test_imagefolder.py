@@ -8,10 +8,11 @@ from layout_fixtures import imagefolder_tree
 from alseg.config import compose
 from alseg.data.datasets import DataError
 from alseg.parts import build_datasets, build_source
+from alseg.schema import settings
 
 
 def cfg(root, *extra):
-    return compose(["data=imagefolder_da", f"data.root={root}", *extra]).data
+    return settings(compose(["data=imagefolder_da", f"data.root={root}", *extra])).data
 
 
 def test_domains_classes_and_target_split(tmp_path):

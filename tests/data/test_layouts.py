@@ -3,6 +3,7 @@ handling, splits, and input errors that name the offending file."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -16,16 +17,17 @@ from layout_fixtures import (
     sbd_tree,
     voc_tree,
 )
-from omegaconf import OmegaConf
 
 from alseg.config import compose
 from alseg.data.cityscapes_labels import CITYSCAPES_CLASSES, CITYSCAPES_PALETTE, label_id_lut
 from alseg.data.datasets import DataError
 from alseg.data.layouts import build_source, build_splits
+from alseg.schema import settings
+from alseg.schema.data import FolderLists
 
 
 def data_cfg(name: str, root: Path, *extra: str):
-    return compose([f"data={name}", f"data.root={root}", *extra]).data
+    return settings(compose([f"data={name}", f"data.root={root}", *extra])).data
 
 
 def test_cityscapes_table_matches_cityscapesscripts():
@@ -87,13 +89,15 @@ def test_gta5_official_split_and_without_split_files(tmp_path):
 
 def test_gta5_cityscapes_pair(tmp_path):
     cs, gta = cityscapes_tree(tmp_path / "cs"), gta5_tree(tmp_path / "gta")
-    d = compose(
-        [
-            "data=gta5_cityscapes",
-            f"data.root={cs}",
-            f"data.source_root={gta}",
-            "data.val_holdout=1",
-        ]
+    d = settings(
+        compose(
+            [
+                "data=gta5_cityscapes",
+                f"data.root={cs}",
+                f"data.source_root={gta}",
+                "data.val_holdout=1",
+            ]
+        )
     ).data
     pool, _, _ = build_splits(d)
     source = build_source(d)
@@ -156,14 +160,12 @@ def test_folder_stems_lists_id_map_and_resize(tmp_path):
     # list files and an id map (raw 2 -> ignore, raw 1 -> 0, raw 0 -> 1)
     lines = "\n".join(f"images/val/img{k:03d}.jpg masks/val/img{k:03d}.png" for k in range(2))
     (root / "pairs.txt").write_text("# image mask\n" + lines + "\n")
-    cfg = OmegaConf.merge(
+    cfg = dataclasses.replace(
         d,
-        {
-            "lists": {"val": "pairs.txt"},
-            "num_classes": 2,
-            "id_map": {0: 1, 1: 0, 2: 255},
-            "class_names": ["a", "b"],
-        },
+        lists=FolderLists(val="pairs.txt"),
+        num_classes=2,
+        id_map={0: 1, 1: 0, 2: 255},
+        class_names=["a", "b"],
     )
     _, val2, _ = build_splits(cfg)
     assert len(val2) == 2 and val2.class_names == ("a", "b")
@@ -207,9 +209,9 @@ def test_input_errors_name_the_file(tmp_path):
     root = folder_tree(tmp_path / "empty", {"train": 3, "val": 1, "test": 0})
     (root / "images" / "test").mkdir(parents=True, exist_ok=True)
     _expect("split 'test' is empty", lambda: splits(root))
-    _expect("data.root is not set", lambda: build_splits(compose(["data=folder"]).data))
+    _expect("data.root is not set", lambda: build_splits(settings(compose(["data=folder"])).data))
     _expect("data.num_classes is not set", lambda: build_splits(data_cfg("folder", root)))
-    bad_map = OmegaConf.merge(data_cfg("folder", root, "data.num_classes=3"), {"id_map": {5: 9}})
+    bad_map = dataclasses.replace(data_cfg("folder", root, "data.num_classes=3"), id_map={5: 9})
     _expect("targets must be", lambda: build_splits(bad_map))
 
     rgb = folder_tree(tmp_path / "rgb", {"train": 3, "val": 1, "test": 1})
