@@ -20,6 +20,7 @@ passes the scores read (needs the ``llm`` extra: ``pip install -e ".[llm]"``).
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -38,10 +39,15 @@ ALONE = "### Response:\n"
 SPECIAL = ("<pad>", "<unk>", "<eos>")
 
 
-def _require() -> None:
+def _require(*more: str) -> None:
+    """The llm extra's packages (and ``more`` of them, e.g. "peft"), or an ImportError that
+    names the missing one and the extra."""
     try:
         import tokenizers  # noqa: F401
         import transformers
+
+        for name in more:
+            importlib.import_module(name)
     except ImportError as e:
         raise ImportError(
             f"{e.name} is missing: the language-model part of alseg needs the llm extra "

@@ -26,11 +26,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from alseg.config import ConfigError
 from alseg.prune.protocol import PruneRunBase
 from alseg.rundir import RunDirError
 from alseg.schema import RootConfig, settings
 from alseg.text.filtering import Setup, TextStudy, keep, removal_quality, retrain, scores, setup
 from alseg.text.instructions import DEFECTS, Example
+from alseg.text.lm import _require
 from alseg.text.rules import SCORE_COLUMNS
 
 
@@ -78,6 +80,10 @@ class TextPruneRun(PruneRunBase[Setup]):
 
     def prepare(self) -> Setup:
         cfg = settings(self.cfg)
+        try:  # before anything is built or written
+            _require("peft", *(("datasets",) if cfg.data.source is not None else ()))
+        except ImportError as e:
+            raise ConfigError(str(e)) from None
         self.study = study_of(cfg)
         examples = None
         if cfg.data.source is not None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 
 import numpy as np
 import pandas as pd
@@ -157,3 +158,12 @@ def test_a_loaded_jsonl_file_and_a_saved_model(tmp_path):
     row = pd.read_csv(out / "metrics.csv").iloc[0]
     assert row.kept == 12 and np.isnan(row.precision) and row.test_loss > 0
     assert set(json.loads((out / "results.json").read_text())) >= {"em_add", "em_reverse"}
+
+
+def test_a_missing_llm_package_is_named_before_a_run_dir(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "peft", None)  # as if the extra lacked it
+    out = tmp_path / "score"
+    assert main(["prune", "score", *TINY, f"run_dir={out}"]) == 2
+    err = capsys.readouterr().err
+    assert "peft is missing: the language-model part of alseg needs the llm extra" in err
+    assert not out.exists()
