@@ -177,24 +177,24 @@ def _validate_prune(cfg: DictConfig) -> None:
     scores exist, before a run dir is made."""
     p, epochs = cfg.prune, int(cfg.trainer.max_epochs)
     text = cfg.data.name in TEXT_DATA
-    rules = TEXT_RULES + ("random",) if text else IMAGE_RULES
-    if p.stage == "retrain" and p.rule not in rules:
-        what = "instruction data" if text else f"data={cfg.data.name} (images)"
-        raise ConfigError(
-            f"prune.rule={p.rule} is not a rule of {what}; choose one of: {', '.join(rules)}"
-        )
     if p.stage == "retrain":
+        rules = TEXT_RULES if text else IMAGE_RULES
+        if p.rule not in rules:
+            what = "instruction data" if text else f"data={cfg.data.name} (images)"
+            raise ConfigError(
+                f"prune.rule={p.rule} is not a rule of {what}; choose one of: {', '.join(rules)}"
+            )
+        if text and p.scores is None:
+            raise ConfigError(
+                "a retrain on instruction data needs prune.scores: the run dir of `alseg prune "
+                "score` of the same seed and data (its kept set is chosen from those scores)"
+            )
         _check_scores_path(p.scores)
     if text:
         if cfg.trainer.strategy not in ("auto", "ddp"):
             raise ConfigError(
                 f"trainer.strategy={cfg.trainer.strategy} cannot fine-tune instruction data yet: "
                 "the scoring passes need the whole model on every rank; use auto or ddp"
-            )
-        if p.stage == "retrain" and p.scores is None:
-            raise ConfigError(
-                "a retrain on instruction data needs prune.scores: the run dir of `alseg prune "
-                "score` of the same seed and data (its kept set is chosen from those scores)"
             )
         return
     if cfg.labeling.type != "pixel":

@@ -106,10 +106,8 @@ class PruneRunBase(Generic[T]):
     def _print_scores(self, scores: pd.DataFrame, names: list[str], what: str) -> None:
         title = f"scores of {len(scores)} {what} — {self.rundir.path}/scores.parquet"
         table = Table(title=title)
-        forgetting = "forgetting" in names
-        for col in ("score", "mean", "std", "min", "max", "never learned")[
-            : 6 if forgetting else 5
-        ]:
+        forgetting = "forgetting" in names  # a column of its never-learned count
+        for col in ["score", "mean", "std", "min", "max"] + ["never learned"] * forgetting:
             table.add_column(col, justify="right")
         for name in names:
             v = scores[name].to_numpy(dtype=float)
@@ -119,6 +117,6 @@ class PruneRunBase(Generic[T]):
                 if len(fin)
                 else ["-"] * 4
             )
-            never = [str(int((~np.isfinite(v)).sum())) if name == "forgetting" else ""]
-            table.add_row(name, *stats, *(never if forgetting else []))
+            never = str(int((~np.isfinite(v)).sum())) if name == "forgetting" else ""
+            table.add_row(name, *stats, *[never] * forgetting)
         self.console.print(table)

@@ -21,7 +21,7 @@ IMAGE_RULES = (
     "random_balanced",
     "ccs",
 )
-TEXT_RULES = tuple(r for r in rule_names() if r not in IMAGE_RULES)
+TEXT_RULES = tuple(rule_names())
 
 
 @dataclass
@@ -230,7 +230,7 @@ class PruneConfig:
         **_choices("el2n", "grand", "grand_last", "forgetting", "dyn_unc", "aum", "aum_prob")
     )
     # images: IMAGE_RULES; text (data=instructions): alseg.text.rules (by is not read there)
-    rule: str = _req(**_choices(*IMAGE_RULES, *TEXT_RULES))
+    rule: str = _req(**_choices(*dict.fromkeys((*IMAGE_RULES, *TEXT_RULES))))
     keep: float = _req(gt=0, le=1)
     offset: float = _req(ge=0, lt=1)
     ccs_beta: float = _req(ge=0, lt=1)

@@ -39,7 +39,7 @@ ALONE = "### Response:\n"
 SPECIAL = ("<pad>", "<unk>", "<eos>")
 
 
-def _require(*more: str) -> None:
+def require_llm(*more: str) -> None:
     """The llm extra's packages (and ``more`` of them, e.g. "peft"), or an ImportError that
     names the missing one and the extra."""
     try:
@@ -59,7 +59,7 @@ def _require(*more: str) -> None:
 
 def train_tokenizer(texts: Sequence[str], vocab_size: int = 512) -> Any:
     """A byte-level BPE ``PreTrainedTokenizerFast`` (pad, unk, eos specials) on ``texts``."""
-    _require()
+    require_llm()
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -82,7 +82,7 @@ def tiny_lm(
     vocab_size: int, context: int = 128, width: int = 64, layers: int = 2, heads: int = 2
 ) -> Any:
     """A GPT-2-style causal LM from a config, with the current torch seed's weights."""
-    _require()
+    require_llm()
     from transformers import GPT2Config, GPT2LMHeadModel
 
     cfg = GPT2Config(
@@ -102,7 +102,7 @@ def pretrained(name_or_path: str) -> tuple[Any, Any]:
     """(tokenizer, model) of a Hugging Face causal LM: a hub name (downloads, for users with
     internet) or a local folder of ``save_pretrained``. A tokenizer without a pad token
     pads with its end token; one without an end token is refused (responses end with it)."""
-    _require()
+    require_llm()
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(name_or_path)

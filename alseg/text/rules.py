@@ -23,5 +23,6 @@ SCORE_COLUMNS = tuple(dict.fromkeys(col for col, _ in RULES.values()))
 
 
 def rule_names() -> list[str]:
-    """Every valid ``prune.rule`` on text: the rules, then each but random per skill."""
-    return list(RULES) + [r + PER_SKILL for r in RULES if r != "random"]
+    """Every valid ``prune.rule`` on text: the rules, each per skill, then the baseline."""
+    scored = [r for r in RULES if r != "random"]
+    return scored + [r + PER_SKILL for r in scored] + ["random"]

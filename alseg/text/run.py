@@ -17,6 +17,7 @@ scores (tests/test_ddp_strategies.py).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import time
@@ -32,36 +33,21 @@ from alseg.rundir import RunDirError
 from alseg.schema import RootConfig, settings
 from alseg.text.filtering import Setup, TextStudy, keep, removal_quality, retrain, scores, setup
 from alseg.text.instructions import DEFECTS, Example
-from alseg.text.lm import _require
+from alseg.text.lm import require_llm
 from alseg.text.rules import SCORE_COLUMNS
 
 
 def study_of(cfg: RootConfig) -> TextStudy:
-    """The protocol's settings from a run's typed config."""
-    d, t, tr = cfg.data, cfg.text, cfg.trainer
+    """The protocol's settings from a run's typed config: the ``text`` section (its keys
+    are ``TextStudy``'s), the data's sizes and defect rates, the trainer's device keys."""
+    d, tr = cfg.data, cfg.trainer
     return TextStudy(
+        **{**dataclasses.asdict(cfg.text), "lora_targets": tuple(cfg.text.lora_targets)},
         n=d.n,
         rates={k: float(getattr(d.rates, k)) for k in DEFECTS},
         trusted=d.trusted,
         target=d.target,
         test=d.test,
-        context=t.context,
-        vocab=t.vocab,
-        width=t.width,
-        layers=t.layers,
-        heads=t.heads,
-        steps=t.steps,
-        batch=t.batch,
-        lr=t.lr,
-        ref_steps=t.ref_steps,
-        el2n_steps=t.el2n_steps,
-        clusters=t.clusters,
-        less_warmup=t.less_warmup,
-        less_epochs=t.less_epochs,
-        less_dim=t.less_dim,
-        lora_rank=t.lora_rank,
-        lora_targets=tuple(t.lora_targets),
-        name_or_path=t.name_or_path,
         accelerator=tr.accelerator,
         devices=tr.devices,
         strategy=tr.strategy,
@@ -81,7 +67,7 @@ class TextPruneRun(PruneRunBase[Setup]):
     def prepare(self) -> Setup:
         cfg = settings(self.cfg)
         try:  # before anything is built or written
-            _require("peft", *(("datasets",) if cfg.data.source is not None else ()))
+            require_llm("peft", *(("datasets",) if cfg.data.source is not None else ()))
         except ImportError as e:
             raise ConfigError(str(e)) from None
         self.study = study_of(cfg)
