@@ -21,7 +21,7 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 
-from alseg.acquisition.base import Selection
+from alseg.acquisition.base import PoolStats, Selection
 from alseg.acquisition.decide import decide
 from alseg.acquisition.strategies import Schedule
 from alseg.callbacks.acquisition import score_pool
@@ -218,7 +218,8 @@ class ActiveLoop:
         s, gen, labeled = self.schedule.at(r), self._generator(r), self.store.labeled_mask()
         budget = self.budget if budget is None else budget
         if not s.requires_model:  # the same generator on every rank: the same choice
-            return decide(s, {}, self.oracle, labeled, budget, gen, r)
+            stats = PoolStats.none_scored(len(labeled))
+            return decide(s, stats, self.oracle, labeled, budget, gen, r)
         if len(self.dm.pool) == 0:
             raise ValueError("the pool is empty: every region is already labeled")
         model = (

@@ -64,3 +64,22 @@ def closed_wandb_logs(run_dir: Path) -> list[Path]:
 
     wandb.teardown()
     return sorted((run_dir / "wandb").glob("offline-run-*/*.wandb"))
+
+
+def whole_pool(stats):
+    """The ``PoolStats`` of a batch that is the whole pool: a strategy's ``RegionStats`` of
+    it, every region and image scored."""
+    import torch
+
+    from alseg.acquisition.base import PoolStats
+
+    per_region = stats.per_region()
+    n = len(next(iter(per_region.values())))
+    images = len(next(iter(stats.images.values()))) if stats.images else 0
+    return PoolStats.build(
+        per_region,
+        torch.ones(n, dtype=torch.bool),
+        stats.images,
+        torch.ones(images, dtype=torch.bool),
+        stats.groups(),
+    )

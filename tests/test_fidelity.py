@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import pytorch_lightning as pl
 import torch
-from helpers import tiny_overrides
+from helpers import tiny_overrides, whole_pool
 from rich.console import Console
 from torch.utils.data import DataLoader
 
-from alseg.acquisition.base import BatchOutputs, SelectionContext
+from alseg.acquisition.base import BatchOutputs, PoolStats, SelectionContext
 from alseg.acquisition.scorer import PoolScorer
 from alseg.acquisition.strategies import get_strategy
 from alseg.build import build_loop
@@ -63,7 +63,7 @@ def test_pixbal_temperature_applies_to_the_raw_cosine_of_a_cosine_head():
     w = (1 + 6.0 * probs.mean(dim=(0, 2, 3))) ** -2
     pixel = _bvsb(probs) * w[probs.argmax(1)]
     want = torch.stack([pixel[i][regions[i] == r].mean() for i in range(2) for r in range(16)])
-    torch.testing.assert_close(cb.stats["score"], want, rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(cb.stats.score, want, rtol=1e-4, atol=1e-6)
     # the doubled temperature (T = 0.01 on the cosine) gives a far smaller mean BvSB
     sharp = torch.softmax(cos / 0.01, 1)
     assert _bvsb(sharp).mean() < 0.5 * _bvsb(probs).mean()
@@ -77,7 +77,7 @@ def test_a_strategy_temperature_means_the_same_for_linear_and_cosine_heads():
     cosine = BatchOutputs(logits / 0.1, regions, 1, lab, ids, head_temperature=0.1)
     for T in (0.1, 0.5, None):
         s = get_strategy("entropy", temperature=T)
-        a, b = s.region_stats(linear)["score"], s.region_stats(cosine)["score"]
+        a, b = s.region_stats(linear).score, s.region_stats(cosine).score
         if T is None:  # None: the logits as trained (here they differ by the head's T)
             assert not torch.allclose(a, b)
         else:
@@ -138,7 +138,7 @@ def test_lamda_kernel_uses_pooled_backbone_features():
         backbone=out["backbone"],
     )  # fmt: skip
     stats = strategy.region_stats(batch)
-    torch.testing.assert_close(stats["cand/feat"], pooled)
+    torch.testing.assert_close(stats.cand.fields["feat"], pooled)
 
 
 def test_label_estimate_gives_labeled_free_picks_no_weight():
@@ -171,26 +171,28 @@ def test_eada_first_filter_keeps_a_share_of_the_unlabeled_pool():
     regions = torch.arange(6).reshape(1, 1, 6)
     batch = BatchOutputs(logits, regions, 6, torch.zeros(6, dtype=torch.bool), torch.arange(6))
     s = get_strategy("eada", first_ratio=0.5)
-    stats = s.region_stats(batch)
-    stats["scored"] = torch.ones(6, dtype=torch.bool)
+    stats = whole_pool(s.region_stats(batch))
     lab = torch.zeros(6, dtype=torch.bool)
     ctx = SelectionContext(torch.ones(6), lab, 1.0, torch.Generator())
     picked = s.select(s.scores(stats, lab, torch.Generator()), stats, ctx)
-    energy = stats["energy"]
+    energy = stats.regions["energy"]
     top3 = set(torch.topk(energy, 3).indices.tolist())  # half of the pool by energy
     assert picked.ids.item() in top3
-    gaps = -stats["score"]
+    gaps = -stats.score
     assert picked.ids.item() == min(top3, key=lambda i: float(gaps[i]))
 
 
 def test_ripu_takes_each_image_share_of_the_budget():
     s = get_strategy("ripu")
     scores = torch.tensor([0.9, 0.8, 0.7, 0.6, 0.1, 0.05])  # image 0 holds the best regions
-    stats = {
-        "scored": torch.ones(6, dtype=torch.bool),
-        "image": torch.tensor([0, 0, 0, 1, 1, 1]),
-        "size": torch.ones(6, dtype=torch.long),
-    }
+    stats = PoolStats(
+        regions={
+            "image": torch.tensor([0, 0, 0, 1, 1, 1]),
+            "size": torch.ones(6, dtype=torch.long),
+        },
+        scored=torch.ones(6, dtype=torch.bool),
+        image_scored=torch.ones(2, dtype=torch.bool),
+    )
     lab = torch.zeros(6, dtype=torch.bool)
     ctx = SelectionContext(torch.ones(6), lab, 4.0, torch.Generator())
     sel = s.select(scores, stats, ctx)
@@ -202,7 +204,12 @@ def test_ripu_takes_each_image_share_of_the_budget():
 def test_pixbal_weighs_void_like_any_class():
     probs = torch.tensor([[0.6, 0.1, 0.3]])  # per-image mean softmax, void last
     s = get_strategy("pixbal", delta=6.0, void_class=2)
-    w = s.end_pass(0, {"image/mean_probs": probs, "image/scored": torch.tensor([True])})
+    stats = PoolStats(
+        images={"mean_probs": probs},
+        scored=torch.zeros(0, dtype=torch.bool),
+        image_scored=torch.tensor([True]),
+    )
+    w = s.end_pass(0, stats)
     torch.testing.assert_close(w["class_weights"], (1 + 6.0 * probs[0]) ** -2)
     assert w["class_weights"][2] == pytest.approx(1 / (1 + 6 * 0.3) ** 2)
 

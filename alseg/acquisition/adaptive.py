@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from alseg.acquisition import scores as S
-from alseg.acquisition.base import BatchOutputs, Stats
+from alseg.acquisition.base import BatchOutputs, PoolStats, RegionStats
 from alseg.acquisition.reduce import region_majority, region_reduce
 from alseg.acquisition.uncertainty import SizeBalancedBvSB
 from alseg.data.regions import region_adjacency
@@ -149,7 +149,7 @@ class AdaptiveSizeBalancedBvSB(SizeBalancedBvSB):
             raise ValueError(f"eps={eps} must be > 0 (JS distance threshold of merging)")
         self.eps = eps
 
-    def region_stats(self, batch: BatchOutputs) -> Stats:
+    def region_stats(self, batch: BatchOutputs) -> RegionStats:
         logits, regions, n = batch.logits, batch.regions, batch.num_regions
         C = logits.shape[1]
         pixel_bvsb = S.bvsb(batch.scaled_logits(self.temperature))
@@ -166,13 +166,15 @@ class AdaptiveSizeBalancedBvSB(SizeBalancedBvSB):
         m_pred = region_majority(logits.argmax(1), merged, M, C)
         m_size = torch.bincount(merged.reshape(-1), minlength=M)
         root_of = roots[label]  # batch-compact id of each base region's root
-        return {
-            "root": batch.ids[root_of],
-            "is_root": root_of == torch.arange(n, device=root_of.device),
-            "bvsb": m_bvsb[label],
-            "pred": m_pred[label],
-            "size": m_size[label],
-        }
+        return RegionStats(
+            root=batch.ids[root_of],
+            pred=m_pred[label],
+            regions={
+                "is_root": root_of == torch.arange(n, device=root_of.device),
+                "bvsb": m_bvsb[label],
+                "size": m_size[label],
+            },
+        )
 
-    def candidates(self, stats: Stats, labeled: torch.Tensor) -> torch.Tensor:
-        return super().candidates(stats, labeled) & stats["is_root"].to(labeled.device)
+    def candidates(self, stats: PoolStats, labeled: torch.Tensor) -> torch.Tensor:
+        return super().candidates(stats, labeled) & stats.regions["is_root"].to(labeled.device)

@@ -3,19 +3,20 @@
 A strategy is used in steps, so that the pool is streamed (``passes`` times) and only
 region-level tensors are kept:
 
-1. ``region_stats(batch)`` for each batch of the pool: reduces the batch's outputs to
-   per-region statistics (keys without prefix, (n, ...)), per-image statistics
-   (``image/`` keys, (B, ...)) or rows of a bounded group (``cand/key`` (n,) plus any
-   ``cand/<field>`` (n, ...): the scorer keeps the ``max_candidates`` rows of largest key;
-   ``center/`` likewise), on the outputs' device. ``batch.pass_index`` says which pass it is
-   and ``batch.context`` holds what ``end_pass`` returned after the previous one.
+1. ``region_stats(batch) -> RegionStats`` for each batch of the pool: reduces the batch's
+   outputs to per-region statistics ((n, ...): ``score``, ``pred``, ``root`` and any other
+   in ``regions``), per-image statistics (``images``, (B, ...)) or rows of a bounded group
+   (``cand``: candidates, ``center``: labeled centers, each ``Rows``: a key per row and any
+   row fields; the scorer keeps the ``max_candidates`` rows of largest key), on the outputs'
+   device. ``batch.pass_index`` says which pass it is and ``batch.context`` holds what
+   ``end_pass`` returned after the previous one.
 2. ``end_pass(index, stats) -> context`` between passes (e.g. class weights from a first
-   pass). It runs on every process with the same combined statistics, so the context is the
-   same on every rank: a strategy keeps no state between passes or rounds.
+   pass). It runs on every process with the same combined ``PoolStats``, so the context is
+   the same on every rank: a strategy keeps no state between passes or rounds.
 3. ``scores(stats, labeled, generator)``: (R,) region scores, larger = more informative;
-   then ``select(scores, costs, labeled, budget, stats, generator, round_index)`` ->
-   a ``Selection``: the queried regions plus whatever later training needs from this
-   selection (e.g. LAMDA's free picks), which travels to every rank with the answers.
+   then ``select(scores, stats, ctx)`` -> a ``Selection``: the queried regions plus
+   whatever later training needs from this selection (e.g. LAMDA's free picks), which
+   travels to every rank with the answers.
 """
 
 from __future__ import annotations
@@ -33,6 +34,113 @@ from alseg.acquisition.select import budgeted_topk, power_keys
 from alseg.models.segmentation import PredictOutputs
 
 Stats = dict[str, torch.Tensor]
+
+
+NAMED = ("score", "pred", "root")  # the per-region statistics RegionStats names
+
+
+@dataclass
+class Rows:
+    """Feature rows of a bounded group (candidate regions, labeled centers).
+
+    Attributes:
+        key: (n,) rank of each row: the scorer keeps the ``max_candidates`` rows of largest
+            key (ties: lower id); a row with key -inf is never kept.
+        fields: (n, ...) row tensors by name, e.g. ``feat`` (n, D).
+        ids: (n,) long global region id of each row; set by the scorer (after
+            ``PoolScorer.compute``, -1 marks an empty row).
+    """
+
+    key: torch.Tensor
+    fields: Stats = field(default_factory=dict)
+    ids: torch.Tensor | None = None
+
+    def take(self, index: torch.Tensor) -> Rows:
+        """The rows at ``index`` (a bool mask or positions)."""
+        ids = None if self.ids is None else self.ids[index]
+        return Rows(self.key[index], {n: v[index] for n, v in self.fields.items()}, ids)
+
+
+@dataclass
+class RegionStats:
+    """What a strategy's ``region_stats`` makes of one batch: tensors on the outputs' device.
+
+    Attributes:
+        score: (n,) larger = more informative; what ``Strategy.scores`` returns by default.
+        pred: (n,) long class the model predicts for each region, for the selection record
+            (None: the scorer fills in the majority of the pixels' top-1 class).
+        root: (n,) long global id of the root of each region's merged region (merged
+            regions: one query labels every region of its root).
+        regions: (n, ...) any other per-region statistic, by name.
+        images: (B, ...) per-image statistics, by name.
+        cand: rows of candidate regions; ``center``: rows of labeled centers.
+    """
+
+    score: torch.Tensor | None = None
+    pred: torch.Tensor | None = None
+    root: torch.Tensor | None = None
+    regions: Stats = field(default_factory=dict)
+    images: Stats = field(default_factory=dict)
+    cand: Rows | None = None
+    center: Rows | None = None
+
+    def per_region(self) -> Stats:
+        """Every per-region statistic by name: ``score``, ``pred``, ``root`` (those set)
+        and ``regions``."""
+        named = {n: getattr(self, n) for n in NAMED if getattr(self, n) is not None}
+        clash = sorted(named.keys() & self.regions.keys())
+        if clash:
+            raise ValueError(f"regions must not repeat the named statistics {clash}")
+        return {**named, **self.regions}
+
+    def groups(self) -> dict[str, Rows]:
+        """The row groups that are set, by name (``cand``, ``center``)."""
+        return {n: g for n, g in (("cand", self.cand), ("center", self.center)) if g is not None}
+
+
+@dataclass(kw_only=True)
+class PoolStats(RegionStats):
+    """A strategy's statistics over the whole pool, the same on every rank.
+
+    The fields of ``RegionStats`` over the pool: per-region tensors (R_total, ...) (float
+    ones NaN where a region was not scored), per-image tensors (N_images, ...), and each
+    group's ``max_candidates`` rows (``ids`` -1 = an empty row).
+
+    Attributes:
+        scored: (R_total,) bool, regions seen in the pass.
+        image_scored: (N_images,) bool, images seen in the pass.
+    """
+
+    scored: torch.Tensor
+    image_scored: torch.Tensor
+
+    @classmethod
+    def build(
+        cls,
+        per_region: Stats,
+        scored: torch.Tensor,
+        images: Stats,
+        image_scored: torch.Tensor,
+        groups: dict[str, Rows],
+    ) -> PoolStats:
+        """Statistics from per-region tensors by name (``per_region``'s inverse)."""
+        rest = dict(per_region)
+        return cls(
+            score=rest.pop("score", None),
+            pred=rest.pop("pred", None),
+            root=rest.pop("root", None),
+            regions=rest,
+            images=images,
+            cand=groups.get("cand"),
+            center=groups.get("center"),
+            scored=scored,
+            image_scored=image_scored,
+        )
+
+    @classmethod
+    def none_scored(cls, regions: int) -> PoolStats:
+        """No pass ran (strategies that need no model): nothing of ``regions`` scored."""
+        return cls(scored=torch.zeros(regions, dtype=torch.bool), image_scored=torch.zeros(0))
 
 
 @dataclass(frozen=True)
@@ -145,23 +253,25 @@ class Strategy:
             channels_last=channels_last,
         )
 
-    def region_stats(self, batch: BatchOutputs) -> Stats:
+    def region_stats(self, batch: BatchOutputs) -> RegionStats:
         raise NotImplementedError
 
-    def end_pass(self, index: int, stats: Stats) -> Stats:
+    def end_pass(self, index: int, stats: PoolStats) -> Stats:
         """After pass ``index`` (< passes - 1): the context of the next pass."""
         return {}
 
     def scores(
-        self, stats: Stats, labeled: torch.Tensor, generator: torch.Generator
+        self, stats: PoolStats, labeled: torch.Tensor, generator: torch.Generator
     ) -> torch.Tensor:
         """Region stats over the pool -> (R,) scores. ``labeled`` (R,) bool."""
-        return stats["score"]
+        if stats.score is None:
+            raise ValueError(f"{self.name}: region_stats set no score and scores() is not defined")
+        return stats.score
 
     def select(
         self,
         scores: torch.Tensor,
-        stats: Stats,
+        stats: PoolStats,
         ctx: SelectionContext,
     ) -> Selection:
         """(R,) scores -> the selected global region ids (and extras)."""
@@ -177,7 +287,7 @@ class RandomStrategy(Strategy):
     requires_model = False
 
     def scores(
-        self, stats: Stats, labeled: torch.Tensor, generator: torch.Generator
+        self, stats: PoolStats, labeled: torch.Tensor, generator: torch.Generator
     ) -> torch.Tensor:
         return torch.rand(labeled.shape[0], generator=generator)
 
@@ -190,9 +300,9 @@ def hash_key(ids: torch.Tensor) -> torch.Tensor:
 class DiversityStrategy(Strategy):
     """Strategies that choose among feature rows (coreset, BADGE, CLUE, LAMDA).
 
-    Rows are kept for at most ``max_candidates`` unlabeled regions (``cand/``, by default
+    Rows are kept for at most ``max_candidates`` unlabeled regions (``cand``, by default
     the most uncertain: largest mean entropy) and, with ``uses_centers``, as many labeled
-    regions (``center/``, a pseudo-random subset by id hash), so memory never grows with the
+    regions (``center``, a pseudo-random subset by id hash), so memory never grows with the
     pool. ``pick`` chooses among the rows; row fields are ``feat`` and whatever else the
     strategy's ``region_stats`` put in the group.
     """
@@ -209,41 +319,31 @@ class DiversityStrategy(Strategy):
     def embed(self, batch: BatchOutputs) -> torch.Tensor:
         raise NotImplementedError
 
-    def region_stats(self, batch: BatchOutputs) -> Stats:
+    def region_stats(self, batch: BatchOutputs) -> RegionStats:
         ent = region_reduce(S.entropy(batch.logits), batch.regions, batch.num_regions, "mean")
         feat = self.embed(batch)
-        out = {
-            "score": ent,
-            "cand/key": torch.where(batch.labeled, torch.full_like(ent, -math.inf), ent),
-            "cand/feat": feat,
-        }
+        key = torch.where(batch.labeled, torch.full_like(ent, -math.inf), ent)
+        out = RegionStats(score=ent, cand=Rows(key, {"feat": feat}))
         if self.uses_centers:  # a fixed pseudo-random subset of the labeled regions
             h = hash_key(batch.ids)
-            out["center/key"] = torch.where(batch.labeled, h, torch.full_like(h, -math.inf))
-            out["center/feat"] = feat
+            out.center = Rows(torch.where(batch.labeled, h, torch.full_like(h, -math.inf)))
+            out.center.fields["feat"] = feat
         return out
 
-    def rows(self, stats: Stats) -> tuple[torch.Tensor, Stats, torch.Tensor]:
+    def rows(self, stats: PoolStats) -> tuple[torch.Tensor, Stats, torch.Tensor]:
         """The kept rows: (M,) global ids, their fields (``feat``, ...), (M,) bool labeled
         (centers) — candidates first, then centers."""
-        keep = stats["cand/ids"] >= 0
-        ids = stats["cand/ids"][keep]
-        names = [
-            k[5:] for k in stats if k.startswith("cand/") and k not in ("cand/ids", "cand/key")
-        ]
-        fields = {n: stats[f"cand/{n}"][keep] for n in names}
-        lab = torch.zeros(ids.numel(), dtype=torch.bool, device=ids.device)
-        if self.uses_centers and "center/ids" in stats:
-            ck = stats["center/ids"] >= 0
-            ids = torch.cat([ids, stats["center/ids"][ck]])
-            fields = {n: torch.cat([v, stats[f"center/{n}"][ck]]) for n, v in fields.items()}
-            lab = torch.cat([lab, torch.ones(int(ck.sum()), dtype=torch.bool, device=ids.device)])
-        return ids, fields, lab
+        groups = [stats.cand] + ([stats.center] if self.uses_centers else [])
+        kept = [g.take(g.ids >= 0) for g in groups if g is not None and g.ids is not None]
+        ids = torch.cat([g.ids for g in kept if g.ids is not None])
+        fields = {n: torch.cat([g.fields[n] for g in kept]) for n in kept[0].fields}
+        is_center = [torch.full_like(g.key, i > 0, dtype=torch.bool) for i, g in enumerate(kept)]
+        return ids, fields, torch.cat(is_center)
 
     def select(
         self,
         scores: torch.Tensor,
-        stats: Stats,
+        stats: PoolStats,
         ctx: SelectionContext,
     ) -> Selection:
         ids, fields, lab = self.rows(stats)

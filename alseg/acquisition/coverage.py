@@ -28,6 +28,8 @@ import torch.nn.functional as F
 from alseg.acquisition.base import (
     BatchOutputs,
     DiversityStrategy,
+    RegionStats,
+    Rows,
     Selection,
     SelectionContext,
     Stats,
@@ -236,19 +238,17 @@ class _CoverageStrategy(DiversityStrategy):
     def outputs(self, channels_last: bool = False) -> PredictOutputs:
         return PredictOutputs(backbone=True, channels_last=channels_last)
 
-    def region_stats(self, batch: BatchOutputs) -> Stats:
+    def region_stats(self, batch: BatchOutputs) -> RegionStats:
         assert batch.backbone is not None
         feat = region_feature_mean(batch.backbone, batch.regions, batch.num_regions)
         feat = F.normalize(feat, dim=1)
         h = hash_key(batch.ids)
         none = torch.full_like(h, -math.inf)
-        return {
-            "score": torch.zeros_like(h),
-            "cand/key": torch.where(batch.labeled, none, h),
-            "cand/feat": feat,
-            "center/key": torch.where(batch.labeled, h, none),
-            "center/feat": feat,
-        }
+        return RegionStats(
+            score=torch.zeros_like(h),
+            cand=Rows(torch.where(batch.labeled, none, h), {"feat": feat}),
+            center=Rows(torch.where(batch.labeled, h, none), {"feat": feat}),
+        )
 
     def order(
         self, x: torch.Tensor, labeled: torch.Tensor, n_new: int, g: torch.Generator

@@ -9,14 +9,14 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from alseg.acquisition.base import Selection, SelectionContext, Stats, Strategy
+from alseg.acquisition.base import PoolStats, Selection, SelectionContext, Strategy
 from alseg.data.labels import Annotations
 from alseg.data.oracle import SimulatedOracle
 
 
 def decide(
     strategy: Strategy,
-    stats: Stats,
+    stats: PoolStats,
     oracle: SimulatedOracle,
     labeled: np.ndarray,
     budget: float,
@@ -30,13 +30,13 @@ def decide(
     ctx = SelectionContext(costs, lab, budget, generator, round_index)
     selection = strategy.select(scores, stats, ctx)
     ids = selection.ids.cpu()
-    if "root" in stats:  # merged regions: one query labels all base regions of its root
-        root = stats["root"].cpu().numpy()
+    if stats.root is not None:  # merged regions: one query labels all base regions of its root
+        root = stats.root.cpu().numpy()
         ann = oracle.annotate_merged(ids.numpy(), root, scores[ids].double().numpy())
         rows = torch.from_numpy(ann.region_ids)
     else:
         ann = oracle.annotate(ids.numpy(), scores[ids].double().numpy())
         rows = ids
-    if "pred" in stats:
-        ann.predicted = stats["pred"].cpu()[rows].numpy()
+    if stats.pred is not None:
+        ann.predicted = stats.pred.cpu()[rows].numpy()
     return ann, selection

@@ -16,6 +16,9 @@ from alseg.acquisition import scores as S
 from alseg.acquisition.base import (
     BatchOutputs,
     DiversityStrategy,
+    PoolStats,
+    RegionStats,
+    Rows,
     Selection,
     SelectionContext,
     Stats,
@@ -35,12 +38,12 @@ class AADAStrategy(Strategy):
     name = "aada"
     needs_domain = True
 
-    def region_stats(self, batch: BatchOutputs) -> Stats:
+    def region_stats(self, batch: BatchOutputs) -> RegionStats:
         if batch.domain is None:
             raise ValueError("aada needs a domain discriminator: use adaptation.alignment=dann")
         d = batch.domain.clamp(1e-4, 1 - 1e-4)
         score = (1 - d) / d * S.entropy(batch.logits)
-        return {"score": region_reduce(score, batch.regions, batch.num_regions, "mean")}
+        return RegionStats(score=region_reduce(score, batch.regions, batch.num_regions, "mean"))
 
 
 class EADAStrategy(Strategy):
@@ -60,25 +63,25 @@ class EADAStrategy(Strategy):
             raise ValueError(f"energy_beta={energy_beta} must be > 0")
         self.energy_beta, self.first_ratio = energy_beta, first_ratio
 
-    def region_stats(self, batch: BatchOutputs) -> Stats:
+    def region_stats(self, batch: BatchOutputs) -> RegionStats:
         f, beta = batch.logits.float(), self.energy_beta
         energy = -beta * torch.logsumexp(f / beta, dim=1)
         top2 = f.topk(2, dim=1).values
         gap = top2[:, 0] - top2[:, 1]
         n = batch.num_regions
-        return {
-            "energy": region_reduce(energy, batch.regions, n, "mean"),
-            "score": -region_reduce(gap, batch.regions, n, "mean"),  # small gap first
-        }
+        return RegionStats(
+            score=-region_reduce(gap, batch.regions, n, "mean"),  # small gap first
+            regions={"energy": region_reduce(energy, batch.regions, n, "mean")},
+        )
 
     def select(
         self,
         scores: torch.Tensor,
-        stats: Stats,
+        stats: PoolStats,
         ctx: SelectionContext,
     ) -> Selection:
         costs, labeled, budget = ctx.costs, ctx.labeled, ctx.budget
-        energy = stats["energy"].float().cpu()
+        energy = stats.regions["energy"].float().cpu()
         usable = ~labeled & torch.isfinite(energy)
         n = int(usable.sum())
         k = int(budget // float(costs[usable].min())) if n else 0
@@ -104,13 +107,13 @@ class CLUEStrategy(DiversityStrategy):
         super().__init__(max_candidates)
         self.temperature, self.iters = temperature, iters
 
-    def region_stats(self, batch: BatchOutputs) -> Stats:
+    def region_stats(self, batch: BatchOutputs) -> RegionStats:
         assert batch.features is not None
         n = batch.num_regions
         ent = region_reduce(S.entropy(batch.scaled_logits(self.temperature)), batch.regions, n)
         emb = region_feature_mean(batch.features, batch.regions, n)
         key = torch.where(batch.labeled, torch.full_like(ent, -math.inf), hash_key(batch.ids))
-        return {"score": ent, "cand/key": key, "cand/feat": emb, "cand/weight": ent}
+        return RegionStats(score=ent, cand=Rows(key, {"feat": emb, "weight": ent}))
 
     def pick(
         self,
@@ -160,7 +163,7 @@ class LAMDAStrategy(DiversityStrategy):
         backbone = self.kernel_features == "backbone"
         return PredictOutputs(features=not backbone, backbone=backbone, channels_last=channels_last)
 
-    def region_stats(self, batch: BatchOutputs) -> Stats:
+    def region_stats(self, batch: BatchOutputs) -> RegionStats:
         n = batch.num_regions
         maps = batch.backbone if self.kernel_features == "backbone" else batch.features
         assert maps is not None
@@ -171,15 +174,12 @@ class LAMDAStrategy(DiversityStrategy):
         emb = region_feature_mean(maps, batch.regions, n)
         h = hash_key(batch.ids)
         inf = torch.full_like(h, -math.inf)
-        out = {"score": -margin}
-        keys = {
-            "cand": torch.where(batch.labeled, inf, h),
-            "center": torch.where(batch.labeled, h, inf),
-        }
-        for group, key in keys.items():
-            out.update({f"{group}/key": key, f"{group}/feat": emb})
-            out.update({f"{group}/prob": mean_prob, f"{group}/margin": margin})
-        return out
+        fields = {"feat": emb, "prob": mean_prob, "margin": margin}
+        return RegionStats(
+            score=-margin,
+            cand=Rows(torch.where(batch.labeled, inf, h), fields),
+            center=Rows(torch.where(batch.labeled, h, inf), dict(fields)),
+        )
 
     def pick(
         self,

@@ -1,16 +1,15 @@
 """PoolScorer: streams the pool, reducing every batch to region statistics at once.
 
 Pool outputs are never materialised: for each batch the strategy turns the logits (and
-features, when it needs them) into per-region tensors on the outputs' device, and the
-scorer writes them into flat buffers indexed by global region id (R_total, ...).
-Per-image statistics go to (N_images, ...) buffers, and the rows of a *group* (``cand/``:
-candidates, ``center/``: labeled centers; a ``key`` and any number of row fields) to
-bounded top-M buffers.
+features, when it needs them) into a ``RegionStats`` of per-region tensors on the outputs'
+device, and the scorer writes them into flat buffers indexed by global region id
+(R_total, ...). Per-image statistics go to (N_images, ...) buffers, and the rows of a
+group (``cand``: candidates, ``center``: labeled centers) to bounded top-M buffers.
 Memory is O(regions + M x D), whatever the pool's size in pixels.
 
 Under DDP each rank fills the rows of its shard of the pool; ``compute`` sums region and
 image buffers over ranks (rows of other ranks are zero) and merges the candidate buffers,
-so every rank ends with the same tensors.
+so every rank ends with the same ``PoolStats``.
 """
 
 from __future__ import annotations
@@ -21,13 +20,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from alseg.acquisition.base import BatchOutputs, Stats, Strategy
+from alseg.acquisition.base import BatchOutputs, PoolStats, RegionStats, Rows, Stats, Strategy
 from alseg.acquisition.reduce import region_majority
 
 Reduce = Callable[[torch.Tensor], torch.Tensor]
 Gather = Callable[[torch.Tensor], torch.Tensor]  # (...) -> (world, ...)
 Broadcast = Callable[[Any], Any]
-GROUPS = ("cand", "center")  # bounded feature buffers: candidates, labeled centers
+Shapes = dict[str, tuple[tuple[int, ...], torch.dtype]]  # name -> (shape of a row, dtype)
 
 
 class PoolScorer:
@@ -66,16 +65,18 @@ class PoolScorer:
         model whose classifier divides raw scores by ``head_temperature``."""
         self.pass_index, self.context = pass_index, dict(context or {})
         self.head_temperature = head_temperature
-        self.buffers: Stats = {}
+        self.regions: Stats = {}  # name -> (R_total, ...)
+        self.images: Stats = {}  # name -> (N_images, ...)
         self.scored: torch.Tensor | None = None
         self.image_scored: torch.Tensor | None = None
-        self.groups: dict[str, Stats] = {}  # group -> {"key", "ids", field: rows, ...}
+        self.groups: dict[str, Rows] = {}  # the kept rows of each group, ids set
 
-    def _buffer(self, name: str, rows: int, like: torch.Tensor) -> torch.Tensor:
-        buf = self.buffers.get(name)
+    @staticmethod
+    def _buffer(buffers: Stats, name: str, rows: int, like: torch.Tensor) -> torch.Tensor:
+        buf = buffers.get(name)
         if buf is None:
             buf = torch.zeros((rows, *like.shape[1:]), dtype=like.dtype, device=like.device)
-            self.buffers[name] = buf
+            buffers[name] = buf
         return buf
 
     @torch.no_grad()
@@ -119,13 +120,12 @@ class PoolScorer:
             self.head_temperature,
         )
         stats = self.strategy.region_stats(batch)
-        if "pred" not in stats:  # the model's majority class, for the selection record
+        if stats.pred is None:  # the model's majority class, for the selection record
             mean_logits = logits.mean(-1) if logits.dim() == 5 else logits
-            stats["pred"] = region_majority(mean_logits.argmax(1), compact, n, logits.shape[1])
-
+            stats.pred = region_majority(mean_logits.argmax(1), compact, n, logits.shape[1])
         self._store(stats, gids, idx.to(device))
 
-    def _store(self, stats: Stats, gids: torch.Tensor, images: torch.Tensor) -> None:
+    def _store(self, stats: RegionStats, gids: torch.Tensor, images: torch.Tensor) -> None:
         """Write one batch's statistics into the region, image and group buffers."""
         device = gids.device
         if self.scored is None:
@@ -134,44 +134,43 @@ class PoolScorer:
         assert self.image_scored is not None
         self.scored[gids] = True
         self.image_scored[images] = True
-        for name, value in stats.items():
-            if name.split("/")[0] in GROUPS:
-                continue
-            if name.startswith("image/"):
-                self._buffer(name, self.num_images, value)[images] = value
-            else:
-                self._buffer(name, self.total, value)[gids] = value
-        for group in GROUPS:
-            if f"{group}/key" in stats:
-                rows = {
-                    k.split("/", 1)[1]: v for k, v in stats.items() if k.startswith(group + "/")
-                }
-                self._merge(group, {**rows, "ids": gids})
+        for name, value in stats.per_region().items():
+            self._buffer(self.regions, name, self.total, value)[gids] = value
+        for name, value in stats.images.items():
+            self._buffer(self.images, name, self.num_images, value)[images] = value
+        for group, rows in stats.groups().items():
+            self._merge(group, Rows(rows.key, rows.fields, gids))
 
-    def _merge(self, group: str, rows: Stats) -> None:
-        """Keep the ``max_candidates`` rows of largest ``key`` of a group (ties: lower id);
-        rows with key -inf are dropped. ``rows``: ``key``, ``ids`` and the row fields."""
+    def _merge(self, group: str, rows: Rows) -> None:
+        """Keep the ``max_candidates`` rows of largest key of a group (ties: lower id);
+        rows with key -inf are dropped. ``rows.ids`` must be set."""
         old = self.groups.get(group)
-        if old:
-            rows = {name: torch.cat([old[name], value]) for name, value in rows.items()}
-        valid = rows["key"] > -torch.inf
-        rows = {name: value[valid] for name, value in rows.items()}
-        order = torch.argsort(rows["ids"], stable=True)  # ties must not depend on arrival
-        rows = {name: value[order] for name, value in rows.items()}
+        if old is not None:
+            rows = Rows(
+                torch.cat([old.key, rows.key]),
+                {n: torch.cat([old.fields[n], v]) for n, v in rows.fields.items()},
+                torch.cat([_ids(old), _ids(rows)]),
+            )
+        rows = rows.take(rows.key > -torch.inf)
+        rows = rows.take(torch.argsort(_ids(rows), stable=True))  # ties: not by arrival
         m = self.strategy.max_candidates
-        if rows["key"].numel() > m:
-            top = torch.sort(rows["key"], descending=True, stable=True).indices[:m].sort().values
-            rows = {name: value[top] for name, value in rows.items()}
+        if rows.key.numel() > m:
+            top = torch.sort(rows.key, descending=True, stable=True).indices[:m].sort().values
+            rows = rows.take(top)
         self.groups[group] = rows
 
-    def _layout(self, broadcast: Broadcast | None) -> dict[str, tuple[tuple[int, ...], Any]]:
-        """Shape and dtype of every buffer and group field (rank 0's, under DDP), with the
+    def _layout(self, broadcast: Broadcast | None) -> dict[str, Shapes]:
+        """The row fields of every group (rank 0's, under DDP), with the region and image
         buffers a rank without any batch lacks allocated as zeros."""
-        spec = {k: (tuple(v.shape[1:]), v.dtype) for k, v in self.buffers.items()}
-        for group, g in self.groups.items():
-            for name, value in g.items():
-                if name not in ("key", "ids"):
-                    spec[f"{group}/{name}"] = (tuple(value.shape[1:]), value.dtype)
+
+        def shapes(tensors: Stats) -> Shapes:
+            return {k: (tuple(v.shape[1:]), v.dtype) for k, v in tensors.items()}
+
+        spec = (
+            shapes(self.regions),
+            shapes(self.images),
+            {g: shapes(rows.fields) for g, rows in self.groups.items()},
+        )
         if broadcast is not None:  # ranks with an empty shard learn the buffers' layout
             spec = broadcast(spec)
         if self.scored is None:
@@ -181,20 +180,22 @@ class PoolScorer:
                 )
             self.scored = torch.zeros(self.total, dtype=torch.bool)
             self.image_scored = torch.zeros(self.num_images, dtype=torch.bool)
-        for name, (shape, dtype) in spec.items():
-            if name.split("/")[0] not in GROUPS and name not in self.buffers:
-                rows = self.num_images if name.startswith("image/") else self.total
-                self.buffers[name] = torch.zeros(
-                    (rows, *shape), dtype=dtype, device=self.scored.device
-                )
-        return spec
+        device = self.scored.device
+        for buffers, layout, rows in (
+            (self.regions, spec[0], self.total),
+            (self.images, spec[1], self.num_images),
+        ):
+            for name, (shape, dtype) in layout.items():
+                if name not in buffers:
+                    buffers[name] = torch.zeros((rows, *shape), dtype=dtype, device=device)
+        return spec[2]
 
     def compute(
         self,
         all_reduce: Reduce | None = None,
         all_gather: Gather | None = None,
         broadcast: Broadcast | None = None,
-    ) -> Stats:
+    ) -> PoolStats:
         """Statistics over the whole pool, combined over ranks.
 
         Args:
@@ -202,67 +203,85 @@ class PoolScorer:
             all_gather: stacks a tensor of every rank on a new first axis.
             broadcast: sends a picklable object from rank 0 to all ranks.
         Returns:
-            (R_total, ...) region tensors (float ones NaN where a region was not scored),
-            ``scored`` (R_total,) bool, ``image/...`` (N_images, ...) tensors and
-            ``image/scored``, and per row group (``cand``, ``center``) ``<g>/ids`` (M,)
-            long (-1 = empty row), ``<g>/key`` (M,) and every row field ``<g>/<field>``
-            (M, ...), e.g. ``<g>/feat`` (M, D).
+            ``PoolStats``: (R_total, ...) region tensors (float ones NaN where a region was
+            not scored) and ``scored``, (N_images, ...) image tensors and ``image_scored``,
+            and per group (``cand``, ``center``) ``max_candidates`` rows: ``ids`` (M,) long
+            (-1 = empty row), ``key`` (M,) and every row field (M, ...), e.g. ``feat``.
         """
-        spec = self._layout(broadcast)
+        group_fields = self._layout(broadcast)
         assert self.scored is not None and self.image_scored is not None
-        device = self.scored.device
 
         def reduce(t: torch.Tensor) -> torch.Tensor:
             return all_reduce(t) if all_reduce is not None else t
 
-        out: Stats = {
-            "scored": reduce(self.scored.to(torch.int32)) > 0,
-            "image/scored": reduce(self.image_scored.to(torch.int32)) > 0,
+        scored = reduce(self.scored.to(torch.int32)) > 0
+        image_scored = reduce(self.image_scored.to(torch.int32)) > 0
+
+        def combined(buffers: Stats, seen: torch.Tensor) -> Stats:
+            out = {}
+            for name, buf in buffers.items():
+                value = reduce(buf)
+                if value.is_floating_point():
+                    mask = seen.view(-1, *([1] * (value.dim() - 1)))
+                    value = torch.where(mask, value, torch.full_like(value, float("nan")))
+                out[name] = value
+            return out
+
+        groups = {
+            g: self._gathered(g, fields, all_gather) for g, fields in group_fields.items() if fields
         }
-        for name, buf in self.buffers.items():
-            value = reduce(buf)
-            if value.is_floating_point():
-                mask = out["image/scored" if name.startswith("image/") else "scored"]
-                mask = mask.view(-1, *([1] * (value.dim() - 1)))
-                value = torch.where(mask, value, torch.full_like(value, float("nan")))
-            out[name] = value
-        for group in GROUPS:
-            fields = {
-                k.split("/", 1)[1]: v
-                for k, v in spec.items()
-                if k.startswith(group + "/") and k.split("/", 1)[1] not in ("key", "ids")
-            }
-            if fields:
-                out.update(self._gathered(group, fields, device, all_gather))
-        return out
+        return PoolStats.build(
+            combined(self.regions, scored),
+            scored,
+            combined(self.images, image_scored),
+            image_scored,
+            groups,
+        )
 
     def _gathered(
         self,
         group: str,
-        fields: dict[str, tuple[tuple[int, ...], torch.dtype]],
-        device: torch.device,
+        fields: Shapes,
         all_gather: Gather | None,
-    ) -> Stats:
+    ) -> Rows:
         m = self.strategy.max_candidates
+        assert self.scored is not None
+        device = self.scored.device
 
-        def padded() -> Stats:
-            out = {
-                "key": torch.full((m,), -torch.inf, device=device),
-                "ids": torch.full((m,), -1, dtype=torch.long, device=device),
-            }
-            for name, (shape, dtype) in fields.items():
-                out[name] = torch.zeros((m, *shape), dtype=dtype, device=device)
+        def padded() -> Rows:
+            out = Rows(
+                torch.full((m,), -torch.inf, device=device),
+                {
+                    n: torch.zeros((m, *shape), dtype=dt, device=device)
+                    for n, (shape, dt) in fields.items()
+                },
+                torch.full((m,), -1, dtype=torch.long, device=device),
+            )
             g = self.groups.get(group)
-            if g:
-                k = g["key"].numel()
-                for name in out:
-                    out[name][:k] = g[name]
+            if g is not None:
+                k = g.key.numel()
+                out.key[:k], _ids(out)[:k] = g.key, _ids(g)
+                for name, value in out.fields.items():
+                    value[:k] = g.fields[name]
             return out
 
         out = padded()
         if all_gather is not None:  # M rows on every rank, merged again
-            rows = {name: all_gather(value).flatten(0, 1) for name, value in out.items()}
+
+            def stacked(t: torch.Tensor) -> torch.Tensor:
+                return all_gather(t).flatten(0, 1)
+
+            rows = Rows(
+                stacked(out.key),
+                {n: stacked(v) for n, v in out.fields.items()},
+                stacked(_ids(out)),
+            )
             self.groups.pop(group, None)
             self._merge(group, rows)
             out = padded()
-        return {f"{group}/{name}": value for name, value in out.items()}
+        return out
+
+
+def _ids(rows: Rows) -> torch.Tensor:
+    assert rows.ids is not None, "the scorer sets the ids of every row it keeps"
+    return rows.ids

@@ -19,7 +19,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from alseg.acquisition.adaptive import AdaptiveSizeBalancedBvSB
-from alseg.acquisition.base import BatchOutputs, RandomStrategy, Selection, Stats, Strategy
+from alseg.acquisition.base import (
+    BatchOutputs,
+    PoolStats,
+    RandomStrategy,
+    RegionStats,
+    Rows,
+    Selection,
+    Stats,
+    Strategy,
+)
 from alseg.acquisition.coverage import ProbCoverStrategy, TypiClustStrategy
 from alseg.acquisition.diversity import BADGEStrategy, CoresetStrategy
 from alseg.acquisition.domain import AADAStrategy, CLUEStrategy, EADAStrategy, LAMDAStrategy
@@ -39,6 +48,9 @@ __all__ = [
     "get_strategy",
     "strategy_names",
     "BatchOutputs",
+    "PoolStats",
+    "RegionStats",
+    "Rows",
     "Selection",
     "Stats",
     "Strategy",

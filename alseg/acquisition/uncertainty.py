@@ -17,7 +17,15 @@ from collections.abc import Callable
 import torch
 
 from alseg.acquisition import scores as S
-from alseg.acquisition.base import BatchOutputs, Selection, SelectionContext, Stats, Strategy
+from alseg.acquisition.base import (
+    BatchOutputs,
+    PoolStats,
+    RegionStats,
+    Selection,
+    SelectionContext,
+    Stats,
+    Strategy,
+)
 from alseg.acquisition.reduce import (
     classbal_weights,
     minmax_normalize,
@@ -49,9 +57,9 @@ class PixelScoreStrategy(Strategy):
         self._fn: Callable[..., torch.Tensor] = S.PIXEL_SCORES[score]
         self.temperature = temperature
 
-    def region_stats(self, batch: BatchOutputs) -> Stats:
+    def region_stats(self, batch: BatchOutputs) -> RegionStats:
         pixel = self._fn(batch.scaled_logits(self.temperature))  # (B, H, W)
-        return {"score": region_reduce(pixel, batch.regions, batch.num_regions, "mean")}
+        return RegionStats(score=region_reduce(pixel, batch.regions, batch.num_regions, "mean"))
 
 
 class BALDStrategy(Strategy):
@@ -66,11 +74,11 @@ class BALDStrategy(Strategy):
             raise ValueError(f"mc_samples={mc_samples} must be >= 2 for BALD")
         self.mc_samples = mc_samples
 
-    def region_stats(self, batch: BatchOutputs) -> Stats:
+    def region_stats(self, batch: BatchOutputs) -> RegionStats:
         if batch.logits.dim() != 5:
             raise ValueError("bald needs MC samples: logits (B, C, H, W, T)")
         pixel = S.bald(batch.logits)  # (B, H, W)
-        return {"score": region_reduce(pixel, batch.regions, batch.num_regions, "mean")}
+        return RegionStats(score=region_reduce(pixel, batch.regions, batch.num_regions, "mean"))
 
 
 class ClassBalancedBvSB(Strategy):
@@ -84,33 +92,36 @@ class ClassBalancedBvSB(Strategy):
         _check_temperature(temperature)
         self.temperature = temperature
 
-    def region_stats(self, batch: BatchOutputs) -> Stats:
+    def region_stats(self, batch: BatchOutputs) -> RegionStats:
         pixel = S.bvsb(batch.scaled_logits(self.temperature))
         pred = batch.logits.argmax(dim=1)  # (B, H, W)
         n = batch.num_regions
-        return {
-            "bvsb": region_reduce(pixel, batch.regions, n, "mean"),
-            "pred": region_majority(pred, batch.regions, n, batch.logits.shape[1]),
-            "size": torch.bincount(batch.regions.reshape(-1), minlength=n),
-        }
+        return RegionStats(
+            pred=region_majority(pred, batch.regions, n, batch.logits.shape[1]),
+            regions={
+                "bvsb": region_reduce(pixel, batch.regions, n, "mean"),
+                "size": torch.bincount(batch.regions.reshape(-1), minlength=n),
+            },
+        )
 
     def class_weights(
         self, pred: torch.Tensor, size: torch.Tensor, num_classes: int
     ) -> torch.Tensor:
         return classbal_weights(pred, num_classes)
 
-    def candidates(self, stats: Stats, labeled: torch.Tensor) -> torch.Tensor:
+    def candidates(self, stats: PoolStats, labeled: torch.Tensor) -> torch.Tensor:
         """(R,) bool regions that may be selected (scored, not labeled)."""
-        return ~labeled & stats["scored"].to(labeled.device)
+        return ~labeled & stats.scored.to(labeled.device)
 
     def scores(
-        self, stats: Stats, labeled: torch.Tensor, generator: torch.Generator
+        self, stats: PoolStats, labeled: torch.Tensor, generator: torch.Generator
     ) -> torch.Tensor:
-        bvsb, pred = stats["bvsb"], stats["pred"].long()
+        assert stats.pred is not None  # region_stats sets it
+        bvsb, pred = stats.regions["bvsb"], stats.pred.long()
         cand = self.candidates(stats, labeled.to(bvsb.device))
         out = torch.full_like(bvsb, float("nan"))
         if cand.any():
-            w = self.class_weights(pred[cand], stats["size"][cand], int(pred.max()) + 1)
+            w = self.class_weights(pred[cand], stats.regions["size"][cand], int(pred.max()) + 1)
             out[cand] = minmax_normalize(bvsb[cand]) * w[pred[cand]]
         return out
 
@@ -152,11 +163,11 @@ class PixelBalancedBvSB(Strategy):
             raise ValueError(f"delta={delta} must be >= 0 and temperature={temperature} > 0")
         self.delta, self.temperature, self.void_class = delta, temperature, void_class
 
-    def region_stats(self, batch: BatchOutputs) -> Stats:
+    def region_stats(self, batch: BatchOutputs) -> RegionStats:
         logits = batch.scaled_logits(self.temperature)
         if batch.pass_index == 0:
             probs = torch.softmax(logits.float(), dim=1)
-            return {"image/mean_probs": probs.mean(dim=(2, 3))}  # (B, C)
+            return RegionStats(images={"mean_probs": probs.mean(dim=(2, 3))})  # (B, C)
         weights = batch.context["class_weights"]
         pixel = S.bvsb(logits)
         top1 = logits.argmax(dim=1)
@@ -165,10 +176,10 @@ class PixelBalancedBvSB(Strategy):
         if self.void_class is not None:
             major = region_majority(top1, batch.regions, batch.num_regions, logits.shape[1])
             score = torch.where(major == self.void_class, torch.zeros_like(score), score)
-        return {"score": score}
+        return RegionStats(score=score)
 
-    def end_pass(self, index: int, stats: Stats) -> Stats:
-        per_image = stats["image/mean_probs"][stats["image/scored"]]  # (N, C)
+    def end_pass(self, index: int, stats: PoolStats) -> Stats:
+        per_image = stats.images["mean_probs"][stats.image_scored]  # (N, C)
         return {"class_weights": pixbal_weights(per_image.mean(0), self.delta)}
 
 
@@ -192,31 +203,38 @@ class RIPUStrategy(Strategy):
         super().__init__(power)
         self.per_image = per_image
 
-    def region_stats(self, batch: BatchOutputs) -> Stats:
+    def region_stats(self, batch: BatchOutputs) -> RegionStats:
         logits, n = batch.logits, batch.num_regions
         C = logits.shape[1]
         counts = region_class_counts(logits.argmax(1), batch.regions, n, C)
         impurity = normalized_entropy(counts)
         uncertainty = region_reduce(S.entropy(logits, normalize=True), batch.regions, n, "mean")
-        out = {"score": impurity * uncertainty, "impurity": impurity, "uncertainty": uncertainty}
+        out = RegionStats(
+            score=impurity * uncertainty,
+            regions={"impurity": impurity, "uncertainty": uncertainty},
+        )
         if batch.images is not None:
-            out["image"] = batch.images
-            out["size"] = torch.bincount(batch.regions.reshape(-1), minlength=n)
+            out.regions["image"] = batch.images
+            out.regions["size"] = torch.bincount(batch.regions.reshape(-1), minlength=n)
         return out
 
     def select(
         self,
         scores: torch.Tensor,
-        stats: Stats,
+        stats: PoolStats,
         ctx: SelectionContext,
     ) -> Selection:
-        if not self.per_image or "image" not in stats:
+        if not self.per_image or "image" not in stats.regions:
             return super().select(scores, stats, ctx)
         return Selection(per_image_topk(scores, ctx.costs, ctx.labeled, ctx.budget, stats))
 
 
 def per_image_topk(
-    scores: torch.Tensor, costs: torch.Tensor, labeled: torch.Tensor, budget: float, stats: Stats
+    scores: torch.Tensor,
+    costs: torch.Tensor,
+    labeled: torch.Tensor,
+    budget: float,
+    stats: PoolStats,
 ) -> torch.Tensor:
     """Split ``budget`` over the scored images in proportion to their pixels, labeled ones
     included (floor), give
@@ -226,11 +244,11 @@ def per_image_topk(
     Returns:
         (K,) long global ids, grouped by image, each image's by descending score.
     """
-    all_scored = stats["scored"].cpu()
+    all_scored = stats.scored.cpu()
     ids = (all_scored & ~labeled.cpu()).nonzero().squeeze(1)
     if ids.numel() == 0:
         raise ValueError("the pool is empty: every region is already labeled")
-    image = stats["image"].cpu().long()
+    image = stats.regions["image"].cpu().long()
     img = image[ids]
     s = scores.cpu().float().nan_to_num(nan=float("-inf"))[ids]
     c = costs.cpu().double()[ids]
@@ -239,7 +257,7 @@ def per_image_topk(
     # ceil(H W ratio / window) (core/active/build.py)
     every = all_scored.nonzero().squeeze(1)
     px = torch.zeros(num, dtype=torch.float64).index_add_(
-        0, image[every], stats["size"].cpu()[every].double()
+        0, image[every], stats.regions["size"].cpu()[every].double()
     )
     share = torch.floor(budget * px / px.sum())
     by_score = torch.argsort(s, descending=True, stable=True)

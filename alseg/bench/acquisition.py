@@ -113,7 +113,7 @@ def _score_pool(images: int, h: int, w: int, classes: int, regions: int, batch: 
         logits = torch.randn(len(idx), classes, h, w, generator=g)  # the model's output
         scorer.update(logits, rmap.expand(len(idx), h, w), idx)
     stats = scorer.compute()
-    return float(stats["bvsb"].nanmean())
+    return float(stats.regions["bvsb"].nanmean())
 
 
 def _warm_up_pool(

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pytorch_lightning as pl
 
-from alseg.acquisition.base import Stats, Strategy
+from alseg.acquisition.base import PoolStats, Stats, Strategy
 from alseg.acquisition.scorer import PoolScorer
 from alseg.callbacks.prediction import PredictionCallback, sum_over_ranks
 from alseg.models.segmentation import PredictOutputs
@@ -31,7 +31,7 @@ class AcquisitionCallback(PredictionCallback):
     def __init__(self, scorer: PoolScorer, outputs: PredictOutputs) -> None:
         super().__init__(outputs)
         self.scorer = scorer
-        self.stats: Stats | None = None
+        self.stats: PoolStats | None = None
         self.pass_index, self.context = 0, Stats()
 
     def begin(self, pass_index: int, context: Stats) -> None:
@@ -64,7 +64,7 @@ def score_pool(
     datamodule: Any,
     labeled: np.ndarray,
     channels_last: bool = False,
-) -> tuple[Stats, pl.Trainer]:
+) -> tuple[PoolStats, pl.Trainer]:
     """The strategy's statistics of the pool (``strategy.passes`` prediction passes, each
     given the context the strategy made of the previous one), and the trainer that ran them.
 
@@ -76,11 +76,12 @@ def score_pool(
     scorer = PoolScorer(strategy, regions.num_regions, regions.offsets, labeled)
     callback = AcquisitionCallback(scorer, strategy.outputs(channels_last))
     trainer = make_trainer([callback])
-    stats: Stats = {}  # the context of pass p, then the statistics of the last pass
+    context: Stats = {}  # what the strategy made of the previous pass
     for p in range(strategy.passes):
-        callback.begin(p, stats if p else {})
+        callback.begin(p, context)
         trainer.predict(model, dataloaders=datamodule.pool_dataloader(), return_predictions=False)
         assert callback.stats is not None
-        last = p == strategy.passes - 1
-        stats = callback.stats if last else strategy.end_pass(p, callback.stats)
-    return stats, trainer
+        if p < strategy.passes - 1:
+            context = strategy.end_pass(p, callback.stats)
+    assert callback.stats is not None
+    return callback.stats, trainer

@@ -154,21 +154,20 @@ def test_adaptive_stats_merge_within_images_and_reduce_over_merged_pixels():
     labeled = torch.zeros(8, dtype=torch.bool)
     labeled[1] = True  # a labeled base region is never merged
     stats = AdaptiveSizeBalancedBvSB(eps=0.1).region_stats(_batch(logits, regions, labeled))
-    root = stats["root"] - 100
+    root = stats.root - 100
     # image 0: {0}, {1} (labeled), {2, 3}; image 1: {4, 5}, {6, 7}
     groups = {tuple(i for i in range(8) if root[i] == r) for r in root.tolist()}
     assert groups == {(0,), (1,), (2, 3), (4, 5), (6, 7)}
-    assert stats["is_root"].sum() == 5 and all(
-        root[stats["is_root"]] == torch.nonzero(stats["is_root"])[:, 0]
-    )
+    is_root = stats.regions["is_root"]
+    assert is_root.sum() == 5 and all(root[is_root] == torch.nonzero(is_root)[:, 0])
     # merged statistics = reductions over the merged region's pixels
     pix = S.bvsb(logits)
     for g in groups:
         px = torch.isin(regions, torch.tensor(g))
         for i in g:
-            assert stats["bvsb"][i] == pytest.approx(float(pix[px].mean()), rel=1e-5)
-            assert stats["size"][i] == int(px.sum())
-            assert stats["pred"][i] == (0 if i % 4 < 2 else 1)
+            assert stats.regions["bvsb"][i] == pytest.approx(float(pix[px].mean()), rel=1e-5)
+            assert stats.regions["size"][i] == int(px.sum())
+            assert stats.pred[i] == (0 if i % 4 < 2 else 1)
 
 
 def test_merged_queries_are_answered_once_over_the_union():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+from helpers import whole_pool
 
 from alseg.acquisition.base import SelectionContext
 from alseg.acquisition.domain import AADAStrategy, EADAStrategy
@@ -16,7 +17,7 @@ def test_aada_is_the_region_mean_of_weighted_entropy():
     regions = torch.tensor([[[0, 0]]])
     batch = BatchOutputs(logits, regions, 1, torch.zeros(1, dtype=torch.bool), torch.arange(1))
     batch.domain = domain
-    score = AADAStrategy().region_stats(batch)["score"]
+    score = AADAStrategy().region_stats(batch).score
     assert torch.allclose(score, torch.tensor([(1 + 4) / 2 * torch.log(torch.tensor(2.0))]))
 
 
@@ -25,10 +26,11 @@ def test_eada_keeps_high_energy_then_small_gap():
     logits = torch.tensor([[5.0, 0.0], [5.0, 4.9], [1.0, 0.0], [1.0, 0.9]]).T.reshape(1, 2, 1, 4)
     regions = torch.arange(4).reshape(1, 1, 4)
     s = EADAStrategy(first_ratio=0.5)  # half of the 4 regions: the 2 of highest energy
-    stats = s.region_stats(
-        BatchOutputs(logits, regions, 4, torch.zeros(4, dtype=torch.bool), torch.arange(4))
+    stats = whole_pool(
+        s.region_stats(
+            BatchOutputs(logits, regions, 4, torch.zeros(4, dtype=torch.bool), torch.arange(4))
+        )
     )
-    stats["scored"] = torch.ones(4, dtype=torch.bool)
     labeled = torch.zeros(4, dtype=torch.bool)
     scores = s.scores(stats, labeled, torch.Generator())
     picked = s.select(

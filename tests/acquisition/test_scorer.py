@@ -36,8 +36,8 @@ def test_streamed_scores_equal_per_image_reduction(batch):
             for i in range(5)
         ]
     )
-    torch.testing.assert_close(stats["score"], want)
-    assert stats["scored"].all()
+    torch.testing.assert_close(stats.score, want)
+    assert stats.scored.all()
 
 
 def test_unscored_regions_are_nan():
@@ -46,8 +46,8 @@ def test_unscored_regions_are_nan():
     scorer.update(logits[:1], rs.map_tensor(0)[None], torch.tensor([0]))
     stats = scorer.compute()
     n0 = int(rs.num_regions[0])
-    assert stats["scored"][:n0].all() and not stats["scored"][n0:].any()
-    assert stats["score"][n0:].isnan().all()
+    assert stats.scored[:n0].all() and not stats.scored[n0:].any()
+    assert stats.score[n0:].isnan().all()
     with pytest.raises(RuntimeError, match="pool was empty"):
         PoolScorer(get_strategy("bvsb"), rs.num_regions, rs.offsets).compute()
 
@@ -74,3 +74,40 @@ def test_unknown_strategy_lists_valid_names():
     assert {"random", "entropy", "margin", "bvsb", "least_confidence", "classbal"} <= set(
         STRATEGIES
     )
+
+
+def test_pool_stats_keep_each_kind_of_statistic_apart():
+    """Per-region, per-image and row statistics land in their own fields at pool size."""
+    rs, logits = pool()
+    strat = get_strategy("lamda", max_candidates=4)
+    scorer = PoolScorer(strat, rs.num_regions, rs.offsets)
+    feats = torch.randn(5, 3, 6, 7, generator=torch.Generator().manual_seed(1))
+    for i in range(5):
+        idx = torch.tensor([i])
+        out = {"logits": logits[idx], "features": feats[idx], "backbone": feats[idx]}
+        scorer.update(out, rs.map_tensor(i)[None], idx)
+    stats = scorer.compute()
+    assert stats.score.shape == stats.pred.shape == stats.scored.shape == (rs.total,)
+    assert stats.root is None and stats.regions == {} and stats.images == {}
+    assert set(stats.groups()) == {"cand", "center"}
+    assert stats.cand.key.shape == stats.cand.ids.shape == (4,)
+    assert set(stats.cand.fields) == {"feat", "prob", "margin"}
+    assert stats.cand.fields["feat"].shape == (4, 3)
+    # nothing labeled: no centers, every center row empty
+    assert (stats.center.ids == -1).all() and (stats.cand.ids >= 0).all()
+
+
+def test_region_stats_refuse_a_named_statistic_among_the_others():
+    from alseg.acquisition.base import RegionStats
+
+    stats = RegionStats(score=torch.zeros(2), regions={"score": torch.ones(2)})
+    with pytest.raises(ValueError, match=r"must not repeat the named statistics \['score'\]"):
+        stats.per_region()
+
+
+def test_a_strategy_without_a_score_says_so():
+    from alseg.acquisition.base import PoolStats
+
+    stats = PoolStats(scored=torch.ones(2, dtype=torch.bool), image_scored=torch.ones(1))
+    with pytest.raises(ValueError, match="entropy: region_stats set no score"):
+        get_strategy("entropy").scores(stats, torch.zeros(2, dtype=torch.bool), torch.Generator())

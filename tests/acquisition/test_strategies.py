@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from alseg.acquisition.base import SelectionContext
+from alseg.acquisition.base import PoolStats, SelectionContext
 from alseg.acquisition.reduce import (
     pixbal_weights,
     region_feature_mean,
@@ -62,7 +62,7 @@ def test_pixbal_weights_and_two_pass_scores():
     pi = p.mean(0)  # mean over the image of softmax: [0.6, 0.4]
     w = (1 + 6 * pi) ** -2
     want = torch.tensor([0.2 / 0.8 * w[0], 0.4 / 0.6 * w[1]])
-    torch.testing.assert_close(stats["score"], want.float(), rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(stats.score, want.float(), rtol=1e-4, atol=1e-6)
 
 
 def test_pixbal_void_majority_scores_zero():
@@ -71,7 +71,7 @@ def test_pixbal_void_majority_scores_zero():
     logits[0, 0, 0, 3] = 5.0
     regions = torch.tensor([[[0, 0, 0, 1]]])
     stats = run_scorer(get_strategy("pixbal", void_class=2), logits, regions)
-    assert stats["score"][0] == 0 and stats["score"][1] > 0
+    assert stats.score[0] == 0 and stats.score[1] > 0
 
 
 def test_ripu_matches_a_hand_computed_window():
@@ -88,9 +88,9 @@ def test_ripu_matches_a_hand_computed_window():
         return float(-(q * q.log()).sum()) / math.log(3)
 
     uncertainty = (6 * h([1.0, -5.0, -5.0]) + 3 * h([-5.0, 2.0, -5.0])) / 9
-    assert stats["impurity"][0].item() == pytest.approx(impurity, rel=1e-5)
-    assert stats["uncertainty"][0].item() == pytest.approx(uncertainty, rel=1e-5)
-    assert stats["score"][0].item() == pytest.approx(impurity * uncertainty, rel=1e-5)
+    assert stats.regions["impurity"][0].item() == pytest.approx(impurity, rel=1e-5)
+    assert stats.regions["uncertainty"][0].item() == pytest.approx(uncertainty, rel=1e-5)
+    assert stats.score[0].item() == pytest.approx(impurity * uncertainty, rel=1e-5)
 
 
 def test_power_sampling_frequencies_follow_score_power():
@@ -190,9 +190,9 @@ def test_candidate_buffer_keeps_most_uncertain_regardless_of_batch_order():
         return scorer.compute()
 
     a, b = stats_for([0, 1, 2, 3]), stats_for([3, 1, 0, 2])
-    assert a["cand/ids"].tolist() == b["cand/ids"].tolist()
-    top5 = torch.sort(a["score"], descending=True, stable=True).indices[:5].sort().values
-    assert a["cand/ids"].tolist() == top5.tolist()
+    assert a.cand.ids.tolist() == b.cand.ids.tolist()
+    top5 = torch.sort(a.score, descending=True, stable=True).indices[:5].sort().values
+    assert a.cand.ids.tolist() == top5.tolist()
 
 
 def test_mc_dropout_only_switches_dropout_layers():
@@ -217,7 +217,7 @@ def test_diversity_needs_enough_candidates():
         ctx = SelectionContext(
             torch.ones(4), torch.zeros(4, dtype=torch.bool), 3, torch.Generator()
         )
-        strat.select(stats["score"], stats, ctx)
+        strat.select(stats.score, stats, ctx)
 
 
 def test_channels_last_scoring_gives_the_same_logits():
@@ -257,11 +257,11 @@ def test_ripu_quota_shares_the_budget_over_all_pixels_of_an_image():
     from alseg.acquisition.uncertainty import per_image_topk
 
     labeled = torch.tensor([True, True, False, False, False, False, False, False])
-    stats = {
-        "scored": torch.ones(8, dtype=torch.bool),
-        "image": torch.tensor([0, 0, 0, 0, 1, 1, 1, 1]),
-        "size": torch.full((8,), 9),
-    }
+    stats = PoolStats(
+        regions={"image": torch.tensor([0, 0, 0, 0, 1, 1, 1, 1]), "size": torch.full((8,), 9)},
+        scored=torch.ones(8, dtype=torch.bool),
+        image_scored=torch.ones(2, dtype=torch.bool),
+    )
     scores = torch.tensor([0.0, 0.0, 0.2, 0.1, 0.9, 0.8, 0.7, 0.6])
     picked = per_image_topk(scores, torch.ones(8), labeled, 4.0, stats)
     assert sorted(picked.tolist()) == [2, 3, 4, 5]
