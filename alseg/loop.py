@@ -23,8 +23,8 @@ import torch
 
 from alseg.acquisition.base import PoolStats, Selection
 from alseg.acquisition.decide import decide
+from alseg.acquisition.passes import score_pool
 from alseg.acquisition.strategies import Schedule
-from alseg.callbacks.acquisition import score_pool
 from alseg.data.datamodule import ActiveDataModule
 from alseg.data.labels import Annotations
 from alseg.data.oracle import SimulatedOracle

@@ -15,10 +15,10 @@ from rich.console import Console
 from torch.utils.data import DataLoader
 
 from alseg.acquisition.base import BatchOutputs, PoolStats, SelectionContext
+from alseg.acquisition.passes import AcquisitionCallback
 from alseg.acquisition.scorer import PoolScorer
 from alseg.acquisition.strategies import get_strategy
 from alseg.build import build_loop
-from alseg.callbacks.acquisition import AcquisitionCallback
 from alseg.config import compose
 from alseg.data.labels import Annotations, LabelStore
 from alseg.data.regions import RegionSet

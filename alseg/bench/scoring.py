@@ -32,12 +32,11 @@ import pytorch_lightning as pl
 import torch
 
 from alseg.acquisition.base import SelectionContext
+from alseg.acquisition.passes import AcquisitionCallback
 from alseg.acquisition.scorer import PoolScorer
 from alseg.acquisition.strategies import get_strategy
 from alseg.bench.common import emit
 from alseg.build import quiet_lightning
-from alseg.callbacks.acquisition import AcquisitionCallback
-from alseg.callbacks.prediction import PredictionCallback
 from alseg.data.datamodule import ActiveDataModule
 from alseg.data.labels import LabelStore
 from alseg.data.oracle import SimulatedOracle
@@ -46,6 +45,7 @@ from alseg.data.synthetic import SyntheticScenes
 from alseg.extensions.sieve import SieveConfig, SieveWriter, image_answers
 from alseg.extensions.stage2 import PseudoLabelWriter
 from alseg.models.factory import ModelSpec
+from alseg.models.prediction import PredictionCallback
 from alseg.models.segmentation import OptimSpec, PredictOutputs, SegmentationModule
 
 

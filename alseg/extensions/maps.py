@@ -10,8 +10,8 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 
-from alseg.callbacks.prediction import PredictionCallback, sum_over_ranks
 from alseg.extensions.base import RoundContext
+from alseg.models.prediction import PredictionCallback, sum_over_ranks
 from alseg.models.segmentation import PredictOutputs, SegmentationModule
 
 

@@ -20,9 +20,9 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from alseg.callbacks.prediction import sum_over_ranks
 from alseg.distributed import adopt_rank_zero_state
 from alseg.models.losses import masked_cross_entropy
+from alseg.models.prediction import sum_over_ranks
 from alseg.prune.scores import dynamic_uncertainty, forgetting, grand, last_layer, pixel_statistics
 
 DYNAMICS = ("p_true", "acc", "margin", "logit_margin")

@@ -1,10 +1,10 @@
-"""AcquisitionCallback: streams the pool through a PoolScorer inside ``trainer.predict``.
+"""The pool's scoring passes: ``score_pool`` and its AcquisitionCallback.
 
 The callback only dispatches: each predicted batch goes to the PoolScorer (reduced to
-region tensors at once), and at the end of the pass the region statistics are combined
-over ranks with the trainer's strategy, so that every rank holds the same ``stats``. The
+region tensors at once), and at the end of the pass the statistics are combined over
+ranks with the trainer's strategy, so that every rank holds the same ``PoolStats``. The
 round loop hands them to ``Strategy.end_pass`` between passes and, after the last one,
-to the pure selection helper (``alseg.loop.decide``) on rank 0, whose result it
+to the pure selection step (``alseg.acquisition.decide``) on rank 0, whose result it
 broadcasts.
 """
 
@@ -18,7 +18,7 @@ import pytorch_lightning as pl
 
 from alseg.acquisition.base import PoolStats, Stats, Strategy
 from alseg.acquisition.scorer import PoolScorer
-from alseg.callbacks.prediction import PredictionCallback, sum_over_ranks
+from alseg.models.prediction import PredictionCallback, sum_over_ranks
 from alseg.models.segmentation import PredictOutputs
 
 
