@@ -39,6 +39,7 @@ from alseg.atomic import sha256_file
 from alseg.config import changed_keys, flatten
 from alseg.distributed import is_rank_zero, shard_drop_last
 from alseg.rundir import RunDir, RunDirError
+from alseg.schema.sections import PretrainConfig
 from alseg.state import Phase, RunState
 from alseg.tracking import user_console
 
@@ -56,7 +57,8 @@ class PretrainError(ValueError):
 # -- addressing ----------------------------------------------------------------------------
 def settings(cfg: DictConfig) -> dict[str, Any]:
     """What the pre-trained weights depend on besides the pool: the method's settings, the
-    network and the seed."""
+    network and the seed. Read from the composed config as written (not its typed object,
+    which turns e.g. ``lr: 1`` into 1.0), so that a saved pre-training's hash stays valid."""
     p = OmegaConf.to_container(cfg.pretrain, resolve=True)
     assert isinstance(p, dict)
     return {**p, "arch": str(cfg.model.arch), "encoder": str(cfg.model.encoder)}
@@ -170,31 +172,20 @@ class EpochCommit(pl.Callback):
             self.rundir.write_state(replace(self.state, round=done, phase=Phase.FITTED))
 
 
-def _module(cfg: DictConfig, backbone: torch.nn.Module, channels: int) -> pl.LightningModule:
+def _module(p: PretrainConfig, backbone: torch.nn.Module, channels: int) -> pl.LightningModule:
     from alseg.selfsup import DenseCL, SimCLR
 
-    p = cfg.pretrain
-    t = float(p.temperature if p.temperature is not None else DEFAULT_TEMPERATURE[p.method])
+    t = p.temperature if p.temperature is not None else DEFAULT_TEMPERATURE[p.method]
     if p.method == "simclr":
-        return SimCLR(backbone, channels, int(p.epochs), float(p.lr), t)
-    return DenseCL(
-        backbone,
-        channels,
-        int(p.epochs),
-        float(p.lr),
-        t,
-        float(p.dense_weight),
-        float(p.momentum),
-        int(p.memory_bank),
-    )
+        return SimCLR(backbone, channels, p.epochs, p.lr, t)
+    return DenseCL(backbone, channels, p.epochs, p.lr, t, p.dense_weight, p.momentum, p.memory_bank)
 
 
-def _transform(cfg: DictConfig) -> Any:
+def _transform(p: PretrainConfig) -> Any:
     from lightly.transforms import DenseCLTransform, SimCLRTransform
 
-    p = cfg.pretrain
     make = SimCLRTransform if p.method == "simclr" else DenseCLTransform
-    return make(input_size=int(p.input_size), gaussian_blur=float(p.blur))
+    return make(input_size=p.input_size, gaussian_blur=p.blur)
 
 
 def _check_saved(rd: RunDir, cfg: DictConfig) -> None:
@@ -217,8 +208,9 @@ def _trainer(cfg: DictConfig, rd: RunDir, state: RunState, rank_zero: bool) -> p
     from alseg.build import build_logger, trainer_factory
 
     logger = build_logger(cfg, rd) if rank_zero else None
-    make = trainer_factory(schema.settings(cfg).trainer, logger, rd.path)
-    return make([EpochCommit(rd, state)], max_steps=-1, max_epochs=int(cfg.pretrain.epochs))
+    s = schema.settings(cfg)
+    make = trainer_factory(s.trainer, logger, rd.path)
+    return make([EpochCommit(rd, state)], max_steps=-1, max_epochs=s.pretrain.epochs)
 
 
 def _save_encoder(
@@ -250,19 +242,20 @@ def run_pretrain(
     from alseg.build import quiet_lightning
     from alseg.models.segmentation import build_network
     from alseg.parts import build_datasets
-    from alseg.schema import settings as typed_settings
     from alseg.selfsup import Encoder, EpochSampler, TwoViews
 
     quiet_lightning()
     rank_zero = is_rank_zero()
     console = (console or user_console()) if rank_zero else Console(quiet=True)
-    if cfg.model.arch == "Classifier":
+    s = schema.settings(cfg)
+    p, model = s.pretrain, s.model
+    if model.arch == "Classifier":
         raise PretrainError("alseg pretrain trains smp encoders; model.arch=Classifier has none")
-    train = build_datasets(typed_settings(cfg).data)[0]
+    train = build_datasets(s.data)[0]
     fingerprint = str(train.fingerprint)
     rd = RunDir(run_dir or default_dir(cfg, fingerprint))
     with rd.locked("pretrain") if rank_zero else contextlib.nullcontext(rd):
-        state = RunState(seed=int(cfg.pretrain.seed), task="pretrain")
+        state = RunState(seed=p.seed, task="pretrain")
         ckpt = None
         if rd.state_path.is_file():
             found = rd.read_state()
@@ -275,24 +268,23 @@ def run_pretrain(
             console.log(f"resuming {rd.path} after epoch {found.round}")
         elif rank_zero:
             rd.create(OmegaConf.to_yaml(cfg, resolve=True))
-        p = cfg.pretrain
-        pl.seed_everything(int(p.seed), workers=True, verbose=False)
-        network = build_network(cfg.model.arch, cfg.model.encoder, None, 1)
+        pl.seed_everything(p.seed, workers=True, verbose=False)
+        network = build_network(model.arch, model.encoder, None, 1)
         encoder: Any = network.encoder
         backbone = Encoder(encoder, int(encoder.out_channels[-1]))
-        module = _module(cfg, backbone, backbone.channels)
-        views = TwoViews(train.image_uint8, len(train), _transform(cfg), int(p.seed))
+        module = _module(p, backbone, backbone.channels)
+        views = TwoViews(train.image_uint8, len(train), _transform(p), p.seed)
         trainer = _trainer(cfg, rd, state, rank_zero)
-        batch = min(int(p.batch_size), len(views))
+        batch = min(p.batch_size, len(views))
         loader = DataLoader(
             views,
             batch_size=batch,
-            sampler=EpochSampler(len(views), int(p.seed)),
+            sampler=EpochSampler(len(views), p.seed),
             drop_last=shard_drop_last(len(views), batch, trainer.world_size),
-            num_workers=int(cfg.data.num_workers),
+            num_workers=s.data.num_workers,
         )
         console.log(
-            f"pre-training {cfg.model.encoder} ({p.method}, {p.epochs} epochs) on "
+            f"pre-training {model.encoder} ({p.method}, {p.epochs} epochs) on "
             f"{len(train)} pool images: {rd.path}"
         )
         trainer.fit(module, loader, ckpt_path=ckpt, weights_only=True)
