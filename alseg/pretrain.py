@@ -202,13 +202,14 @@ def _check_saved(rd: RunDir, cfg: DictConfig) -> None:
         )
 
 
-def _trainer(cfg: DictConfig, rd: RunDir, state: RunState, rank_zero: bool) -> pl.Trainer:
+def _trainer(
+    cfg: DictConfig, s: schema.RootConfig, rd: RunDir, state: RunState, rank_zero: bool
+) -> pl.Trainer:
     """The experiment's trainer (``alseg.build.trainer_factory``) for ``pretrain.epochs``,
-    committing each epoch."""
+    committing each epoch. ``s``: ``cfg``'s typed sections."""
     from alseg.build import build_logger, trainer_factory
 
     logger = build_logger(cfg, rd) if rank_zero else None
-    s = schema.settings(cfg)
     make = trainer_factory(s.trainer, logger, rd.path)
     return make([EpochCommit(rd, state)], max_steps=-1, max_epochs=s.pretrain.epochs)
 
@@ -274,7 +275,7 @@ def run_pretrain(
         backbone = Encoder(encoder, int(encoder.out_channels[-1]))
         module = _module(p, backbone, backbone.channels)
         views = TwoViews(train.image_uint8, len(train), _transform(p), p.seed)
-        trainer = _trainer(cfg, rd, state, rank_zero)
+        trainer = _trainer(cfg, s, rd, state, rank_zero)
         batch = min(p.batch_size, len(views))
         loader = DataLoader(
             views,

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -55,10 +56,28 @@ class Rows:
     fields: Stats = field(default_factory=dict)
     ids: torch.Tensor | None = None
 
+    def map(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> Rows:
+        """``fn`` applied to the key, every field and the ids."""
+        ids = None if self.ids is None else fn(self.ids)
+        return Rows(fn(self.key), {n: fn(v) for n, v in self.fields.items()}, ids)
+
     def take(self, index: torch.Tensor) -> Rows:
         """The rows at ``index`` (a bool mask or positions)."""
-        ids = None if self.ids is None else self.ids[index]
-        return Rows(self.key[index], {n: v[index] for n, v in self.fields.items()}, ids)
+        return self.map(lambda t: t[index])
+
+    def known_ids(self) -> torch.Tensor:
+        """``ids``, which the scorer sets on every row it keeps."""
+        assert self.ids is not None, "rows that did not come through the PoolScorer"
+        return self.ids
+
+    @staticmethod
+    def cat(groups: list[Rows]) -> Rows:
+        """The rows of ``groups`` one after the other (the fields of the first)."""
+        return Rows(
+            torch.cat([g.key for g in groups]),
+            {n: torch.cat([g.fields[n] for g in groups]) for n in groups[0].fields},
+            torch.cat([g.known_ids() for g in groups]),
+        )
 
 
 @dataclass
@@ -140,7 +159,8 @@ class PoolStats(RegionStats):
     @classmethod
     def none_scored(cls, regions: int) -> PoolStats:
         """No pass ran (strategies that need no model): nothing of ``regions`` scored."""
-        return cls(scored=torch.zeros(regions, dtype=torch.bool), image_scored=torch.zeros(0))
+        none = torch.zeros(0, dtype=torch.bool)
+        return cls(scored=torch.zeros(regions, dtype=torch.bool), image_scored=none)
 
 
 @dataclass(frozen=True)
@@ -334,11 +354,10 @@ class DiversityStrategy(Strategy):
         """The kept rows: (M,) global ids, their fields (``feat``, ...), (M,) bool labeled
         (centers) — candidates first, then centers."""
         groups = [stats.cand] + ([stats.center] if self.uses_centers else [])
-        kept = [g.take(g.ids >= 0) for g in groups if g is not None and g.ids is not None]
-        ids = torch.cat([g.ids for g in kept if g.ids is not None])
-        fields = {n: torch.cat([g.fields[n] for g in kept]) for n in kept[0].fields}
+        kept = [g.take(g.known_ids() >= 0) for g in groups if g is not None]
+        rows = Rows.cat(kept)
         is_center = [torch.full_like(g.key, i > 0, dtype=torch.bool) for i, g in enumerate(kept)]
-        return ids, fields, torch.cat(is_center)
+        return rows.known_ids(), rows.fields, torch.cat(is_center)
 
     def select(
         self,

@@ -146,13 +146,9 @@ class PoolScorer:
         rows with key -inf are dropped. ``rows.ids`` must be set."""
         old = self.groups.get(group)
         if old is not None:
-            rows = Rows(
-                torch.cat([old.key, rows.key]),
-                {n: torch.cat([old.fields[n], v]) for n, v in rows.fields.items()},
-                torch.cat([_ids(old), _ids(rows)]),
-            )
+            rows = Rows.cat([old, rows])
         rows = rows.take(rows.key > -torch.inf)
-        rows = rows.take(torch.argsort(_ids(rows), stable=True))  # ties: not by arrival
+        rows = rows.take(torch.argsort(rows.known_ids(), stable=True))  # ties: not by arrival
         m = self.strategy.max_candidates
         if rows.key.numel() > m:
             top = torch.sort(rows.key, descending=True, stable=True).indices[:m].sort().values
@@ -260,28 +256,14 @@ class PoolScorer:
             g = self.groups.get(group)
             if g is not None:
                 k = g.key.numel()
-                out.key[:k], _ids(out)[:k] = g.key, _ids(g)
+                out.key[:k], out.known_ids()[:k] = g.key, g.known_ids()
                 for name, value in out.fields.items():
                     value[:k] = g.fields[name]
             return out
 
         out = padded()
         if all_gather is not None:  # M rows on every rank, merged again
-
-            def stacked(t: torch.Tensor) -> torch.Tensor:
-                return all_gather(t).flatten(0, 1)
-
-            rows = Rows(
-                stacked(out.key),
-                {n: stacked(v) for n, v in out.fields.items()},
-                stacked(_ids(out)),
-            )
             self.groups.pop(group, None)
-            self._merge(group, rows)
+            self._merge(group, out.map(lambda t: all_gather(t).flatten(0, 1)))
             out = padded()
         return out
-
-
-def _ids(rows: Rows) -> torch.Tensor:
-    assert rows.ids is not None, "the scorer sets the ids of every row it keeps"
-    return rows.ids
